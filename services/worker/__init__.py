@@ -1,0 +1,11 @@
+"""The Celery side of the lab: the app, its tasks, a prefork worker and beat.
+
+- ``app``: ``make_celery(settings)``, the one place Celery and kombu are configured.
+- ``tasks``: ``scalelab.work`` (a unit of work a worker runs) and ``scalelab.beat_tick``
+  (the periodic task beat sends).
+- ``schedules`` / ``schedulers``: beat's epoch-aligned schedule, so every beat replica's
+  send for the same period carries the same ``work_id``.
+- ``python -m services.worker`` runs a worker, ``python -m services.worker.beat`` runs beat.
+
+Nothing here touches the network at import time.
+"""
