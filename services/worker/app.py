@@ -50,7 +50,7 @@ from services.worker.schedules import EpochAligned
 UNACKED_MUTEX_EXPIRE = 5
 
 PERSISTENT_SCHEDULER = "services.worker.schedulers:AlignedPersistentScheduler"
-REDBEAT_SCHEDULER = "services.worker.schedulers:AlignedRedBeatScheduler"
+REDBEAT_SCHEDULER = "services.worker.redbeat_scheduler:AlignedRedBeatScheduler"
 
 
 class LabCelery(Celery):  # type: ignore[misc]  # celery is untyped
