@@ -1,0 +1,293 @@
+"""The local platform: every instance is a real OS process group on this machine.
+
+Two redis-server processes (ledger and broker), N uvicorn API replicas on free
+loopback ports, Celery workers and beats. A supervisor thread keeps each
+component at its desired replica count, like a ReplicaSet: an instance that dies
+(killed by a fault or crashed) is replaced after ``Topology.replace_delay``
+seconds by a new instance with a new name. Readiness: an API replica answers
+``/healthz``; a worker or beat has announced itself in the ledger.
+
+``teardown`` always runs (the runner calls it in ``finally``), and the watchdog
+process covers the case where the harness itself is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from chaos.platform import COMPONENTS, Instance, PlatformError, Topology
+from chaos.processes import Group, Watchdog, free_port
+from chaos.redis_server import RedisServer
+from services.ledger import Ledger
+
+_POLL = 0.05
+
+
+@dataclass
+class _Replica:
+    name: str
+    component: str
+    group: Group
+    port: int = 0
+    ready: bool = False
+    leaving: bool = False  # scaled down or replaced on purpose: do not replace it
+    started: float = field(default_factory=time.monotonic)
+
+    def instance(self) -> Instance:
+        url = f"http://127.0.0.1:{self.port}" if self.port else ""
+        return Instance(self.name, self.component, self.group.pid, url)
+
+
+class LocalPlatform:
+    """Runs a topology as process groups on loopback; see the module docstring."""
+
+    name = "local"
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="scalelab-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.topology = Topology(replicas={})
+        self._desired: dict[str, int] = dict.fromkeys(COMPONENTS, 0)
+        self._replicas: list[_Replica] = []
+        self._pending: dict[str, list[float]] = {c: [] for c in COMPONENTS}  # replacement due times
+        self._serial: dict[str, int] = dict.fromkeys(COMPONENTS, 0)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._watchdog: Watchdog | None = None
+        self.ledger_server: RedisServer | None = None
+        self.broker_server: RedisServer | None = None
+        self._ledger: Ledger | None = None
+        self._http = httpx.Client(timeout=0.5)
+        self.exits: list[tuple[str, int | None]] = []  # (instance, returncode) of every exit
+
+    # --- Platform protocol ---------------------------------------------------------------
+    @property
+    def ledger_url(self) -> str:
+        if self.ledger_server is None:
+            raise PlatformError("the lab is not deployed")
+        return self.ledger_server.url
+
+    @property
+    def broker_url(self) -> str:
+        if self.broker_server is None:
+            raise PlatformError("the lab is not deployed")
+        return self.broker_server.url
+
+    def deploy(self, topology: Topology) -> None:
+        self.topology = topology
+        self._watchdog = Watchdog()
+        self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog)
+        self.ledger_server.start()
+        self.broker_server = RedisServer("broker", self.workdir, self._watchdog)
+        self.broker_server.start()
+        self._ledger = Ledger.from_url(self.ledger_server.url)
+        with self._lock:
+            for component in COMPONENTS:
+                self._desired[component] = topology.count(component)
+        self._supervisor = threading.Thread(target=self._supervise, name="replicaset",
+                                            daemon=True)
+        self._supervisor.start()
+        for component in COMPONENTS:
+            self.wait_ready(component, topology.count(component), timeout=60)
+
+    def instances(self, component: str) -> list[Instance]:
+        with self._lock:
+            return [r.instance() for r in self._replicas
+                    if r.component == component and r.ready and not r.leaving]
+
+    def scale(self, component: str, replicas: int) -> None:
+        with self._lock:
+            self._desired[component] = replicas
+
+    def wait_ready(self, component: str, replicas: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.instances(component)) < replicas:
+            if time.monotonic() > deadline:
+                raise PlatformError(f"{replicas} {component} replica(s) not ready after "
+                                    f"{timeout:.0f}s; last log: {self._last_log(component)}")
+            if self._stop.is_set():
+                raise PlatformError("the platform is shutting down")
+            time.sleep(_POLL)
+
+    def kill(self, instance: Instance) -> None:
+        self._replica(instance).group.kill()
+
+    def terminate(self, instance: Instance, grace: float | None = None) -> None:
+        replica = self._replica(instance)
+        grace = self.topology.grace if grace is None else grace
+        replica.group.signal_group(signal.SIGCONT)
+        replica.group.signal_main(signal.SIGTERM)
+
+        def escalate() -> None:
+            deadline = time.monotonic() + grace
+            while replica.group.alive() and time.monotonic() < deadline:
+                time.sleep(_POLL)
+            replica.group.kill()
+
+        threading.Thread(target=escalate, name=f"grace-{instance.name}", daemon=True).start()
+
+    def pause(self, instance: Instance) -> None:
+        self._replica(instance).group.signal_group(signal.SIGSTOP)
+
+    def resume(self, instance: Instance) -> None:
+        self._replica(instance).group.signal_group(signal.SIGCONT)
+
+    def rolling_restart(self, component: str) -> None:
+        """Surge one new instance, wait for it, then terminate one old one; repeat."""
+        for old in self.instances(component):
+            with self._lock:
+                self._replica(old).leaving = True
+                self._desired[component] += 1
+            self.wait_ready(component, self._desired[component] - 1, timeout=60)
+            with self._lock:
+                self._desired[component] -= 1
+            self._retire(self._replica(old))
+
+    def broker_outage(self, seconds: float) -> None:
+        if self.broker_server is None:
+            raise PlatformError("the lab is not deployed")
+        self.broker_server.kill()
+        time.sleep(seconds)
+        self.broker_server.start()
+
+    def teardown(self) -> None:
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+        with self._lock:
+            replicas, self._replicas = self._replicas, []
+        for r in replicas:  # SIGTERM all first, so they shut down in parallel
+            if r.group.alive():
+                r.group.signal_group(signal.SIGCONT)
+                r.group.signal_main(signal.SIGTERM)
+        for r in replicas:
+            r.group.reap(timeout=self.topology.grace)
+        for server in (self.broker_server, self.ledger_server):
+            if server is not None:
+                server.stop()
+        if self._ledger is not None:
+            self._ledger.client.close()
+        self._http.close()
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
+
+    # --- the harness's access to the ledger ------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise PlatformError("the lab is not deployed")
+        return self._ledger
+
+    # --- the ReplicaSet ---------------------------------------------------------------------
+    def _replica(self, instance: Instance) -> _Replica:
+        with self._lock:
+            for r in self._replicas:
+                if r.name == instance.name:
+                    return r
+        raise PlatformError(f"no such instance: {instance.name}")
+
+    def _last_log(self, component: str) -> str:
+        with self._lock:
+            mine = [r for r in self._replicas if r.component == component]
+        logs = sorted(self.workdir.glob(f"{component}-*.log"), key=lambda p: p.stat().st_mtime)
+        if mine:
+            return mine[-1].group.tail(3) or "(empty)"
+        if logs:
+            return " | ".join(logs[-1].read_text(errors="replace").strip().splitlines()[-3:])
+        return "(none)"
+
+    def _retire(self, replica: _Replica) -> None:
+        replica.leaving = True
+        replica.group.stop(self.topology.grace)
+
+    def _start(self, component: str) -> None:
+        self._serial[component] += 1
+        name = f"{component}-{self._serial[component]}"
+        env = dict(os.environ)
+        env.update(self.topology.environment())
+        env.update({
+            "SCALELAB_INSTANCE": name,
+            "SCALELAB_COMPONENT": component,
+            "SCALELAB_LEDGER_URL": self.ledger_url,
+            "SCALELAB_BROKER_URL": self.broker_url,
+            "PYTHONUNBUFFERED": "1",
+        })
+        port = 0
+        if component == "api":
+            port = free_port()
+            args = [sys.executable, "-m", "services.api", "--host", "127.0.0.1",
+                    "--port", str(port)]
+        elif component == "worker":
+            args = [sys.executable, "-m", "services.worker"]
+        else:
+            args = [sys.executable, "-m", "services.worker.beat"]
+        assert self._watchdog is not None
+        group = Group(args, env, self.workdir / f"{name}.log", self._watchdog)
+        self._replicas.append(_Replica(name, component, group, port))
+
+    def _is_ready(self, r: _Replica, announced: dict[str, dict[str, object]]) -> bool:
+        if r.component == "api":
+            try:
+                return self._http.get(f"http://127.0.0.1:{r.port}/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+        info = announced.get(r.name)
+        return info is not None
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(_POLL):
+            try:
+                self._reconcile()
+            except Exception as exc:  # keep supervising; a broken ledger read is not fatal
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(f"scalelab: supervisor: {exc}\n")
+
+    def _reconcile(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for r in list(self._replicas):
+                if not r.group.alive():
+                    self._replicas.remove(r)
+                    self.exits.append((r.name, r.group.proc.returncode))
+                    r.group.reap(timeout=0)
+                    if not r.leaving:
+                        self._pending[r.component].append(now + self.topology.replace_delay)
+            starting = [r for r in self._replicas if not r.ready]
+        if starting:
+            announced: dict[str, dict[str, object]] = {}
+            if any(r.component != "api" for r in starting):
+                with contextlib.suppress(Exception):
+                    announced = self.ledger.instances()
+            for r in starting:
+                if self._is_ready(r, announced):
+                    r.ready = True
+        with self._lock:
+            for component in COMPONENTS:
+                live = [r for r in self._replicas if r.component == component and not r.leaving]
+                pending = self._pending[component]
+                due = [t for t in pending if t <= now]
+                waiting = len(pending) - len(due)
+                # start replacements that are due, and new replicas for a scale-up
+                want = self._desired[component] - len(live) - waiting
+                for _ in range(max(0, want)):
+                    self._start(component)
+                self._pending[component] = [t for t in pending if t > now]
+                excess = len(live) - self._desired[component]
+                if excess > 0:
+                    for r in sorted(live, key=lambda r: r.started)[-excess:]:
+                        r.leaving = True
+                        threading.Thread(target=r.group.stop, args=(self.topology.grace,),
+                                         daemon=True).start()

@@ -1,0 +1,167 @@
+"""The nemesis: applies fault steps to a platform on schedule, and records each in the ledger.
+
+It runs in a thread beside the workload. For a ``mid_job`` step it tails the
+ledger until an instance of the target component starts work, then strikes that
+instance, and records whether work was in flight on it at that moment. Random
+choices (which replica a timed fault hits) come from the run's seeded RNG.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos.faults import FaultStep
+from chaos.platform import Instance, Platform, PlatformError
+from services.ledger import Event, Kind, Ledger
+
+HARNESS = "harness"
+
+
+class LedgerTail:
+    """Reads a run's events as they are appended, and keeps who is running what."""
+
+    def __init__(self, ledger: Ledger, run: str) -> None:
+        self.ledger, self.run = ledger, run
+        self.index = 0
+        self.open: dict[str, set[str]] = defaultdict(set)  # instance -> open exec_ids
+        self.events: list[Event] = []
+
+    def poll(self) -> list[Event]:
+        new = list(self.ledger.history(self.run, start=self.index))
+        self.index += len(new)
+        for e in new:
+            if e.kind == Kind.START:
+                self.open[e.instance].add(e.exec_id)
+            elif e.kind in (Kind.FINISH, Kind.REFUSED):
+                self.open[e.instance].discard(e.exec_id)
+        self.events.extend(new)
+        return new
+
+
+@dataclass
+class FaultRecord:
+    """What the nemesis did, for the summary."""
+
+    step: str
+    action: str
+    target: str
+    at: float  # seconds after the run started, harness clock
+    inflight: int | None  # executions open on the target when it was hit (mid-job steps)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "action": self.action, "target": self.target,
+                "at": round(self.at, 3), "inflight": self.inflight, **self.detail}
+
+
+class Nemesis:
+    """Runs the steps in order in its own thread; ``stop`` ends it early."""
+
+    def __init__(self, platform: Platform, ledger: Ledger, run: str, steps: list[FaultStep],
+                 rng: random.Random, started: float, mid_job_timeout: float = 30.0) -> None:
+        self.platform, self.ledger, self.run = platform, ledger, run
+        self.steps = sorted(steps, key=lambda s: s.at)
+        self.rng = rng
+        self.started = started  # time.monotonic() at the start of the run
+        self.mid_job_timeout = mid_job_timeout
+        self.records: list[FaultRecord] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._tail = LedgerTail(ledger, run)
+        self._serial = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _run(self) -> None:
+        for step in self.steps:
+            if self._stop.wait(max(0.0, step.at - self._elapsed())):
+                return
+            try:
+                self._apply(step)
+            except PlatformError as exc:
+                self.errors.append(f"{step.describe()}: {exc}")
+
+    def _await_start(self, step: FaultStep) -> Instance | None:
+        """The first instance of the component to start work after now."""
+        self._tail.poll()  # skip what happened before the step was due
+        deadline = time.monotonic() + self.mid_job_timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for e in self._tail.poll():
+                if e.kind != Kind.START or (step.mechanism and e.mechanism != step.mechanism):
+                    continue
+                name = str(e.detail.get("via", e.instance))
+                for inst in self.platform.instances(step.component):
+                    if inst.name == name:
+                        return inst
+            time.sleep(0.01)
+        return None
+
+    def _pick(self, step: FaultStep) -> Instance | None:
+        if step.mid_job:
+            return self._await_start(step)
+        instances = sorted(self.platform.instances(step.component), key=lambda i: i.name)
+        return self.rng.choice(instances) if instances else None
+
+    def _record(self, step: FaultStep, action: str, target: str, inflight: int | None,
+                **detail: Any) -> None:
+        self._serial += 1
+        at = self._elapsed()
+        self.ledger.record(Kind.FAULT, f"fault-{self._serial}", action, target,
+                           detail={"inflight": inflight, "at": round(at, 3), **detail})
+        self.records.append(FaultRecord(step.describe(), action, target, at, inflight, detail))
+
+    def _apply(self, step: FaultStep) -> None:
+        p = self.platform
+        if step.action == "scale":
+            before = len(p.instances(step.component))
+            p.scale(step.component, step.replicas)
+            action = "scale-up" if step.replicas >= before else "scale-down"
+            self._record(step, action, step.component, None, replicas=step.replicas)
+            return
+        if step.action == "broker-outage":
+            self._record(step, "broker-outage", "broker", None, seconds=step.duration)
+            p.broker_outage(step.duration)
+            self._record(step, "broker-back", "broker", None)
+            return
+        if step.action == "rolling-restart":
+            for inst in p.instances(step.component):
+                self._record(step, "restart", inst.name, len(self._tail.open[inst.name]))
+            p.rolling_restart(step.component)
+            return
+        target = self._pick(step)
+        if target is None:
+            raise PlatformError(f"no {step.component} instance to {step.action}"
+                                + (" started work in time" if step.mid_job else ""))
+        self._tail.poll()
+        inflight = len(self._tail.open[target.name])
+        if step.action == "kill":
+            p.kill(target)
+        elif step.action == "terminate":
+            p.terminate(target, step.grace)
+        elif step.action == "pause":
+            p.pause(target)
+        self._record(step, step.action, target.name, inflight)
+        if step.action == "pause":
+            if self._stop.wait(step.duration):
+                p.resume(target)
+                return
+            p.resume(target)
+            self._record(step, "resume", target.name, None)

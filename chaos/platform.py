@@ -1,0 +1,101 @@
+"""The Platform protocol: what the harness can do to the instances of a lab.
+
+Two implementations exist: ``chaos.local.LocalPlatform`` (real OS process groups,
+supervised like a ReplicaSet) and ``chaos.kubernetes.KubernetesPlatform`` (Deployments
+on a kind cluster). Experiments only ever talk to this protocol, so the same
+experiment runs on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+COMPONENTS = ("api", "worker", "beat")
+
+
+class PlatformError(RuntimeError):
+    """The platform cannot do what was asked (say why in one line); the CLI exits 2."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many replicas of each component run, and the settings they all run with.
+
+    ``settings`` maps a ``services.settings.LabSettings`` field name to its value; a
+    platform hands them to every instance as ``SCALELAB_<NAME>`` environment variables.
+    """
+
+    replicas: Mapping[str, int]
+    settings: Mapping[str, str] = field(default_factory=dict)
+    replace_delay: float = 1.0  # a killed instance is replaced after this many seconds
+    grace: float = 5.0  # terminate: SIGTERM, then SIGKILL after this many seconds
+
+    def count(self, component: str) -> int:
+        return int(self.replicas.get(component, 0))
+
+    def environment(self) -> dict[str, str]:
+        return {f"SCALELAB_{k.upper()}": str(v) for k, v in self.settings.items()}
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running replica of a component (a process group, or a pod)."""
+
+    name: str
+    component: str
+    pid: int = 0
+    url: str = ""  # base URL of an API instance, reachable from the harness
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """Runs a topology and applies faults to its instances.
+
+    Every method either does what it says or raises ``PlatformError``. ``teardown``
+    is idempotent and must leave nothing running that ``deploy`` started.
+    """
+
+    name: str
+
+    def deploy(self, topology: Topology) -> None:
+        """Start the lab for this topology and return when every instance is ready."""
+
+    @property
+    def ledger_url(self) -> str:
+        """Redis URL of the ledger, reachable from the harness."""
+
+    @property
+    def broker_url(self) -> str:
+        """Redis URL of the broker, reachable from the harness."""
+
+    def instances(self, component: str) -> list[Instance]:
+        """The ready instances of a component, oldest first."""
+
+    def scale(self, component: str, replicas: int) -> None:
+        """Set the desired replica count; returns without waiting for readiness."""
+
+    def wait_ready(self, component: str, replicas: int, timeout: float) -> None:
+        """Block until ``replicas`` instances of the component are ready."""
+
+    def kill(self, instance: Instance) -> None:
+        """SIGKILL the whole instance (every process of it); the platform replaces it."""
+
+    def terminate(self, instance: Instance, grace: float | None = None) -> None:
+        """SIGTERM the instance's main process, SIGKILL after the grace period."""
+
+    def pause(self, instance: Instance) -> None:
+        """SIGSTOP every process of the instance."""
+
+    def resume(self, instance: Instance) -> None:
+        """SIGCONT every process of the instance."""
+
+    def rolling_restart(self, component: str) -> None:
+        """Replace every instance of the component, one at a time, gracefully."""
+
+    def broker_outage(self, seconds: float) -> None:
+        """Kill the broker Redis and bring it back (empty) after ``seconds``."""
+
+    def teardown(self) -> None:
+        """Stop everything ``deploy`` started."""

@@ -1,0 +1,129 @@
+"""Process groups for the local platform: start, signal, and never leak.
+
+Every process the local platform starts is the leader of its own process group
+(``start_new_session``), so a fault reaches the whole instance — a Celery worker
+and its pool children — as a container runtime's would, and the terminal's Ctrl-C
+reaches only the harness, which then tears down in order. Each group is reported
+to the watchdog, which kills what is left if the harness dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+
+class Watchdog:
+    """Handle on the ``chaos.watchdog`` process (see its module docstring)."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "chaos.watchdog"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+        )
+        self._lock = threading.Lock()
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            stdin = self._proc.stdin
+            if stdin is None or stdin.closed:
+                return
+            with contextlib.suppress(BrokenPipeError, OSError):
+                stdin.write(line + "\n")
+                stdin.flush()
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc.stdin is not None and not self._proc.stdin.closed:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    self._proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+
+
+class Group:
+    """One started process and its process group."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
+                 watchdog: Watchdog, cwd: str | None = None) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in reap()
+        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
+        self.pid = self.proc.pid
+        self._watchdog = watchdog
+        watchdog.watch(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def signal_main(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (a stopped process dies of SIGKILL too)."""
+        self.signal_group(signal.SIGKILL)
+
+    def reap(self, timeout: float = 5.0) -> None:
+        """Wait for the main process, SIGKILL what is left of the group, forget it."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait(timeout=5)
+        self.signal_group(signal.SIGKILL)  # pool children left behind, as a runtime would
+        self._watchdog.forget(self.pid)
+        self._log.close()
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM the main process; SIGKILL the group after ``grace`` seconds."""
+        if self.alive():
+            self.signal_group(signal.SIGCONT)  # a paused process cannot handle SIGTERM
+            self.signal_main(signal.SIGTERM)
+        self.reap(timeout=grace)
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False

@@ -1,0 +1,206 @@
+"""The checker: a pure function from a ledger history to a verdict per unit of work.
+
+Verdicts follow Jepsen's total-queue checker:
+
+- ok          acknowledged (or due) and finished exactly once
+- lost        acknowledged (or due) and never finished
+- duplicated  finished more than once (the extra executions are counted)
+- recovered   interrupted by a fault, then finished once elsewhere
+- unexpected  finished but never acknowledged or due
+- in_doubt    started, never finished, and neither finished elsewhere nor ended by a
+              fault: the run ended while it might still have finished (``:info``)
+
+A unit is *due* when it is a scheduled tick whose fire time lies in the run window;
+scheduled ticks fired outside the window belong to warm-up or drain and are ignored.
+An execution is *interrupted* when its instance was killed, terminated or restarted
+after the execution started and before it ended. This module imports no platform.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.ledger import Event, Kind, parse_scheduled, scheduled_work_id
+
+VERDICTS = ("ok", "lost", "duplicated", "recovered", "unexpected", "in_doubt")
+# Fault actions after which nothing running on the target instance can finish.
+ENDING_FAULTS = frozenset({"kill", "terminate", "restart", "scale-down"})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A periodic job whose fire times make units of work due: ``job@<fire time>``."""
+
+    job: str
+    interval: float
+    epoch: float = 1577836800.0  # 2020-01-01T00:00:00Z, the lab's alignment epoch
+    aligned: bool = True  # False: each replica fires at its own phase; any fire time counts
+
+    def fire_times(self, start: float, end: float) -> list[float]:
+        """Fire times in ``[start, end)``."""
+        k = math.ceil(round((start - self.epoch) / self.interval, 9))
+        times = []
+        while (t := self.epoch + k * self.interval) < end:
+            times.append(t)
+            k += 1
+        return times
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What the history says about one unit of work."""
+
+    work_id: str
+    verdict: str
+    finishes: int
+    starts: int
+    acknowledged: bool
+    due: bool
+    instances: tuple[str, ...] = ()  # where it finished
+    lateness: float | None = None  # scheduled units: first start minus fire time
+
+
+@dataclass
+class Result:
+    """The checker's output: per-unit verdicts and the totals the summary reports."""
+
+    units: dict[str, Unit]
+    counts: dict[str, int]
+    expected: int
+    executions: int
+    extra_executions: int
+    refused: int
+    faults: int
+    ignored: int
+    late: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "executions": self.executions,
+            "counts": dict(self.counts),
+            "extra_executions": self.extra_executions,
+            "refused": self.refused,
+            "ignored": self.ignored,
+            "late": self.late,
+        }
+
+
+@dataclass
+class _Acc:
+    acknowledged: bool = False
+    starts: dict[str, Event] = field(default_factory=dict)  # exec_id -> start
+    ended: set[str] = field(default_factory=set)  # exec_ids with finish or refused
+    finishes: list[Event] = field(default_factory=list)
+
+
+def _interrupted(start: Event, faults: Sequence[Event]) -> bool:
+    return any(f.instance == start.instance and f.mechanism in ENDING_FAULTS and f.t >= start.t
+               for f in faults)
+
+
+def check(
+    history: Iterable[Event],
+    window: tuple[float, float] = (-math.inf, math.inf),
+    schedules: Sequence[Schedule] = (),
+    late_after: float = 0.5,
+) -> Result:
+    """Judge a history. ``window`` is the run's ``[start, end)`` on the ledger clock."""
+    acc: dict[str, _Acc] = defaultdict(_Acc)
+    faults: list[Event] = []
+    refused = 0
+    start_t, end_t = window
+    for e in history:
+        if e.kind == Kind.FAULT:
+            faults.append(e)
+            continue
+        a = acc[e.work_id]
+        if e.kind == Kind.INTENT:
+            a.acknowledged = True
+        elif e.kind == Kind.START:
+            a.starts[e.exec_id or f"{e.instance}:{e.pid}:{len(a.starts)}"] = e
+        elif e.kind == Kind.FINISH:
+            a.finishes.append(e)
+            a.ended.add(e.exec_id)
+        elif e.kind == Kind.REFUSED:
+            refused += 1
+            a.ended.add(e.exec_id)
+
+    scheduled_jobs = {s.job: s for s in schedules}
+    due: set[str] = set()
+    for s in schedules:
+        if s.aligned:
+            due.update(scheduled_work_id(s.job, t) for t in s.fire_times(start_t, end_t))
+    for work_id in acc:  # unaligned schedules: whatever fired inside the window was due
+        parsed = parse_scheduled(work_id)
+        if parsed and parsed[0] in scheduled_jobs and not scheduled_jobs[parsed[0]].aligned:
+            if start_t <= parsed[1] < end_t:
+                due.add(work_id)
+
+    units: dict[str, Unit] = {}
+    ignored = 0
+    for work_id in sorted(set(acc) | due):
+        a = acc[work_id]
+        parsed = parse_scheduled(work_id)
+        is_due = work_id in due
+        if (parsed is not None and parsed[0] in scheduled_jobs and not is_due
+                and not a.acknowledged):
+            ignored += 1  # a tick of warm-up or drain, not part of the run
+            continue
+        lateness = None
+        if parsed is not None and a.starts:
+            lateness = min(s.t for s in a.starts.values()) - parsed[1]
+        verdict = _verdict(a, is_due, faults)
+        if verdict is None:
+            ignored += 1  # neither expected nor effective: e.g. only refused executions
+            continue
+        units[work_id] = Unit(
+            work_id=work_id,
+            verdict=verdict,
+            finishes=len(a.finishes),
+            starts=len(a.starts),
+            acknowledged=a.acknowledged,
+            due=is_due,
+            instances=tuple(f.instance for f in a.finishes),
+            lateness=lateness,
+        )
+
+    counts = dict.fromkeys(VERDICTS, 0)
+    for u in units.values():
+        counts[u.verdict] += 1
+    return Result(
+        units=units,
+        counts=counts,
+        expected=sum(1 for u in units.values() if u.acknowledged or u.due),
+        executions=sum(u.finishes for u in units.values()),
+        extra_executions=sum(max(0, u.finishes - 1) for u in units.values()),
+        refused=refused,
+        faults=len(faults),
+        ignored=ignored,
+        late=sum(1 for u in units.values()
+                 if u.due and u.lateness is not None and u.lateness > late_after),
+    )
+
+
+def _verdict(a: _Acc, due: bool, faults: Sequence[Event]) -> str | None:
+    finishes = len(a.finishes)
+    if finishes >= 2:
+        return "duplicated"
+    open_starts = [s for x, s in a.starts.items() if x not in a.ended]
+    interrupted = [s for s in open_starts if _interrupted(s, faults)]
+    unresolved = len(open_starts) - len(interrupted)
+    if not (a.acknowledged or due):
+        if finishes:
+            return "unexpected"
+        return "in_doubt" if unresolved else None
+    if finishes == 1:
+        if unresolved:
+            return "in_doubt"  # another execution was still running: it may finish twice
+        return "recovered" if interrupted else "ok"
+    if unresolved:
+        return "in_doubt"
+    return "lost"

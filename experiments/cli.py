@@ -1,0 +1,173 @@
+"""The ``scalelab`` command line.
+
+Exit codes, as Jepsen's: 0 the experiment's expectation held, 1 it did not,
+2 bad input or the lab could not run (one line on stderr says why).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from chaos.platform import Platform, PlatformError
+from experiments import catalog
+from experiments.model import BadInput
+from experiments.report import side_by_side, summary_table, variant_label
+from experiments.runner import Run, run_experiment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Make the horizontal-scaling problem of Python backends countable.")
+console = Console(stderr=True)
+out = Console()
+
+PLATFORMS = ("local", "kubernetes")
+
+
+class LabCannotRun(Exception):
+    """The lab could not run (exit 2)."""
+
+
+def _platform_factory(platform: str, context: str | None) -> Any:
+    if platform not in PLATFORMS:
+        raise BadInput(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+
+    def make(workdir: Path) -> Platform:
+        if platform == "kubernetes":
+            from chaos.kubernetes import KubernetesPlatform
+
+            return KubernetesPlatform(context=context or "kind-scalelab")
+        from chaos.local import LocalPlatform
+
+        return LocalPlatform(workdir)
+
+    return make
+
+
+def _check_results_dir(results: Path) -> None:
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / ".scalelab-write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"results directory {str(results)!r} is not writable "
+                       f"({exc.strerror or exc}); pass --results DIR") from None
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet or not console.is_terminal:
+        return lambda phase, elapsed, total: None
+    status = console.status("starting")
+
+    def show(phase: str, elapsed: float, total: float) -> None:
+        if phase == "starting instances":
+            status.start()
+        status.update(f"{phase}  {elapsed:5.1f}/{total:g}s")
+        if phase == "tearing down":
+            status.stop()
+
+    return show
+
+
+def execute(name: str, args: list[str], *, seed: int, results: Path, platform: str,
+            context: str | None, quiet: bool) -> Run:
+    spec = catalog.get(name)
+    params = spec.parse_args(args)
+    experiment = spec.build(params)
+    make = _platform_factory(platform, context)
+    _check_results_dir(results)
+    return run_experiment(experiment, make, results, seed, _progress(quiet))
+
+
+@app.command("list")
+def list_experiments() -> None:
+    """List the experiments."""
+    for spec in catalog.CATALOG.values():
+        out.print(f"[bold]{spec.name}[/bold]  {spec.summary}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="experiment name (see `scalelab list`)")],
+    seed: Annotated[int, typer.Option(help="drives every random choice; recorded")] = 1,
+    results: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
+    platform: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
+    context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print summary.json last")] = False,
+) -> None:
+    """Run one experiment; its own options follow (`scalelab run NAME --help`)."""
+    if "--help" in ctx.args or "-h" in ctx.args:
+        spec = catalog.get(name)
+        out.print(f"[bold]{spec.name}[/bold]: {spec.summary}")
+        for p in spec.params:
+            choices = f" ({'|'.join(p.choices)})" if p.choices else ""
+            out.print(f"  {p.flag:<18} {p.help}{choices} [default: {p.default}]")
+        raise typer.Exit(0)
+    r = execute(name, list(ctx.args), seed=seed, results=results, platform=platform,
+                context=context, quiet=as_json)
+    if as_json:
+        print(json.dumps(r.summary, separators=(",", ":")))
+    else:
+        out.print(summary_table(r.summary))
+        out.print(f"{r.summary['expectation']}  ->  {r.directory}")
+    raise typer.Exit(0 if r.summary["valid"] else 1)
+
+
+@app.command()
+def suite(
+    seed: Annotated[int, typer.Option(help="drives every random choice; recorded")] = 1,
+    results: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
+    quick: Annotated[bool, typer.Option(help="short runs (what `make lab` uses)")] = False,
+    platform: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
+    context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
+    only: Annotated[str | None, typer.Option(help="comma-separated experiment names")] = None,
+) -> None:
+    """Run the catalogue and print the measured table."""
+    names = only.split(",") if only else list(catalog.CATALOG)
+    summaries: list[dict[str, Any]] = []
+    labels: list[str] = []
+    for name in names:
+        spec = catalog.get(name)
+        for variant in spec.variants:
+            settings = {**(spec.quick if quick else {}), **variant}
+            args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+            label = variant_label({"experiment": name, "parameters": variant}, list(variant))
+            console.print(f"running {label} ...")
+            r = execute(name, args, seed=seed, results=results, platform=platform,
+                        context=context, quiet=False)
+            summaries.append(r.summary)
+            labels.append(label)
+    out.print(side_by_side(summaries, labels))
+    for s, label in zip(summaries, labels, strict=True):
+        out.print(f"- {label}: {s['expectation']}")
+    raise typer.Exit(0 if all(s["valid"] for s in summaries) else 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        console.print("scalelab: interrupted; everything it started was stopped")
+        sys.exit(130)
+    except click.UsageError as exc:
+        console.print(f"scalelab: error: {exc.format_message()}", highlight=False)
+        sys.exit(2)
+    except (BadInput, PlatformError, LabCannotRun) as exc:
+        console.print(f"scalelab: error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("scalelab: interrupted; everything it started was stopped")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Runs an experiment on a platform and judges it.
+
+deploy -> open the run in the ledger -> workload + nemesis for the duration ->
+drain (acknowledged work may still finish) -> close the run -> read the history ->
+check -> write the run directory. The platform is torn down whatever happens,
+Ctrl-C included. The run directory is written as ``<name>.partial`` and renamed
+only when complete; a run that fails is left as ``<name>.failed`` with its logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from chaos.nemesis import Nemesis
+from chaos.platform import Platform
+from experiments.checker import Result, check
+from experiments.model import Experiment
+from experiments.workload import RequestClient, TaskClient
+from services.ledger import Event, Ledger
+from services.settings import LabSettings
+
+Progress = Callable[[str, float, float], None]  # phase, elapsed, total
+
+
+def _quiet(phase: str, elapsed: float, total: float) -> None:
+    return None
+
+
+@dataclass
+class Run:
+    """A finished run: where it is stored, its summary and the checker's result."""
+
+    directory: Path
+    summary: dict[str, Any]
+    result: Result
+    events: list[Event]
+
+
+def versions(platform: Platform) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dist in ("celery", "kombu", "redis", "apscheduler", "fastapi", "uvicorn"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[dist] = metadata.version(dist)
+    with contextlib.suppress(Exception):
+        info = Ledger.from_url(platform.ledger_url).client.info("server")
+        found["redis-server"] = str(info.get("redis_version", ""))
+    return found
+
+
+def new_run_directory(results: Path, name: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = results / f"{stamp}-{name}"
+    final, n = base, 1
+    while final.exists() or final.with_name(final.name + ".partial").exists():
+        n += 1
+        final = base.with_name(f"{base.name}-{n}")
+    return final
+
+
+PlatformFactory = Callable[[Path], Platform]  # the run's log directory -> a platform
+
+
+def run_experiment(
+    experiment: Experiment,
+    make_platform: PlatformFactory,
+    results: Path,
+    seed: int,
+    progress: Progress = _quiet,
+) -> Run:
+    final = new_run_directory(results, experiment.name)
+    workdir = final.with_name(final.name + ".partial")
+    workdir.mkdir(parents=True)
+    try:
+        platform = make_platform(workdir / "logs")
+        run = _run(experiment, platform, workdir, seed, progress)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            workdir.rename(final.with_name(final.name + ".failed"))
+        raise
+    workdir.rename(final)
+    run.directory = final
+    return run
+
+
+def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
+         progress: Progress) -> Run:
+    rng = random.Random(seed)
+    run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:12] + "-" + uuid.uuid4().hex[:4]
+    wall_started = time.monotonic()
+    w = experiment.workload
+    progress("starting instances", 0, w.duration)
+    try:
+        platform.deploy(experiment.topology)
+        ledger = Ledger.from_url(platform.ledger_url)
+        t0 = ledger.begin_run(run_id)
+        started = time.monotonic()
+        clients: list[RequestClient | TaskClient] = [
+            RequestClient(platform, ledger, load, f"req{i}" if i else "req", w.duration, started)
+            for i, load in enumerate(w.requests)
+        ]
+        if w.tasks is not None:
+            settings = LabSettings(broker_url=platform.broker_url, ledger_url=platform.ledger_url,
+                                   **dict(experiment.topology.settings))
+            clients.append(TaskClient(ledger, settings, w.tasks, w.duration, started))
+        nemesis = Nemesis(platform, ledger, run_id, list(experiment.faults), rng, started)
+        for c in clients:
+            c.start()
+        nemesis.start()
+        while (elapsed := time.monotonic() - started) < w.duration:
+            progress("running", elapsed, w.duration)
+            time.sleep(min(0.2, max(0.0, w.duration - elapsed)))
+        t1 = ledger.now()
+        for c in clients:
+            c.stop()
+        for c in clients:
+            c.join(timeout=10)
+            c.close()
+        progress("draining", w.duration, w.duration)
+        _drain(ledger, run_id, experiment.drain, nemesis)
+        nemesis.stop()
+        ledger.end_run()
+        progress("checking", w.duration, w.duration)
+        events = list(ledger.history(run_id))
+        instance_counts = ledger.counts(run_id)
+        vers = versions(platform)
+    finally:
+        progress("tearing down", w.duration, w.duration)
+        platform.teardown()
+    # Instances report their own counts at graceful shutdown, i.e. during teardown.
+    with contextlib.suppress(Exception):
+        instance_counts = Ledger.from_url(platform.ledger_url).counts(run_id)
+    result = check(events, (t0, t1), experiment.schedules, experiment.late_after)
+    valid, sentence = experiment.expectation(result)
+    summary: dict[str, Any] = {
+        "experiment": experiment.name,
+        "platform": platform.name,
+        "seed": seed,
+        "run_id": run_id,
+        "parameters": dict(experiment.parameters),
+        "window": {"start": t0, "end": t1, "duration": round(t1 - t0, 3)},
+        "schedules": [{"job": s.job, "interval": s.interval, "epoch": s.epoch}
+                      for s in experiment.schedules],
+        "late_after": experiment.late_after,
+        **result.to_json(),
+        "faults": [r.to_json() for r in nemesis.records],
+        "fault_errors": nemesis.errors,
+        "requests": {"sent": sum(c.sent for c in clients),
+                     "acknowledged": sum(c.acknowledged for c in clients),
+                     "failed": sum(c.failed for c in clients)},
+        "instance_counts": instance_counts,
+        "valid": valid,
+        "expectation": sentence,
+        "versions": vers,
+        "wall_seconds": round(time.monotonic() - wall_started, 2),
+    }
+    write_run(workdir, summary, events)
+    return Run(workdir, summary, result, events)
+
+
+def _drain(ledger: Ledger, run_id: str, drain: float, nemesis: Nemesis) -> None:
+    """Wait up to ``drain`` seconds until every acknowledged unit has finished."""
+    deadline = time.monotonic() + drain
+    while time.monotonic() < deadline:
+        events = list(ledger.history(run_id))
+        acknowledged = {e.work_id for e in events if e.kind == "intent"}
+        finished = {e.work_id for e in events if e.kind == "finish"}
+        open_execs = {e.exec_id for e in events if e.kind == "start"} - {
+            e.exec_id for e in events if e.kind in ("finish", "refused")}
+        if acknowledged <= finished and not open_execs and nemesis.done:
+            return
+        time.sleep(0.2)
+
+
+def write_run(directory: Path, summary: dict[str, Any], events: list[Event]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "events.jsonl", "w") as f:
+        for e in events:
+            f.write(json.dumps(e.to_json(), separators=(",", ":")) + "\n")
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def remove_run(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""The harness's side of the workload: clients that ask for work and record intents.
+
+Each client is a thread pacing its requests on the monotonic clock from the run
+start. A request goes to the next ready API replica in turn (as a Service would);
+a refused connection moves on to the next one. Only an acknowledgement (202, or a
+task id from the broker) is recorded as an ``intent``: work the system accepted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from chaos.platform import Platform
+from experiments.model import RequestLoad, TaskLoad
+from services.ledger import Kind, Ledger
+from services.settings import LabSettings
+
+HARNESS = "harness"
+
+
+class _Client(threading.Thread):
+    def __init__(self, name: str, rate: float, duration: float, started: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self.rate, self.duration, self.started = rate, duration, started
+        self.sent = 0
+        self.acknowledged = 0
+        self.failed = 0
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        k = 0
+        while not self._stop_event.is_set():
+            due = k / self.rate
+            if due >= self.duration:
+                return
+            if self._stop_event.wait(max(0.0, due - (time.monotonic() - self.started))):
+                return
+            self.send(k)
+            k += 1
+
+    def send(self, k: int) -> None:
+        raise NotImplementedError
+
+
+class RequestClient(_Client):
+    def __init__(self, platform: Platform, ledger: Ledger, load: RequestLoad, prefix: str,
+                 duration: float, started: float) -> None:
+        super().__init__(f"requests-{prefix}", load.rate, duration, started)
+        self.platform, self.ledger, self.load, self.prefix = platform, ledger, load, prefix
+        self._http = httpx.Client(timeout=httpx.Timeout(2.0 + load.seconds
+                                                        if load.path == "/block" else 2.0))
+        self._next = 0
+
+    def send(self, k: int) -> None:
+        work_id = f"{self.prefix}-{k}"
+        self.sent += 1
+        instances = self.platform.instances("api")
+        for attempt in range(max(1, len(instances))):
+            if not instances:
+                break
+            inst = instances[(self._next + attempt) % len(instances)]
+            try:
+                r = self._http.post(f"{inst.url}{self.load.path}",
+                                    params={"work_id": work_id, "seconds": self.load.seconds})
+            except httpx.HTTPError:
+                continue  # a dead replica: the next one, as a load balancer retries
+            if r.status_code in (200, 202):
+                self._next = (self._next + attempt + 1) % len(instances)
+                self.acknowledged += 1
+                if self.load.acknowledged:
+                    self.ledger.record(Kind.INTENT, work_id, self.load.path.rsplit("/", 1)[-1],
+                                       inst.name)
+                return
+        self.failed += 1
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class TaskClient(_Client):
+    def __init__(self, ledger: Ledger, settings: LabSettings, load: TaskLoad, duration: float,
+                 started: float) -> None:
+        super().__init__("tasks", load.rate, duration, started)
+        from services.worker.app import make_celery  # Celery is heavy; only when used
+
+        self.ledger, self.load = ledger, load
+        self.celery: Any = make_celery(settings)
+
+    def send(self, k: int) -> None:
+        work_id = f"task-{k}"
+        self.sent += 1
+        try:
+            self.celery.send_task("scalelab.work", args=[work_id, self.load.seconds,
+                                                         self.load.kill_window],
+                                  task_id=work_id)
+        except Exception:  # the broker is down: not acknowledged, not a unit of work
+            self.failed += 1
+            return
+        self.acknowledged += 1
+        self.ledger.record(Kind.INTENT, work_id, "celery", HARNESS)
+
+    def close(self) -> None:
+        self.celery.close()

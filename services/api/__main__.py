@@ -1,0 +1,30 @@
+"""``python -m services.api --host H --port P``: run one API replica under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from services.api.app import create_app
+from services.settings import load_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.api")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    settings = load_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace + 0.999),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Lab settings, read from the environment only (prefix ``SCALELAB_``).
+
+Every instance (API replica, Celery worker, Celery beat) is configured by the
+platform through environment variables: on the local platform the harness sets
+them on each process, on Kubernetes a ConfigMap does. Nothing here reads a file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SchedulerGuard = Literal["none", "redis-lock", "leader"]
+SchedulerAlign = Literal["aligned", "per-instance"]
+LeaderBackend = Literal["redis", "kubernetes"]
+AcksMode = Literal["early", "late"]
+BeatGuard = Literal["none", "redbeat"]
+
+
+def _default_instance() -> str:
+    # On Kubernetes HOSTNAME is the pod name, which is what a fault targets.
+    return os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+class LabSettings(BaseSettings):
+    """Everything an instance needs to know, with the defaults of an unguarded lab."""
+
+    model_config = SettingsConfigDict(env_prefix="SCALELAB_", extra="ignore")
+
+    instance: str = Field(default_factory=_default_instance)
+    component: Literal["api", "worker", "beat"] = "api"
+    ledger_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "redis://127.0.0.1:6379/1"
+
+    # The API's embedded AsyncIOScheduler.
+    scheduler_enabled: bool = True
+    scheduler_interval: float = Field(default=1.0, gt=0, le=3600)
+    scheduler_align: SchedulerAlign = "aligned"
+    scheduler_guard: SchedulerGuard = "none"
+    tick_seconds: float = Field(default=0.05, ge=0, le=600)
+    lock_ttl: float = Field(default=30.0, gt=0, le=86400)
+    misfire_grace: float = Field(default=1.0, gt=0, le=3600)
+    coalesce: bool = True
+
+    # Leader election (scheduler_guard == "leader").
+    leader_backend: LeaderBackend = "redis"
+    lease_seconds: float = Field(default=3.0, gt=0, le=600)
+    fencing: bool = False
+    lease_namespace: str = "scalelab"
+
+    # Celery.
+    acks: AcksMode = "early"
+    visibility_timeout: float = Field(default=10.0, gt=0, le=86400)
+    unacked_restore_interval: float = Field(default=2.0, gt=0, le=3600)
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    idempotent: bool = False
+    beat_interval: float = Field(default=1.0, gt=0, le=3600)
+    beat_guard: BeatGuard = "none"
+    beat_lock_timeout: float = Field(default=5.0, gt=0, le=3600)
+
+    # The API's own graceful shutdown, in seconds (uvicorn --timeout-graceful-shutdown).
+    shutdown_grace: float = Field(default=1.0, ge=0, le=600)
+
+
+def load_settings() -> LabSettings:
+    """Read the settings from the environment (call at start-up, never at import)."""
+    return LabSettings()
