@@ -1,0 +1,478 @@
+"""KubernetesPlatform: the lab as Deployments on a kind cluster (k8s/, make cluster-up).
+
+Only this module imports the ``kubernetes`` client, and inside it only the small
+functions under "the Kubernetes layer" call it: each does one API request (or one
+watch) and returns plain values (``PodState``, dicts), with the client's errors
+turned into one-line ``PlatformError``s. ``KubernetesPlatform`` above them is plain
+logic, and unit tests replace those functions (tests/unit/test_kubernetes_platform.py).
+
+How faults map onto a pod. Each app container runs ``tini`` as PID 1 with the
+app as its only child (services/Dockerfile), and has its own PID namespace:
+
+- *terminate*: delete the pod with a grace period. Kubelet sends SIGTERM to PID 1,
+  tini forwards it to the app's main process, and SIGKILL follows after the grace
+  period: the local platform's terminate.
+- *pause*/*resume*: exec ``kill(-1, SIGSTOP/SIGCONT)`` in the container. Signal -1
+  reaches every process of the container except PID 1 and the caller, i.e. the
+  app and all its children; stopping tini would stop nothing (SIGSTOP is not
+  forwarded). A paused API replica fails its probes: it leaves the Service at
+  once and kubelet restarts it after 30 s (k8s/base/api.yaml).
+- *kill*: a pod deletion with grace 0 is not a SIGKILL: kubelet still sends
+  SIGTERM and waits at least 2 s (its minimum grace), so the app would shut down
+  gracefully. The default ``kill_mode="freeze"`` therefore first SIGSTOPs every
+  app process (from that instant no code of the instance runs, as after
+  SIGKILL), then force-deletes the pod, so the ReplicaSet starts a replacement
+  at once; the frozen processes are SIGKILLed by kubelet 2 s later, which is when
+  their sockets close. ``kill_mode="signal"`` sends SIGKILL through exec instead:
+  the container dies at once and kubelet restarts it *in the same pod* (same
+  instance name, with kubelet's restart back-off). ``kill_mode="delete"`` is the
+  plain force delete (SIGTERM, then SIGKILL after 2 s).
+
+The harness reaches the API, the ledger and the broker through the NodePorts that
+k8s/kind-config.yaml maps to 127.0.0.1; an API ``Instance.url`` is therefore the
+Service's URL (any ready replica answers), not one replica's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from chaos.platform import COMPONENTS, Instance, PlatformError, Topology
+
+__all__ = [
+    "API_PORT",
+    "BROKER_PORT",
+    "CONTEXT",
+    "LEDGER_PORT",
+    "NAMESPACE",
+    "KubernetesPlatform",
+    "PodState",
+]
+
+# Names shared with k8s/ (tests/unit/test_manifests.py checks they agree).
+CONTEXT = "kind-scalelab"
+NAMESPACE = "scalelab"
+API_PORT = 30800
+LEDGER_PORT = 30379
+BROKER_PORT = 30380
+SETTINGS_CONFIGMAP = "scalelab-settings"
+BROKER_DEPLOYMENT = "redis-broker"
+PART_OF = "app.kubernetes.io/part-of=scalelab"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
+PYTHON = "/opt/venv/bin/python"  # the image's interpreter (services/Dockerfile)
+
+REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: an unreachable cluster fails fast
+KillMode = Literal["freeze", "signal", "delete"]
+
+# The client is untyped; bind it as Any once rather than silence every call.
+kube: Any = kubernetes
+
+
+def selector(component: str) -> str:
+    return f"{PART_OF},{COMPONENT_LABEL}={component}"
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the platform needs to know of one pod."""
+
+    name: str
+    component: str
+    ready: bool
+    terminating: bool
+    created: float  # creation time, seconds since the epoch
+    restarted_at: str = ""  # the pod template's restart annotation: which rollout made it
+
+    @property
+    def live(self) -> bool:
+        return self.ready and not self.terminating
+
+
+@dataclass
+class Cluster:
+    """Connected clients for one context and namespace."""
+
+    context: str
+    namespace: str
+    server: str
+    core: Any
+    apps: Any
+    exec_core: Any  # a separate client: kubernetes.stream patches the one it is given
+
+
+# --- the Kubernetes layer: the only code that calls the client -------------------------
+
+
+@contextmanager
+def _errors(cluster: Cluster | None, what: str, context: str = "") -> Iterator[None]:
+    """Turn the client's exceptions into one-line PlatformErrors."""
+    ctx = cluster.context if cluster else context
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status == 404:
+            raise PlatformError(
+                f"lab not deployed: {what} not found in namespace {NAMESPACE!r} of context "
+                f"{ctx!r}; run `make cluster-up`"
+            ) from None
+        if exc.status in (401, 403):
+            raise PlatformError(f"not allowed to {what} in context {ctx!r}: {exc.reason}") from None
+        raise PlatformError(
+            f"kubernetes API refused to {what}: {exc.status} {exc.reason}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        server = cluster.server if cluster else "its server"
+        raise PlatformError(
+            f"cluster of context {ctx!r} unreachable at {server} ({type(exc).__name__}); "
+            "is it running? (`kind get clusters`, `make cluster-up`)"
+        ) from None
+
+
+def connect(context: str, namespace: str, kubeconfig: str | None = None) -> Cluster:
+    """Load the user's kubeconfig for ``context`` and check the lab is deployed there."""
+    if kubeconfig:
+        paths = [kubeconfig]
+    else:
+        paths = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)
+    if not any(Path(p).expanduser().is_file() for p in paths if p):
+        raise PlatformError(
+            f"no kubeconfig at {os.pathsep.join(paths)}: create the cluster with "
+            "`make cluster-up`, or set KUBECONFIG"
+        )
+    try:
+        contexts, _ = kube.config.list_kube_config_contexts(config_file=kubeconfig)
+        names = [str(c["name"]) for c in contexts or []]
+        if context not in names:
+            raise PlatformError(
+                f"no context {context!r} in the kubeconfig (have: {', '.join(names) or 'none'});"
+                " `make cluster-up` creates kind-scalelab"
+            )
+        api = kube.config.new_client_from_config(config_file=kubeconfig, context=context)
+        exec_api = kube.config.new_client_from_config(config_file=kubeconfig, context=context)
+    except ConfigException as exc:
+        raise PlatformError(f"unusable kubeconfig for context {context!r}: {exc}") from None
+    cluster = Cluster(context, namespace, str(api.configuration.host), kube.client.CoreV1Api(api),
+                      kube.client.AppsV1Api(api), kube.client.CoreV1Api(exec_api))
+    read_settings(cluster)  # reachable, and the lab is there
+    return cluster
+
+
+def read_settings(cluster: Cluster) -> dict[str, str]:
+    with _errors(cluster, f"read ConfigMap {SETTINGS_CONFIGMAP}"):
+        cm = cluster.core.read_namespaced_config_map(
+            SETTINGS_CONFIGMAP, cluster.namespace, _request_timeout=REQUEST_TIMEOUT)
+    return {str(k): str(v) for k, v in (cm.data or {}).items()}
+
+
+def replace_settings(cluster: Cluster, data: dict[str, str]) -> None:
+    # A JSON merge patch cannot drop keys it does not name; replacing the whole
+    # data field (JSON patch) does, so no setting of an earlier run lingers.
+    body = [{"op": "add", "path": "/data", "value": data}]
+    with _errors(cluster, f"update ConfigMap {SETTINGS_CONFIGMAP}"):
+        cluster.core.patch_namespaced_config_map(
+            SETTINGS_CONFIGMAP, cluster.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+
+
+def patch_deployment(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
+    with _errors(cluster, f"patch Deployment {name}"):
+        cluster.apps.patch_namespaced_deployment(
+            name, cluster.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+
+
+def scale_deployment(cluster: Cluster, name: str, replicas: int) -> None:
+    with _errors(cluster, f"scale Deployment {name}"):
+        cluster.apps.patch_namespaced_deployment_scale(
+            name, cluster.namespace, {"spec": {"replicas": replicas}},
+            _request_timeout=REQUEST_TIMEOUT)
+
+
+def _pod_state(pod: Any) -> PodState:
+    meta, status = pod.metadata, pod.status
+    conditions = (status.conditions if status else None) or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    created = meta.creation_timestamp.timestamp() if meta.creation_timestamp else 0.0
+    return PodState(
+        name=str(meta.name),
+        component=str((meta.labels or {}).get(COMPONENT_LABEL, "")),
+        ready=ready,
+        terminating=meta.deletion_timestamp is not None,
+        created=float(created),
+        restarted_at=str((meta.annotations or {}).get(RESTART_ANNOTATION, "")),
+    )
+
+
+def list_pods(cluster: Cluster, label_selector: str) -> tuple[list[PodState], str]:
+    """The pods matching the selector, and the list's resourceVersion (to watch from)."""
+    with _errors(cluster, "list pods"):
+        result = cluster.core.list_namespaced_pod(
+            cluster.namespace, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT)
+    return [_pod_state(p) for p in result.items], str(result.metadata.resource_version)
+
+
+def watch_pods(cluster: Cluster, label_selector: str, resource_version: str,
+               timeout: float) -> Generator[None, None, None]:
+    """Yield once per change to the selected pods after ``resource_version``, until timeout."""
+    w = kube.watch.Watch()
+    try:
+        with _errors(cluster, "watch pods"):
+            for _event in w.stream(cluster.core.list_namespaced_pod, cluster.namespace,
+                                   label_selector=label_selector, resource_version=resource_version,
+                                   timeout_seconds=max(1, math.ceil(timeout)),
+                                   _request_timeout=(REQUEST_TIMEOUT[0], timeout + 5)):
+                yield None
+    except PlatformError:
+        # 410 Gone (the version is too old) and the like: the caller lists again.
+        return
+    finally:
+        w.stop()
+
+
+def delete_pod(cluster: Cluster, name: str, grace: int) -> None:
+    with _errors(cluster, f"delete pod {name}"):
+        cluster.core.delete_namespaced_pod(
+            name, cluster.namespace, grace_period_seconds=grace, _request_timeout=REQUEST_TIMEOUT)
+
+
+def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> None:
+    """Run ``argv`` in the container; PlatformError unless it exits 0."""
+    with _errors(cluster, f"exec in pod {pod}"):
+        resp = kube.stream.stream(
+            cluster.exec_core.connect_get_namespaced_pod_exec, pod, cluster.namespace,
+            container=container, command=argv, stdin=False, stdout=True, stderr=True,
+            tty=False, _preload_content=False)
+        try:
+            resp.run_forever(timeout=REQUEST_TIMEOUT[1])
+            code = resp.returncode
+            err = resp.read_stderr() if resp.peek_stderr() else ""
+        finally:
+            resp.close()
+    if code != 0:
+        raise PlatformError(f"exec {argv[-1]!r} in pod {pod} failed ({code}): {err.strip()[:200]}")
+
+
+# --- the platform ----------------------------------------------------------------------
+
+
+def signal_argv(signame: str) -> list[str]:
+    """Signal every process of the container but tini (PID 1) and the caller."""
+    return [PYTHON, "-S", "-c", f"import os, signal; os.kill(-1, signal.{signame})"]
+
+
+class KubernetesPlatform:
+    """The Platform protocol on the kind cluster deployed from k8s/overlays/<variant>.
+
+    The cluster must already run the lab (``make cluster-up``); ``deploy`` applies
+    a topology to it: settings, replica counts, a restart so the settings apply.
+    """
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        context: str = CONTEXT,
+        namespace: str = NAMESPACE,
+        *,
+        kubeconfig: str | None = None,
+        host: str = "127.0.0.1",
+        api_port: int = API_PORT,
+        ledger_port: int = LEDGER_PORT,
+        broker_port: int = BROKER_PORT,
+        kill_mode: KillMode = "freeze",
+        ready_timeout: float = 180.0,
+        await_announcements: bool = True,
+    ) -> None:
+        self.context = context
+        self.namespace = namespace
+        self.kubeconfig = kubeconfig
+        self.host = host
+        self.api_port = api_port
+        self.ledger_port = ledger_port
+        self.broker_port = broker_port
+        self.kill_mode = kill_mode
+        self.ready_timeout = ready_timeout
+        self.await_announcements = await_announcements
+        self.grace = 5.0
+        self._cluster: Cluster | None = None
+
+    # Connect on first use: building a platform must not need a cluster.
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = connect(self.context, self.namespace, self.kubeconfig)
+        return self._cluster
+
+    @property
+    def ledger_url(self) -> str:
+        return f"redis://{self.host}:{self.ledger_port}/0"
+
+    @property
+    def broker_url(self) -> str:
+        return f"redis://{self.host}:{self.broker_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    # --- topology --------------------------------------------------------------------
+    def deploy(self, topology: Topology) -> None:
+        cluster = self.cluster
+        self.grace = topology.grace
+        replace_settings(cluster, topology.environment())
+        # A fresh, empty broker per deploy, as locally: no task of an earlier run survives.
+        stamp = self._restart(BROKER_DEPLOYMENT, {})
+        self._wait_rollout(BROKER_DEPLOYMENT, "broker", 1, stamp, self.ready_timeout)
+        grace = max(1, math.ceil(topology.grace))
+        stamps = {
+            c: self._restart(c, {"replicas": topology.count(c)},
+                             {"terminationGracePeriodSeconds": grace})
+            for c in COMPONENTS
+        }
+        deadline = time.monotonic() + self.ready_timeout
+        for c in COMPONENTS:
+            self._wait_rollout(c, c, topology.count(c), stamps[c], deadline - time.monotonic())
+        if self.await_announcements:
+            self._wait_announced(deadline - time.monotonic())
+
+    def instances(self, component: str) -> list[Instance]:
+        pods, _ = list_pods(self.cluster, selector(component))
+        url = self.api_url if component == "api" else ""
+        return [Instance(p.name, component, 0, url)
+                for p in sorted(pods, key=lambda p: (p.created, p.name)) if p.live]
+
+    def scale(self, component: str, replicas: int) -> None:
+        scale_deployment(self.cluster, component, replicas)
+
+    def wait_ready(self, component: str, replicas: int, timeout: float) -> None:
+        self._wait(selector(component), lambda pods: sum(p.live for p in pods) == replicas,
+                   timeout, f"{replicas} ready {component} pod(s)")
+
+    def teardown(self) -> None:
+        # The cluster and the Redis pair stay (make cluster-down removes them); what
+        # deploy started, the app instances, stops. Idempotent, and quiet when
+        # there is no lab to stop.
+        try:
+            cluster = self.cluster
+        except PlatformError:
+            return
+        for c in COMPONENTS:
+            scale_deployment(cluster, c, 0)
+        for c in COMPONENTS:
+            self._wait(selector(c), lambda pods: not pods, self.ready_timeout, f"no {c} pod")
+
+    # --- faults ----------------------------------------------------------------------
+    def kill(self, instance: Instance) -> None:
+        cluster = self.cluster
+        if self.kill_mode == "signal":
+            exec_in_pod(cluster, instance.name, instance.component, signal_argv("SIGKILL"))
+            return
+        if self.kill_mode == "freeze":
+            exec_in_pod(cluster, instance.name, instance.component, signal_argv("SIGSTOP"))
+        delete_pod(cluster, instance.name, 0)
+
+    def terminate(self, instance: Instance, grace: float | None = None) -> None:
+        # Whole seconds, at least 1: 0 would be a force delete, not a grace period.
+        seconds = max(1, math.ceil(self.grace if grace is None else grace))
+        delete_pod(self.cluster, instance.name, seconds)
+
+    def pause(self, instance: Instance) -> None:
+        exec_in_pod(self.cluster, instance.name, instance.component, signal_argv("SIGSTOP"))
+
+    def resume(self, instance: Instance) -> None:
+        exec_in_pod(self.cluster, instance.name, instance.component, signal_argv("SIGCONT"))
+
+    def rolling_restart(self, component: str) -> None:
+        # The Deployments' RollingUpdate (maxSurge 1, maxUnavailable 0) replaces one
+        # pod at a time, each with its graceful termination; returns when done.
+        pods, _ = list_pods(self.cluster, selector(component))
+        replicas = sum(not p.terminating for p in pods)
+        stamp = self._restart(component, {})
+        self._wait_rollout(component, component, replicas, stamp, self.ready_timeout)
+
+    def broker_outage(self, seconds: float) -> None:
+        cluster = self.cluster
+        scale_deployment(cluster, BROKER_DEPLOYMENT, 0)
+        pods, _ = list_pods(cluster, selector("broker"))
+        for pod in pods:  # don't wait out the grace period: the outage is now
+            delete_pod(cluster, pod.name, 0)
+        self._wait(selector("broker"), lambda pods: not pods, self.ready_timeout, "no broker pod")
+        time.sleep(seconds)
+        scale_deployment(cluster, BROKER_DEPLOYMENT, 1)
+        self.wait_ready("broker", 1, self.ready_timeout)
+
+    # --- helpers ---------------------------------------------------------------------
+    def _restart(self, deployment: str, spec: dict[str, Any],
+                 pod_spec: dict[str, Any] | None = None) -> str:
+        """Patch the Deployment with a new restart stamp; returns the stamp."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        template: dict[str, Any] = {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}
+        if pod_spec:
+            template["spec"] = pod_spec
+        patch_deployment(self.cluster, deployment, {"spec": {**spec, "template": template}})
+        return stamp
+
+    def _wait_rollout(self, deployment: str, component: str, replicas: int, stamp: str,
+                      timeout: float) -> None:
+        # Done when exactly the new pods remain, all ready: old instances (even
+        # terminating ones) would otherwise still write to the ledger.
+        def done(pods: list[PodState]) -> bool:
+            return len(pods) == replicas and all(p.live and p.restarted_at == stamp for p in pods)
+
+        self._wait(selector(component), done, timeout,
+                   f"Deployment {deployment} to roll out {replicas} ready pod(s)")
+
+    def _wait(self, label_selector: str, done: Callable[[list[PodState]], bool],
+              timeout: float, what: str) -> None:
+        """List, and watch from the list's version, until ``done(pods)`` or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pods, version = list_pods(self.cluster, label_selector)
+            if done(pods):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                state = ", ".join(f"{p.name}{'' if p.live else ' (not ready)'}"
+                                  for p in pods) or "none"
+                raise PlatformError(f"timed out after {timeout:.0f}s waiting for {what}"
+                                    f" (pods: {state})")
+            events = watch_pods(self.cluster, label_selector, version, left)
+            try:
+                next(events, None)  # something changed (or the watch ended): list again
+            finally:
+                events.close()
+
+    def _wait_announced(self, timeout: float) -> None:
+        """Wait until every app pod has announced itself in the ledger."""
+        import redis
+
+        from services.ledger import Ledger  # chaos -> services.ledger is the allowed direction
+
+        ledger = Ledger.from_url(self.ledger_url)
+        deadline = time.monotonic() + max(timeout, 1.0)
+        try:
+            while True:
+                names = {i.name for c in COMPONENTS for i in self.instances(c)}
+                try:
+                    missing = names - set(ledger.instances())
+                except redis.RedisError as exc:
+                    raise PlatformError(f"ledger unreachable at {self.ledger_url}: {exc}") from None
+                if not missing:
+                    return
+                if time.monotonic() > deadline:
+                    raise PlatformError(f"ready but never announced in the ledger: "
+                                        f"{', '.join(sorted(missing))}")
+                time.sleep(0.2)
+        finally:
+            ledger.client.close()
