@@ -92,6 +92,8 @@ def make_celery(settings: LabSettings) -> LabCelery:
         result_serializer="json",
         result_backend=None,
         task_ignore_result=True,
+        # No results to expire; otherwise beat installs a daily celery.backend_cleanup.
+        result_expires=None,
         task_acks_late=late,
         task_reject_on_worker_lost=late,
         worker_prefetch_multiplier=1,

@@ -13,7 +13,6 @@ The redbeat variant lives in ``redbeat_scheduler``: importing celery-redbeat con
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -29,9 +28,11 @@ def with_fire_time(entry: ScheduleEntry) -> ScheduleEntry:
     if entry.task != BEAT_TICK_TASK or not isinstance(entry.schedule, EpochAligned):
         return entry
     fire_time = latest_fire_at_or_before(time.time(), entry.schedule.seconds)
-    sent = copy.copy(entry)  # the stored entry keeps its own kwargs
-    sent.kwargs = {**(entry.kwargs or {}), "fire_time": fire_time}
-    return sent
+    # Built the way beat builds an entry's next instance (``ScheduleEntry.__iter__`` gives
+    # its fields), which redbeat entries support; ``copy.copy`` goes through
+    # ``ScheduleEntry.__reduce__``, whose positional arguments redbeat's entry rejects.
+    # The stored entry keeps its own kwargs.
+    return entry.__class__(**dict(entry, kwargs={**(entry.kwargs or {}), "fire_time": fire_time}))
 
 
 def lab_context(app: Any) -> WorkerContext:
