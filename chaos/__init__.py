@@ -1,1 +1,1 @@
-"""How faults reach instances: the Platform protocol, its implementations, fault steps, the nemesis."""
+"""How faults reach instances: the Platform protocol and its implementations, faults, nemesis."""

@@ -20,13 +20,14 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from chaos.platform import COMPONENTS, Instance, PlatformError, Topology
-from chaos.processes import Group, Watchdog, free_port
+from chaos.processes import LAB_TAG, Group, Watchdog, free_port
 from chaos.redis_server import RedisServer
 from services.ledger import Ledger
 
@@ -70,6 +71,8 @@ class LocalPlatform:
         self.broker_server: RedisServer | None = None
         self._ledger: Ledger | None = None
         self._http = httpx.Client(timeout=0.5)
+        # Every process of this lab carries the tag, so orphan checks can find them.
+        self.tag = os.environ.get(LAB_TAG) or uuid.uuid4().hex
         self.exits: list[tuple[str, int | None]] = []  # (instance, returncode) of every exit
 
     # --- Platform protocol ---------------------------------------------------------------
@@ -87,7 +90,7 @@ class LocalPlatform:
 
     def deploy(self, topology: Topology) -> None:
         self.topology = topology
-        self._watchdog = Watchdog()
+        self._watchdog = Watchdog(self.tag)
         self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog)
         self.ledger_server.start()
         self.broker_server = RedisServer("broker", self.workdir, self._watchdog)

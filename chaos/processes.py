@@ -19,17 +19,21 @@ import threading
 from pathlib import Path
 from typing import IO
 
+LAB_TAG = "SCALELAB_LAB"  # environment mark on every process a lab starts (orphan checks)
+
 
 class Watchdog:
     """Handle on the ``chaos.watchdog`` process (see its module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tag: str) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "chaos.watchdog"],
             stdin=subprocess.PIPE,
             start_new_session=True,
             text=True,
+            env={**os.environ, LAB_TAG: tag},
         )
+        self.tag = tag
         self._lock = threading.Lock()
 
     def _send(self, line: str) -> None:
@@ -64,8 +68,9 @@ class Group:
         self.args = args
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in reap()
-        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
+        self.proc = subprocess.Popen(args, env={**env, LAB_TAG: watchdog.tag}, stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, cwd=cwd)
         self.pid = self.proc.pid
         self._watchdog = watchdog
         watchdog.watch(self.pid)
@@ -109,6 +114,30 @@ class Group:
         except OSError:
             return ""
         return " | ".join(text[-lines:])
+
+
+def lab_processes(tag: str) -> list[tuple[int, str]]:
+    """``(pid, command)`` of every live process carrying this lab tag (Linux /proc)."""
+    found = []
+    needle = f"{LAB_TAG}={tag}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        # redis-server overwrites its environ with its process title; its working
+        # directory (named with the tag) still tells it apart.
+        if (needle in environ or tag in cwd) and not zombie:
+            found.append((int(entry), cmd))
+    return found
 
 
 def free_port() -> int:

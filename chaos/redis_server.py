@@ -62,10 +62,15 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        # The data directory carries the lab tag: redis-server overwrites its environment
+        # with its process title, so this is how an orphan check recognises it.
+        datadir = self.workdir / f"redis-{self.role}-{self.watchdog.tag}"
+        datadir.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--loglevel", "warning", "--dir", str(self.workdir)]
-        self.group = Group(args, {}, self.workdir / f"redis-{self.role}.log", self.watchdog)
+                "--loglevel", "warning", "--dir", str(datadir)]
+        self.group = Group(args, {}, self.workdir / f"redis-{self.role}.log", self.watchdog,
+                           cwd=str(datadir))
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         try:
@@ -79,7 +84,8 @@ class RedisServer:
                 except redis.ConnectionError:
                     pass
                 if time.monotonic() > deadline:
-                    raise PlatformError(f"redis-server ({self.role}) not ready after {timeout:.0f}s")
+                    raise PlatformError(
+                        f"redis-server ({self.role}) not ready after {timeout:.0f}s")
                 time.sleep(0.02)
         finally:
             client.close()

@@ -137,9 +137,9 @@ def check(
             due.update(scheduled_work_id(s.job, t) for t in s.fire_times(start_t, end_t))
     for work_id in acc:  # unaligned schedules: whatever fired inside the window was due
         parsed = parse_scheduled(work_id)
-        if parsed and parsed[0] in scheduled_jobs and not scheduled_jobs[parsed[0]].aligned:
-            if start_t <= parsed[1] < end_t:
-                due.add(work_id)
+        if (parsed and parsed[0] in scheduled_jobs and not scheduled_jobs[parsed[0]].aligned
+                and start_t <= parsed[1] < end_t):
+            due.add(work_id)
 
     units: dict[str, Unit] = {}
     ignored = 0

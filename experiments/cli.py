@@ -21,7 +21,7 @@ from experiments.model import BadInput
 from experiments.report import side_by_side, summary_table, variant_label
 from experiments.runner import Run, run_experiment
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make the horizontal-scaling problem of Python backends countable.")
 console = Console(stderr=True)
 out = Console()
@@ -152,21 +152,29 @@ def suite(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        # Without standalone mode click returns a typer.Exit's code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into this code, after our teardown ran
+            raise KeyboardInterrupt
+        sys.exit(code if isinstance(code, int) else 0)
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         console.print("scalelab: interrupted; everything it started was stopped")
         sys.exit(130)
-    except click.UsageError as exc:
-        console.print(f"scalelab: error: {exc.format_message()}", highlight=False)
-        sys.exit(2)
     except (BadInput, PlatformError, LabCannotRun) as exc:
         console.print(f"scalelab: error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("scalelab: interrupted; everything it started was stopped")
         sys.exit(130)
+    except Exception as exc:
+        # A usage error of click, or of the click that newer typer versions vendor.
+        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+            message = " ".join(str(exc.format_message()).split())
+            console.print(f"scalelab: error: {message}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from experiments.checker import VERDICTS
 def variant_label(summary: dict[str, Any], varied: Sequence[str] = ()) -> str:
     params = summary.get("parameters", {})
     shown = [f"{k}={params[k]}" for k in varied if k in params]
-    return summary["experiment"] + (" " + " ".join(shown) if shown else "")
+    return str(summary["experiment"]) + (" " + " ".join(shown) if shown else "")
 
 
 ROWS = (("expected", "units due or acknowledged"), ("executions", "finished executions"),

@@ -110,8 +110,9 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             for i, load in enumerate(w.requests)
         ]
         if w.tasks is not None:
-            settings = LabSettings(broker_url=platform.broker_url, ledger_url=platform.ledger_url,
-                                   **dict(experiment.topology.settings))
+            settings = LabSettings.model_validate({
+                **experiment.topology.settings,
+                "broker_url": platform.broker_url, "ledger_url": platform.ledger_url})
             clients.append(TaskClient(ledger, settings, w.tasks, w.duration, started))
         nemesis = Nemesis(platform, ledger, run_id, list(experiment.faults), rng, started)
         for c in clients:

@@ -91,7 +91,8 @@ if kind == 'finish' and ARGV[5] ~= '' then
   end
 end
 local t = redis.call('TIME')
-local line = t[1] .. '.' .. string.format('%06d', tonumber(t[2])) .. '\\t' .. kind .. '\\t' .. ARGV[2]
+local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local line = stamp .. '\\t' .. kind .. '\\t' .. ARGV[2]
 redis.call('RPUSH', 'scalelab:events:' .. run, line)
 return {run, kind}
 """
@@ -205,6 +206,10 @@ def _args(
     )
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _recorded(reply: Any) -> str | None:
     """The kind actually recorded (``refused`` if a guard said no), None outside a run."""
     if not reply:
@@ -276,14 +281,14 @@ class Ledger:
 
     def instances(self) -> dict[str, dict[str, Any]]:
         raw = self.client.hgetall(INSTANCES_KEY)
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        return {_text(k): json.loads(v) for k, v in raw.items()}
 
     def report_counts(self, run: str, instance: str, count: int) -> None:
         self.client.hset(counters_key(run), instance, count)
 
     def counts(self, run: str) -> dict[str, int]:
         raw = self.client.hgetall(counters_key(run))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_text(k): int(v) for k, v in raw.items()}
 
 
 class AsyncLedger:

@@ -65,7 +65,7 @@ def build(p: dict[str, Any]) -> Experiment:
             "lock_ttl": max(30.0, p["interval"] * 10),
         },
     )
-    faults = ()
+    faults: tuple[FaultStep, ...] = ()
     if p["scale_to"]:
         faults = (FaultStep("scale", "api", at=p["scale_at"], replicas=p["scale_to"]),)
     return Experiment(

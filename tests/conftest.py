@@ -1,0 +1,73 @@
+"""Shared test helpers: run the real CLI, and find any process a lab left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.processes import LAB_TAG, lab_processes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        lines = self.stdout.strip().splitlines()
+        assert lines, f"no output; stderr: {self.stderr}"
+        parsed: dict[str, Any] = json.loads(lines[-1])
+        return parsed
+
+
+@pytest.fixture
+def lab_tag(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A tag on every process this test's labs start; none may outlive the test."""
+    tag = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv(LAB_TAG, tag)
+    yield tag
+    deadline = time.monotonic() + 10
+    while (left := lab_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"orphans outlived the lab: {left}"
+
+
+@pytest.fixture
+def scalelab(lab_tag: str, tmp_path: Path) -> Any:
+    """Run ``scalelab ARGS`` for real in a subprocess, results under tmp_path."""
+
+    def run(*args: str, timeout: float = 120) -> CliResult:
+        argv = [sys.executable, "-m", "experiments.cli", *args]
+        if args and args[0] in ("run", "suite") and "--results" not in args:
+            argv += ["--results", str(tmp_path / "results")]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run

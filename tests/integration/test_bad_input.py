@@ -1,0 +1,57 @@
+"""Bad input: one line on stderr naming the problem, exit 2, no traceback, nothing left."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def assert_refused(r: Any, *words: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["run", "no-such-experiment"], ["unknown experiment", "no-such-experiment"]),
+    (["run", "scheduler-duplicates", "--guard", "bogus"], ["--guard", "bogus"]),
+    (["run", "scheduler-duplicates", "--replicas", "0"], ["--replicas", "at least"]),
+    (["run", "scheduler-duplicates", "--replicas", "-3"], ["--replicas"]),
+    (["run", "scheduler-duplicates", "--replicas", "100000"], ["--replicas", "at most"]),
+    (["run", "scheduler-duplicates", "--duration", "0"], ["--duration"]),
+    (["run", "scheduler-duplicates", "--duration", "1e9"], ["--duration", "at most"]),
+    (["run", "scheduler-duplicates", "--interval", "nan"], ["--interval"]),
+    (["run", "scheduler-duplicates", "--interval", "abc"], ["--interval", "number"]),
+    (["run", "scheduler-duplicates", "--no-such-option", "1"], ["no option"]),
+    (["run", "scheduler-duplicates", "--replicas"], ["--replicas", "needs a value"]),
+    (["run", "scheduler-duplicates", "--scale-to", "3", "--scale-at", "50"], ["--scale-at"]),
+    (["run", "scheduler-duplicates", "--platform", "mars"], ["platform", "mars"]),
+    (["run", "scheduler-duplicates", "--seed", "abc"], ["seed"]),
+])
+def test_bad_input_is_one_line_and_exit_2(scalelab: Any, tmp_path: Path, args: list[str],
+                                          words: list[str]) -> None:
+    assert_refused(scalelab(*args), *words)
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; see the file test below")
+def test_unwritable_results_directory(scalelab: Any, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    assert_refused(scalelab("run", "scheduler-duplicates", "--results", str(locked / "r")),
+                   "not writable")
+
+
+def test_results_path_that_is_a_file(scalelab: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_refused(scalelab("run", "scheduler-duplicates", "--results", str(blocker / "r")),
+                   "results directory", "not writable")

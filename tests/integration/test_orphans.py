@@ -1,0 +1,49 @@
+"""No process the lab starts outlives it: normal end, Ctrl-C, and the harness SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chaos.processes import LAB_TAG, lab_processes
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def start_harness(tag: str, tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", "run", "scheduler-duplicates", "--replicas",
+         "3", "--duration", "60", "--results", str(tmp_path / "results")],
+        env={**os.environ, LAB_TAG: tag}, cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def running_replicas(tag: str) -> int:
+    return sum("services.api" in cmd for _, cmd in lab_processes(tag))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_nothing_outlives_an_interrupted_or_killed_harness(
+        lab_tag: str, tmp_path: Path, sig: signal.Signals) -> None:
+    harness = start_harness(lab_tag, tmp_path)
+    try:
+        wait_for(lambda: running_replicas(lab_tag) == 3, 60, "three API replicas")
+        assert any("redis-server" in cmd for _, cmd in lab_processes(lab_tag))
+        harness.send_signal(sig)
+        _, err = harness.communicate(timeout=30)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+        harness.communicate()
+    wait_for(lambda: not lab_processes(lab_tag), 10, "every lab process to end")
+    if sig == signal.SIGINT:
+        assert harness.returncode == 130
+        assert "interrupted" in err and "Traceback" not in err
+    # no directory claims to be a complete run
+    assert not list((tmp_path / "results").glob("*/summary.json"))
