@@ -1,0 +1,63 @@
+"""Tests that need a live kind cluster (marker ``kind``) or a docker daemon (``docker``).
+
+They skip, saying why, when what they need is not there: run ``make cluster-up``
+then ``make test-kind``; for the image test, see tests/kind/test_image.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+
+import pytest
+
+from chaos.platform import PlatformError
+
+CONTEXT = os.environ.get("KUBE_CONTEXT", "kind-scalelab")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "docker: needs a docker daemon and a local base image; skipped otherwise")
+
+
+@cache
+def cluster_problem() -> str | None:
+    """Why the lab's cluster cannot be used, or None when it can."""
+    from chaos.kubernetes import connect
+
+    try:
+        connect(CONTEXT, "scalelab")
+    except PlatformError as exc:
+        return str(exc)
+    return None
+
+
+@cache
+def docker_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return "no docker daemon reachable (`docker info` failed)"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("kind") and (why := cluster_problem()):
+        pytest.skip(f"no kind cluster: {why}")
+    if item.get_closest_marker("docker") and (why := docker_problem()):
+        pytest.skip(why)
+
+
+@pytest.fixture
+def platform() -> Iterator[object]:
+    from chaos.kubernetes import KubernetesPlatform
+
+    p = KubernetesPlatform(context=CONTEXT)
+    yield p
+    p.teardown()
