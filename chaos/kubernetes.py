@@ -143,25 +143,24 @@ def _errors(cluster: Cluster | None, what: str, context: str = "") -> Iterator[N
 
 def connect(context: str, namespace: str, kubeconfig: str | None = None) -> Cluster:
     """Load the user's kubeconfig for ``context`` and check the lab is deployed there."""
-    if kubeconfig:
-        paths = [kubeconfig]
-    else:
-        paths = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)
-    if not any(Path(p).expanduser().is_file() for p in paths if p):
+    # Read KUBECONFIG now, not at import as the client's default does; like kubectl,
+    # it may list several files (merged).
+    paths = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if not any(Path(p).expanduser().is_file() for p in paths.split(os.pathsep) if p):
         raise PlatformError(
-            f"no kubeconfig at {os.pathsep.join(paths)}: create the cluster with "
-            "`make cluster-up`, or set KUBECONFIG"
+            f"no kubeconfig at {paths}: create the cluster with `make cluster-up`, "
+            "or set KUBECONFIG"
         )
     try:
-        contexts, _ = kube.config.list_kube_config_contexts(config_file=kubeconfig)
+        contexts, _ = kube.config.list_kube_config_contexts(config_file=paths)
         names = [str(c["name"]) for c in contexts or []]
         if context not in names:
             raise PlatformError(
                 f"no context {context!r} in the kubeconfig (have: {', '.join(names) or 'none'});"
                 " `make cluster-up` creates kind-scalelab"
             )
-        api = kube.config.new_client_from_config(config_file=kubeconfig, context=context)
-        exec_api = kube.config.new_client_from_config(config_file=kubeconfig, context=context)
+        api = kube.config.new_client_from_config(config_file=paths, context=context)
+        exec_api = kube.config.new_client_from_config(config_file=paths, context=context)
     except ConfigException as exc:
         raise PlatformError(f"unusable kubeconfig for context {context!r}: {exc}") from None
     cluster = Cluster(context, namespace, str(api.configuration.host), kube.client.CoreV1Api(api),

@@ -1,0 +1,524 @@
+"""The lab's Kubernetes side without a cluster.
+
+- KubernetesPlatform: its own Kubernetes-layer functions are replaced by a small
+  fake cluster (kopf style), never the HTTP library. The connection errors are
+  checked against the real client, with kubeconfigs made here and a closed
+  loopback port.
+- KubernetesLease (services/api/lease_k8s.py): HTTP by design, so it runs against a
+  tiny in-memory fake of the Lease API (httpx.MockTransport), with resourceVersion
+  preconditions as the API server enforces them, and a fake clock.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import copy
+import itertools
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chaos import kubernetes as k
+from chaos.platform import Instance, Platform, PlatformError, Topology
+from services.api.lease_k8s import LEASE_NAME, KubernetesLease, LeaseError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeCluster:
+    """Pods appear ready at once; a restart replaces a component's pods."""
+
+    def __init__(self) -> None:
+        self.pods: list[k.PodState] = []
+        self.settings: dict[str, str] = {"SCALELAB_OLD": "1"}
+        self.calls: list[tuple[Any, ...]] = []
+        self.deployed = True
+        self.counter = itertools.count()
+        self.clock = itertools.count(1000)
+
+    def pod(self, component: str, stamp: str = "", ready: bool = True) -> k.PodState:
+        pod = k.PodState(f"{component}-{next(self.counter)}", component, ready, False,
+                         float(next(self.clock)), stamp)
+        self.pods.append(pod)
+        return pod
+
+    def of(self, component: str) -> list[k.PodState]:
+        return [p for p in self.pods if p.component == component]
+
+    # --- the functions chaos.kubernetes calls ----------------------------------------
+    def connect(self, context: str, namespace: str, kubeconfig: str | None = None) -> str:
+        if not self.deployed:
+            raise PlatformError("lab not deployed: ...")
+        return "cluster"
+
+    def read_settings(self, cluster: object) -> dict[str, str]:
+        return dict(self.settings)
+
+    def replace_settings(self, cluster: object, data: dict[str, str]) -> None:
+        self.calls.append(("settings", dict(data)))
+        self.settings = dict(data)
+
+    def patch_deployment(self, cluster: object, name: str, body: dict[str, Any]) -> None:
+        self.calls.append(("patch", name, body))
+        component = "broker" if name == k.BROKER_DEPLOYMENT else name
+        stamp = body["spec"]["template"]["metadata"]["annotations"][k.RESTART_ANNOTATION]
+        replicas = body["spec"].get("replicas", len(self.of(component)))
+        self.pods = [p for p in self.pods if p.component != component]
+        for _ in range(replicas):
+            self.pod(component, stamp)
+
+    def scale_deployment(self, cluster: object, name: str, replicas: int) -> None:
+        self.calls.append(("scale", name, replicas))
+        component = "broker" if name == k.BROKER_DEPLOYMENT else name
+        current = self.of(component)
+        for p in current[replicas:]:
+            self.pods.remove(p)
+        for _ in range(replicas - len(current)):
+            self.pod(component)
+
+    def list_pods(self, cluster: object, selector: str) -> tuple[list[k.PodState], str]:
+        component = selector.rsplit("=", 1)[1]
+        return self.of(component), "42"
+
+    def watch_pods(self, cluster: object, selector: str, version: str,
+                   timeout: float) -> Generator[None, None, None]:
+        self.calls.append(("watch", selector))
+        yield None
+
+    def delete_pod(self, cluster: object, name: str, grace: int) -> None:
+        self.calls.append(("delete", name, grace))
+        (pod,) = [p for p in self.pods if p.name == name]
+        self.pods.remove(pod)
+        self.pod(pod.component, pod.restarted_at)  # the ReplicaSet's replacement
+
+    def exec_in_pod(self, cluster: object, pod: str, container: str, argv: list[str]) -> None:
+        self.calls.append(("exec", pod, container, argv[-1]))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
+    cluster = FakeCluster()
+    for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
+                 "scale_deployment", "list_pods", "watch_pods", "delete_pod", "exec_in_pod"):
+        monkeypatch.setattr(k, name, getattr(cluster, name))
+    monkeypatch.setattr(k.time, "sleep", lambda s: cluster.calls.append(("sleep", s)))
+    cluster.pod("broker")  # what cluster-up deployed
+    return cluster
+
+
+@pytest.fixture
+def platform(fake: FakeCluster) -> k.KubernetesPlatform:
+    return k.KubernetesPlatform(await_announcements=False, ready_timeout=5)
+
+
+def signal_of(call: tuple[Any, ...]) -> str:
+    return str(call[3]).rsplit(".", 1)[1].rstrip(")")
+
+
+def test_is_a_platform() -> None:
+    p = k.KubernetesPlatform()
+    assert isinstance(p, Platform)
+    assert p.name == "kubernetes"
+    assert p.ledger_url == "redis://127.0.0.1:30379/0"
+    assert p.broker_url == "redis://127.0.0.1:30380/0"
+
+
+def test_deploy_applies_settings_restarts_and_waits(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    topology = Topology(replicas={"api": 3, "worker": 2}, settings={"scheduler_guard": "leader"},
+                        grace=2.5)
+    platform.deploy(topology)
+    # the settings are replaced wholesale: nothing of an earlier run lingers
+    assert fake.settings == {"SCALELAB_SCHEDULER_GUARD": "leader"}
+    patches = [c for c in fake.calls if c[0] == "patch"]
+    assert [c[1] for c in patches] == [k.BROKER_DEPLOYMENT, "api", "worker", "beat"]
+    for _, name, body in patches[1:]:
+        assert body["spec"]["replicas"] == topology.count(name)
+        assert body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 3
+    assert [len(fake.of(c)) for c in ("api", "worker", "beat", "broker")] == [3, 2, 0, 1]
+    assert [i.name for i in platform.instances("api")] == [p.name for p in fake.of("api")]
+
+
+def test_deploy_waits_for_the_new_pods_only(
+        platform: k.KubernetesPlatform, fake: FakeCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = fake.patch_deployment
+    stale: list[k.PodState] = []
+
+    def slow_rollout(cluster: object, name: str, body: dict[str, Any]) -> None:
+        original(cluster, name, body)
+        if name == "api":  # an old pod is still terminating after the patch
+            stale.append(k.PodState("api-old", "api", True, True, 1.0, "before"))
+            fake.pods.append(stale[0])
+
+    def watch(cluster: object, selector: str, version: str,
+              timeout: float) -> Generator[None, None, None]:
+        if stale and stale[0] in fake.pods:
+            fake.pods.remove(stale[0])  # it goes away: the next list sees the new pods only
+        yield None
+
+    monkeypatch.setattr(k, "patch_deployment", slow_rollout)
+    monkeypatch.setattr(k, "watch_pods", watch)
+    platform.deploy(Topology(replicas={"api": 2}))
+    assert "api-old" not in {p.name for p in fake.pods}
+
+
+def test_instances_are_ready_live_pods_oldest_first(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    a, b = fake.pod("api"), fake.pod("api")
+    fake.pod("api", ready=False)
+    fake.pods.append(k.PodState("api-going", "api", True, True, 1.0))
+    fake.pods.insert(0, k.PodState("api-young", "api", True, False, 5000.0))
+    got = platform.instances("api")
+    assert [i.name for i in got] == [a.name, b.name, "api-young"]
+    assert all(i.url == "http://127.0.0.1:30800" and i.component == "api" for i in got)
+    fake.pod("worker")
+    assert platform.instances("worker")[0].url == ""
+
+
+def test_kill_freezes_every_process_then_force_deletes(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    pod = fake.pod("worker")
+    platform.kill(Instance(pod.name, "worker"))
+    exec_call, delete_call = fake.calls
+    assert exec_call[:3] == ("exec", pod.name, "worker") and signal_of(exec_call) == "SIGSTOP"
+    assert delete_call == ("delete", pod.name, 0)
+    assert len(fake.of("worker")) == 1 and fake.of("worker")[0].name != pod.name
+
+
+@pytest.mark.parametrize(("mode", "calls"), [("signal", ["exec:SIGKILL"]), ("delete", ["delete"])])
+def test_other_kill_modes(fake: FakeCluster, mode: k.KillMode, calls: list[str]) -> None:
+    pod = fake.pod("api")
+    k.KubernetesPlatform(kill_mode=mode).kill(Instance(pod.name, "api"))
+    assert [f"exec:{signal_of(c)}" if c[0] == "exec" else c[0] for c in fake.calls] == calls
+
+
+def test_terminate_grace_values(platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    for grace, want in ((2.2, 3), (0, 1), (None, 5)):
+        pod = fake.pod("api")
+        fake.calls.clear()
+        platform.terminate(Instance(pod.name, "api"), grace=grace)
+        assert fake.calls == [("delete", pod.name, want)]
+    platform.deploy(Topology(replicas={"api": 1}, grace=7))  # the topology's grace by default
+    fake.calls.clear()
+    platform.terminate(platform.instances("api")[0])
+    assert [c[2] for c in fake.calls] == [7]
+
+
+def test_pause_and_resume_signal_every_app_process(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    pod = fake.pod("beat")
+    platform.pause(Instance(pod.name, "beat"))
+    platform.resume(Instance(pod.name, "beat"))
+    assert [(c[1], c[2], signal_of(c)) for c in fake.calls] == [
+        (pod.name, "beat", "SIGSTOP"), (pod.name, "beat", "SIGCONT")]
+    # kill(-1, ...) spares PID 1 (tini) and the caller: it reaches the app and its children
+    assert k.signal_argv("SIGSTOP")[-1] == "import os, signal; os.kill(-1, signal.SIGSTOP)"
+
+
+def test_rolling_restart_replaces_every_pod(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    old = {fake.pod("api").name for _ in range(3)}
+    platform.rolling_restart("api")
+    new = {p.name for p in fake.of("api")}
+    assert len(new) == 3 and not new & old
+    (patch,) = [c for c in fake.calls if c[0] == "patch"]
+    assert "replicas" not in patch[2]["spec"]
+
+
+def test_broker_outage_takes_the_broker_away_then_back(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    (broker,) = fake.of("broker")
+    platform.broker_outage(2.5)
+    steps = [c for c in fake.calls if c[0] in ("scale", "delete", "sleep")]
+    assert steps == [("scale", k.BROKER_DEPLOYMENT, 0), ("sleep", 2.5),
+                     ("scale", k.BROKER_DEPLOYMENT, 1)]
+    assert [p.name for p in fake.of("broker")] != [broker.name]
+    assert len(fake.of("broker")) == 1
+
+
+def test_scale_and_wait_ready(platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    platform.scale("worker", 4)
+    assert fake.calls == [("scale", "worker", 4)]
+    platform.wait_ready("worker", 4, timeout=1)
+
+
+def test_wait_ready_times_out_with_what_it_saw(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    fake.pod("api", ready=False)
+    with pytest.raises(PlatformError, match=r"timed out after 0s waiting for 2 ready api pod\(s\)"
+                       r" \(pods: api-1 \(not ready\)\)"):
+        platform.wait_ready("api", 2, timeout=0)
+
+
+def test_teardown_scales_the_app_to_zero_and_is_idempotent(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    platform.deploy(Topology(replicas={"api": 2, "worker": 1, "beat": 1}))
+    platform.teardown()
+    platform.teardown()
+    assert not [p for p in fake.pods if p.component in ("api", "worker", "beat")]
+    assert fake.of("broker")  # the Redis pair stays
+
+
+def test_teardown_without_a_lab_does_nothing(fake: FakeCluster) -> None:
+    fake.deployed = False
+    k.KubernetesPlatform().teardown()
+    assert fake.calls == []
+
+
+# --- errors, against the real client ---------------------------------------------------------
+
+
+def kubeconfig(path: Path, context: str, server: str) -> Path:
+    path.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "{server}", insecure-skip-tls-verify: true}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: {context}, context: {{cluster: c, user: u}}}}]
+current-context: {context}
+""")
+    return path
+
+
+def test_no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(PlatformError, match=r"^no kubeconfig at .*missing: create the cluster"):
+        k.connect("kind-scalelab", "scalelab")
+
+
+def test_no_such_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", "other",
+                                                    "https://127.0.0.1:1")))
+    with pytest.raises(PlatformError,
+                       match=r"^no context 'kind-scalelab' in the kubeconfig \(have: other\)"):
+        k.KubernetesPlatform().deploy(Topology(replicas={"api": 1}))
+
+
+def test_cluster_unreachable(tmp_path: Path) -> None:
+    # Port 1 on the loopback: connection refused at once, nothing leaves the machine.
+    path = kubeconfig(tmp_path / "config", "kind-scalelab", "https://127.0.0.1:1")
+    with pytest.raises(PlatformError, match=r"^cluster of context 'kind-scalelab' unreachable at "
+                                            r"https://127.0.0.1:1 .*make cluster-up"):
+        k.connect("kind-scalelab", "scalelab", kubeconfig=str(path))
+
+
+def test_lab_not_deployed_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    class Core:
+        def read_namespaced_config_map(self, *a: object, **kw: object) -> None:
+            raise ApiException(status=404, reason="Not Found")
+
+    cluster = k.Cluster("kind-scalelab", "scalelab", "https://x", Core(), None, None)
+    with pytest.raises(PlatformError) as info:
+        k.read_settings(cluster)
+    message = str(info.value)
+    assert message.startswith("lab not deployed: read ConfigMap scalelab-settings not found")
+    assert "\n" not in message and "make cluster-up" in message
+
+
+def test_only_chaos_kubernetes_imports_the_kubernetes_client() -> None:
+    importers = []
+    for path in ROOT.glob("**/*.py"):
+        if ".venv" in path.parts or path.is_relative_to(ROOT / "tests"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "kubernetes" or n.startswith("kubernetes.") for n in names):
+                importers.append(path.relative_to(ROOT).as_posix())
+    assert sorted(set(importers)) == ["chaos/kubernetes.py"]
+
+
+# --- KubernetesLease ---------------------------------------------------------------------
+
+PATH = f"/apis/coordination.k8s.io/v1/namespaces/scalelab/leases/{LEASE_NAME}"
+
+
+class FakeLeaseAPI:
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.tokens: list[str] = []
+        self.refuse: int | None = None  # answer every request with this status
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.tokens.append(request.headers["Authorization"])
+        if self.refuse:
+            return httpx.Response(self.refuse, json={"message": "leases is forbidden"})
+        if request.method == "GET":
+            assert request.url.path == PATH
+            if self.lease is None:
+                return httpx.Response(404, json={"message": "not found"})
+            return httpx.Response(200, json=self.lease)
+        body = json.loads(request.content)
+        if request.method == "POST":
+            assert request.url.path == PATH.rsplit("/", 1)[0]
+            if self.lease is not None:
+                return httpx.Response(409, json={"message": "already exists"})
+            return self._store(body, 201)
+        assert request.method == "PUT" and request.url.path == PATH
+        if self.lease is None or body["metadata"].get("resourceVersion") != \
+                self.lease["metadata"]["resourceVersion"]:
+            return httpx.Response(409, json={"message": "the object has been modified"})
+        return self._store(body, 200)
+
+    def _store(self, body: dict[str, Any], status: int) -> httpx.Response:
+        self.version += 1
+        body = copy.deepcopy(body)
+        body["metadata"]["resourceVersion"] = str(self.version)
+        self.lease = body
+        return httpx.Response(status, json=body)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def api() -> FakeLeaseAPI:
+    return FakeLeaseAPI()
+
+
+@pytest.fixture
+def sa_dir(tmp_path: Path) -> Path:
+    (tmp_path / "token").write_text("token-1\n")
+    return tmp_path
+
+
+def candidate(api: FakeLeaseAPI, sa_dir: Path, holder: str, clock: Clock) -> KubernetesLease:
+    return KubernetesLease(LEASE_NAME, "scalelab", holder, 3.0,
+                           transport=httpx.MockTransport(lambda r: api.handle(r)),
+                           service_account_dir=sa_dir,
+                           api_server="https://10.96.0.1:443", clock=clock)
+
+
+def test_first_candidate_creates_the_lease_and_renews_it(api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        clock = Clock()
+        a = candidate(api, sa_dir, "api-a", clock)
+        assert await a.try_acquire() == 0
+        assert api.lease is not None
+        spec = api.lease["spec"]
+        assert spec["holderIdentity"].startswith("api-a_")
+        assert spec["leaseDurationSeconds"] == 3 and spec["leaseTransitions"] == 0
+        renewed = spec["renewTime"]
+        clock.now += 1
+        assert await a.try_acquire() == 0  # renewal keeps the term
+        assert api.lease["metadata"]["resourceVersion"] == "2"
+        assert api.lease["spec"]["renewTime"] >= renewed
+        await a.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_held_lease_is_taken_over_only_once_it_stops_changing(
+        api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        clock_a, clock_b = Clock(), Clock()
+        a, b = candidate(api, sa_dir, "api-a", clock_a), candidate(api, sa_dir, "api-b", clock_b)
+        assert await a.try_acquire() == 0
+        assert await b.try_acquire() is None
+        clock_b.now += 2.9
+        assert await b.try_acquire() is None  # unchanged for less than a lease
+        assert await a.try_acquire() == 0  # the leader renews: b's observation restarts
+        clock_b.now += 2.9
+        assert await b.try_acquire() is None  # b sees the renewal: it starts counting again
+        clock_b.now += 2.9
+        assert await b.try_acquire() is None
+        clock_b.now += 0.2  # 3.1 s since b last saw a change: a is gone
+        assert await b.try_acquire() == 1  # a new term, a higher fencing token
+        assert api.lease is not None and api.lease["spec"]["holderIdentity"].startswith("api-b_")
+        # the deposed leader learns it on its next call, and never gets a token again
+        assert await a.try_acquire() is None
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_restarted_process_with_the_same_name_starts_a_new_term(
+        api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        clock = Clock()
+        first = candidate(api, sa_dir, "api-a", clock)
+        assert await first.try_acquire() == 0
+        again = candidate(api, sa_dir, "api-a", clock)  # same pod name, new process
+        assert await again.try_acquire() is None
+        clock.now += 3.5
+        assert await again.try_acquire() == 1
+
+    asyncio.run(go())
+
+
+def test_losing_a_race_is_none_not_an_error(
+        api: FakeLeaseAPI, sa_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def go() -> None:
+        clock = Clock()
+        a = candidate(api, sa_dir, "api-a", clock)
+        assert await a.try_acquire() == 0
+        original = api.handle
+
+        def sneaky(request: httpx.Request) -> httpx.Response:
+            if request.method == "PUT":  # someone else wrote between our GET and PUT
+                assert api.lease is not None
+                api.lease["metadata"]["resourceVersion"] = "999"
+            return original(request)
+
+        monkeypatch.setattr(api, "handle", sneaky)
+        assert await a.try_acquire() is None
+        await a.aclose()
+
+    asyncio.run(go())
+
+
+def test_aclose_releases_so_a_successor_need_not_wait(api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        clock = Clock()
+        a, b = candidate(api, sa_dir, "api-a", clock), candidate(api, sa_dir, "api-b", clock)
+        assert await a.try_acquire() == 0
+        await a.aclose()
+        assert api.lease is not None and api.lease["spec"]["holderIdentity"] == ""
+        assert await b.try_acquire() == 1
+        await b.aclose()
+
+    asyncio.run(go())
+
+
+def test_the_token_file_is_read_on_every_request(api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        a = candidate(api, sa_dir, "api-a", Clock())
+        await a.try_acquire()
+        (sa_dir / "token").write_text("token-2")  # kubelet rotated it
+        await a.try_acquire()
+        await a.aclose()
+
+    asyncio.run(go())
+    assert api.tokens[0] == "Bearer token-1" and api.tokens[-1] == "Bearer token-2"
+
+
+def test_a_refusal_is_a_one_line_error(api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        api.refuse = 403
+        a = candidate(api, sa_dir, "api-a", Clock())
+        with pytest.raises(LeaseError, match=r"^cannot read Lease scalelab/scalelab-scheduler: "
+                                             r"403 leases is forbidden$"):
+            await a.try_acquire()
+        await a.aclose()
+
+    asyncio.run(go())
+
+
+def test_outside_a_pod_it_says_so(sa_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(LeaseError, match="needs to run in a pod"):
+        KubernetesLease(LEASE_NAME, "scalelab", "api-a", 3.0, service_account_dir=sa_dir)
