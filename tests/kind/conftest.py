@@ -55,6 +55,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture
+def kube_context() -> str:
+    return CONTEXT
+
+
+@pytest.fixture
 def platform() -> Iterator[object]:
     from chaos.kubernetes import KubernetesPlatform
 
