@@ -106,7 +106,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
                  "scale_deployment", "list_pods", "watch_pods", "delete_pod", "exec_in_pod"):
         monkeypatch.setattr(k, name, getattr(cluster, name))
-    monkeypatch.setattr(k.time, "sleep", lambda s: cluster.calls.append(("sleep", s)))
+    monkeypatch.setattr("chaos.kubernetes.time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
     return cluster
 
