@@ -1,9 +1,10 @@
 """Fault steps: the nemesis's operations, as data.
 
 A step names an action, the component it targets and when it fires: ``at`` seconds
-after the run starts, or — ``mid_job`` — at the first ``start`` event in the ledger
-after ``at`` from an instance of that component (of ``mechanism``, if given), so a
-kill provably lands while work runs.
+after the run starts, or — ``on="start"``, *mid-job* — at the first ``start`` event
+in the ledger after ``at`` from an instance of that component (of ``mechanism``, if
+given), so a kill provably lands while work runs. ``on="finish"`` strikes right
+after an effect, before the work is acknowledged.
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ class FaultStep:
     action: Action
     component: str = "api"
     at: float = 0.0
-    mid_job: bool = False
-    mechanism: str = ""  # mid_job: only starts of this mechanism trigger the step
+    on: Literal["", "start", "finish"] = ""  # ledger event that triggers it ("" = timed)
+    mechanism: str = ""  # only events of this mechanism trigger the step
     replicas: int = 0  # scale: the new replica count
     duration: float = 0.0
     grace: float | None = None  # terminate: override the topology's grace period
 
+    @property
+    def mid_job(self) -> bool:
+        """Triggered by a ``start`` of its target: work is provably running there."""
+        return self.on == "start"
+
     def describe(self) -> str:
-        when = f"at {self.at:g}s" + (" mid-job" if self.mid_job else "")
+        when = f"at {self.at:g}s" + {"start": " mid-job", "finish": " after an effect"}.get(
+            self.on, "")
         what = {"scale": f"scale {self.component} to {self.replicas}",
                 "pause": f"pause {self.component} for {self.duration:g}s",
                 "broker-outage": f"broker outage for {self.duration:g}s"}.get(

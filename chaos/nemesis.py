@@ -51,12 +51,14 @@ class FaultRecord:
     action: str
     target: str
     at: float  # seconds after the run started, harness clock
-    inflight: int | None  # executions open on the target when it was hit (mid-job steps)
+    inflight: int | None  # executions open on the target when it was hit
+    mid_job: bool = False  # triggered by the target's own ledger event
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step, "action": self.action, "target": self.target,
-                "at": round(self.at, 3), "inflight": self.inflight, **self.detail}
+                "at": round(self.at, 3), "inflight": self.inflight, "mid_job": self.mid_job,
+                **self.detail}
 
 
 class Nemesis:
@@ -99,13 +101,13 @@ class Nemesis:
             except PlatformError as exc:
                 self.errors.append(f"{step.describe()}: {exc}")
 
-    def _await_start(self, step: FaultStep) -> Instance | None:
-        """The first instance of the component to start work after now."""
+    def _await_event(self, step: FaultStep) -> Instance | None:
+        """The first instance of the component with a ``step.on`` event after now."""
         self._tail.poll()  # skip what happened before the step was due
         deadline = time.monotonic() + self.mid_job_timeout
         while not self._stop.is_set() and time.monotonic() < deadline:
             for e in self._tail.poll():
-                if e.kind != Kind.START or (step.mechanism and e.mechanism != step.mechanism):
+                if e.kind != step.on or (step.mechanism and e.mechanism != step.mechanism):
                     continue
                 name = str(e.detail.get("via", e.instance))
                 for inst in self.platform.instances(step.component):
@@ -115,8 +117,8 @@ class Nemesis:
         return None
 
     def _pick(self, step: FaultStep) -> Instance | None:
-        if step.mid_job:
-            return self._await_start(step)
+        if step.on:
+            return self._await_event(step)
         instances = sorted(self.platform.instances(step.component), key=lambda i: i.name)
         return self.rng.choice(instances) if instances else None
 
@@ -126,7 +128,8 @@ class Nemesis:
         at = self._elapsed()
         self.ledger.record(Kind.FAULT, f"fault-{self._serial}", action, target,
                            detail={"inflight": inflight, "at": round(at, 3), **detail})
-        self.records.append(FaultRecord(step.describe(), action, target, at, inflight, detail))
+        self.records.append(FaultRecord(step.describe(), action, target, at, inflight,
+                                        step.mid_job and inflight is not None, detail))
 
     def _apply(self, step: FaultStep) -> None:
         p = self.platform
@@ -149,7 +152,7 @@ class Nemesis:
         target = self._pick(step)
         if target is None:
             raise PlatformError(f"no {step.component} instance to {step.action}"
-                                + (" started work in time" if step.mid_job else ""))
+                                + (f" had a {step.on} event in time" if step.on else ""))
         self._tail.poll()
         inflight = len(self._tail.open[target.name])
         if step.action == "kill":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 COMPONENTS = ("api", "worker", "beat")
 
@@ -28,7 +28,7 @@ class Topology:
     """
 
     replicas: Mapping[str, int]
-    settings: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
     replace_delay: float = 1.0  # a killed instance is replaced after this many seconds
     grace: float = 5.0  # terminate: SIGTERM, then SIGKILL after this many seconds
 

@@ -10,13 +10,14 @@ CLI parses and bounds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from services.ledger import Event
 
 
 class BadInput(ValueError):
@@ -64,8 +65,11 @@ class Experiment:
     faults: tuple[FaultStep, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     drain: float = 5.0  # seconds to wait after the workload for acknowledged work to finish
+    redelivers: bool = False  # interrupted work may run again later (Celery acks late)
     late_after: float = 0.5  # a due unit starting later than this is late
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    # Extra figures of this experiment, from the history and the checker's result.
+    measure: Callable[[Sequence[Event], Result], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

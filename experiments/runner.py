@@ -128,7 +128,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             c.join(timeout=10)
             c.close()
         progress("draining", w.duration, w.duration)
-        _drain(ledger, run_id, experiment.drain, nemesis)
+        _drain(ledger, run_id, experiment, nemesis)
         nemesis.stop()
         ledger.end_run()
         progress("checking", w.duration, w.duration)
@@ -143,6 +143,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         instance_counts = Ledger.from_url(platform.ledger_url).counts(run_id)
     result = check(events, (t0, t1), experiment.schedules, experiment.late_after)
     valid, sentence = experiment.expectation(result)
+    measured = experiment.measure(events, result) if experiment.measure else {}
     summary: dict[str, Any] = {
         "experiment": experiment.name,
         "platform": platform.name,
@@ -154,7 +155,12 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
                       for s in experiment.schedules],
         "late_after": experiment.late_after,
         **result.to_json(),
+        "measured": measured,
         "faults": [r.to_json() for r in nemesis.records],
+        "mid_job_faults": {
+            "fired": sum(1 for r in nemesis.records if r.mid_job),
+            "with_work_in_flight": sum(1 for r in nemesis.records if r.mid_job and r.inflight),
+        },
         "fault_errors": nemesis.errors,
         "requests": {"sent": sum(c.sent for c in clients),
                      "acknowledged": sum(c.acknowledged for c in clients),
@@ -169,16 +175,24 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
     return Run(workdir, summary, result, events)
 
 
-def _drain(ledger: Ledger, run_id: str, drain: float, nemesis: Nemesis) -> None:
-    """Wait up to ``drain`` seconds until every acknowledged unit has finished."""
-    deadline = time.monotonic() + drain
+def settled(events: list[Event], redelivers: bool) -> bool:
+    """Nothing more can happen: no execution in doubt, no acknowledged unit still to run.
+
+    Where a fault leads to redelivery (``redelivers``), an interrupted unit may still
+    run again, so only a finish settles it.
+    """
+    r = check(events)
+    if r.counts["in_doubt"]:
+        return False
+    pending = [u for u in r.units.values() if u.acknowledged and u.finishes == 0]
+    return not pending if redelivers else all(u.starts for u in pending)
+
+
+def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis) -> None:
+    """Wait, at most ``experiment.drain`` seconds, until the run has settled."""
+    deadline = time.monotonic() + experiment.drain
     while time.monotonic() < deadline:
-        events = list(ledger.history(run_id))
-        acknowledged = {e.work_id for e in events if e.kind == "intent"}
-        finished = {e.work_id for e in events if e.kind == "finish"}
-        open_execs = {e.exec_id for e in events if e.kind == "start"} - {
-            e.exec_id for e in events if e.kind in ("finish", "refused")}
-        if acknowledged <= finished and not open_execs and nemesis.done:
+        if nemesis.done and settled(list(ledger.history(run_id)), experiment.redelivers):
             return
         time.sleep(0.2)
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from experiments.catalog import scheduler_duplicates
+from experiments.catalog import (
+    background_loss,
+    beat_duplicates,
+    celery_kill,
+    leader_failover,
+    loop_starvation,
+    restart_survival,
+    scheduler_duplicates,
+)
 from experiments.model import BadInput, ExperimentSpec
 
 CATALOG: dict[str, ExperimentSpec] = {
     spec.name: spec
     for spec in (
         scheduler_duplicates.SPEC,
+        background_loss.SPEC,
+        celery_kill.SPEC,
+        beat_duplicates.SPEC,
+        loop_starvation.SPEC,
+        restart_survival.SPEC,
+        leader_failover.SPEC,
     )
 }
 

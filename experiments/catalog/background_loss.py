@@ -1,0 +1,93 @@
+"""background-loss: accepted BackgroundTasks work dies with its API replica.
+
+Claim (the seed): BackgroundTasks "dies if the server restarts". Requests hand work
+(``--work-seconds`` long) to FastAPI BackgroundTasks; mid-job, an API replica is
+killed (``--kill sigkill``) or terminated with a graceful shutdown shorter than the
+remaining work (``--kill sigterm``). Work that was acknowledged (202) and never
+finishes is ``lost``. ``--mechanism celery`` sends the same work through Celery:
+the replica only enqueues it, so killing the replica loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos.faults import Action, FaultStep
+from chaos.platform import Topology
+from experiments.checker import Result
+from experiments.model import (
+    BadInput,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    RequestLoad,
+    Verdict,
+    Workload,
+)
+
+NAME = "background-loss"
+
+PARAMS = (
+    Param("replicas", 3, "API replicas", 1, 32),
+    Param("mechanism", "background", "who runs the work", choices=("background", "celery")),
+    Param("kill", "sigkill", "how the replica dies", choices=("sigkill", "sigterm")),
+    Param("kills", 2, "replicas killed mid-job, one after another", 0, 20),
+    Param("kill_at", 2.0, "seconds into the run of the first kill", 0, 3600),
+    Param("kill_every", 3.0, "seconds between kills", 0.5, 3600),
+    Param("rate", 5.0, "requests per second", 0.1, 200),
+    Param("work_seconds", 2.0, "how long each unit of work takes", 0.1, 60),
+    Param("shutdown_grace", 0.5, "the API's graceful shutdown on SIGTERM, seconds", 0, 60),
+    Param("workers", 2, "Celery workers (mechanism celery)", 1, 16),
+    Param("duration", 10.0, "seconds of requests", 1, 3600),
+)
+
+
+def judge(mechanism: str, kills: int) -> Any:
+    def verdict(r: Result) -> Verdict:
+        lost, due = r.counts["lost"], r.expected
+        if mechanism == "celery" or kills == 0:
+            return lost == 0, f"{mechanism}: lost {lost}/{due} (want 0)"
+        return lost > 0, f"{mechanism}: lost {lost}/{due} accepted units on {kills} kill(s)"
+
+    return verdict
+
+
+def build(p: dict[str, Any]) -> Experiment:
+    if p["kills"] and p["kill_at"] + (p["kills"] - 1) * p["kill_every"] >= p["duration"]:
+        raise BadInput("the kills must fall inside the run: kill-at + (kills-1) * kill-every "
+                       "< duration")
+    celery = p["mechanism"] == "celery"
+    action: Action = "kill" if p["kill"] == "sigkill" else "terminate"
+    faults = tuple(
+        # BackgroundTasks: strike the replica the moment it starts a job. Celery: the
+        # replica runs no job, so strike a (seeded) random replica at the same times.
+        FaultStep(action, "api", at=p["kill_at"] + i * p["kill_every"],
+                  on="" if celery else "start", mechanism="background",
+                  grace=p["shutdown_grace"] + 2.0)
+        for i in range(p["kills"]))
+    return Experiment(
+        name=NAME,
+        topology=Topology(
+            replicas={"api": p["replicas"], "worker": p["workers"] if celery else 0},
+            settings={"scheduler_enabled": False, "shutdown_grace": p["shutdown_grace"],
+                      "acks": "late", "worker_concurrency": 4},
+        ),
+        workload=Workload(duration=p["duration"], requests=(
+            RequestLoad(f"/work/{p['mechanism']}", p["rate"], p["work_seconds"]),)),
+        faults=faults,
+        expectation=judge(p["mechanism"], p["kills"]),
+        drain=p["work_seconds"] * 2 + 5,
+        parameters=p,
+    )
+
+
+SPEC = ExperimentSpec(
+    name=NAME,
+    summary="BackgroundTasks work accepted (202) dies with its replica; Celery's does not",
+    params=PARAMS,
+    build=build,
+    quick={"duration": 8.0, "rate": 4.0},
+    variants=({"mechanism": "background", "kill": "sigkill"},
+              {"mechanism": "background", "kill": "sigterm"},
+              {"mechanism": "celery", "kill": "sigkill"}),
+)

@@ -1,0 +1,149 @@
+"""celery-kill: a Celery worker SIGKILLed while it runs a task.
+
+Claim (the seed): Celery is "reliable execution". Measured: with Celery's default
+(``--acks early``) the message is acknowledged before the task runs, so a task killed
+mid-run is ``lost``. With ``--acks late`` (``task_acks_late`` +
+``task_reject_on_worker_lost``) the broker redelivers it: ``recovered`` — and
+``duplicated`` where the killed run's effect already happened, the three ways
+at-least-once becomes twice:
+
+- ``--kill-at after-effect``: the kill lands after the effect, before the ack;
+- ``--task-seconds`` above ``--visibility-timeout`` (``--kills 0``): Redis redelivers
+  a task still running, no fault at all;
+- a redelivery racing a slow original (the same, with the original still running).
+
+``--idempotent``: the task's effect carries an idempotency key, so a redelivery
+does no second effect (it is ``refused`` at the ledger).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from chaos.faults import FaultStep
+from chaos.platform import Topology
+from experiments.checker import Result
+from experiments.model import (
+    BadInput,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    TaskLoad,
+    Verdict,
+    Workload,
+)
+from services.ledger import Event, Kind
+
+NAME = "celery-kill"
+
+PARAMS = (
+    Param("workers", 2, "Celery worker instances (prefork)", 1, 16),
+    Param("concurrency", 2, "pool processes per worker", 1, 16),
+    Param("acks", "early", "when the message is acknowledged", choices=("early", "late")),
+    Param("idempotent", False, "the task's effect carries an idempotency key"),
+    Param("kill_at", "mid-job", "where the kill lands", choices=("mid-job", "after-effect")),
+    Param("kills", 2, "worker kills", 0, 20),
+    Param("first_kill", 2.0, "seconds into the run of the first kill", 0, 3600),
+    Param("kill_every", 3.0, "seconds between kills", 0.5, 3600),
+    Param("rate", 2.0, "tasks sent per second", 0.1, 200),
+    Param("task_seconds", 1.5, "how long each task runs", 0, 600),
+    Param("visibility_timeout", 6.0, "Redis transport visibility timeout, seconds", 1, 86400),
+    Param("duration", 8.0, "seconds of submissions", 1, 3600),
+)
+
+
+def redelivery_seconds(events: Sequence[Event]) -> list[float]:
+    """For each task killed in flight: seconds from the kill to its next start."""
+    open_on: dict[str, dict[str, str]] = {}  # instance -> exec_id -> work_id
+    waiting: dict[str, float] = {}  # work_id -> kill time
+    found = []
+    for e in events:
+        if e.kind == Kind.START:
+            if e.work_id in waiting:
+                found.append(round(e.t - waiting.pop(e.work_id), 3))
+            open_on.setdefault(e.instance, {})[e.exec_id] = e.work_id
+        elif e.kind in (Kind.FINISH, Kind.REFUSED):
+            open_on.get(e.instance, {}).pop(e.exec_id, None)
+        elif e.kind == Kind.FAULT and e.mechanism == "kill":
+            for work_id in open_on.pop(e.instance, {}).values():
+                waiting.setdefault(work_id, e.t)
+    return found
+
+
+def measure(events: Sequence[Event], result: Result) -> dict[str, Any]:
+    times = redelivery_seconds(events)
+    return {
+        "kill_to_redelivery_seconds": times,
+        "kill_to_redelivery_median": statistics.median(times) if times else None,
+        "kill_to_redelivery_max": max(times) if times else None,
+    }
+
+
+def judge(p: dict[str, Any]) -> Any:
+    overrun = p["task_seconds"] > p["visibility_timeout"]
+
+    def verdict(r: Result) -> Verdict:
+        c, due = r.counts, r.expected
+        text = (f"acks {p['acks']}{' idempotent' if p['idempotent'] else ''}: lost {c['lost']}, "
+                f"recovered {c['recovered']}, duplicated {c['duplicated']} of {due}")
+        if p["acks"] == "early":
+            if p["kills"] == 0:
+                return c["lost"] == 0 and c["duplicated"] == 0, text
+            return c["lost"] > 0, text + " (want lost > 0)"
+        if p["idempotent"]:
+            return c["lost"] == 0 and c["duplicated"] == 0, text + " (want 0 lost, 0 duplicated)"
+        if p["kill_at"] == "after-effect" or overrun:
+            return c["lost"] == 0 and c["duplicated"] > 0, text + " (want duplicated > 0)"
+        return (c["lost"] == 0 and c["recovered"] + c["duplicated"] > 0,
+                text + " (want 0 lost, recovered > 0)")
+
+    return verdict
+
+
+def build(p: dict[str, Any]) -> Experiment:
+    if p["kills"] and p["first_kill"] + (p["kills"] - 1) * p["kill_every"] >= p["duration"]:
+        raise BadInput("the kills must fall inside the run: first-kill + (kills-1) * "
+                       "kill-every < duration")
+    after_effect = p["kill_at"] == "after-effect"
+    kill_window = 2.0 if after_effect else 0.0
+    faults = tuple(
+        FaultStep("kill", "worker", at=p["first_kill"] + i * p["kill_every"],
+                  on="finish" if after_effect else "start", mechanism="celery")
+        for i in range(p["kills"]))
+    # kombu restores unacked messages after the visibility timeout; the worker's
+    # periodic restore sweep must run often enough to see them (see services.worker).
+    drain = p["visibility_timeout"] + p["task_seconds"] * 2 + kill_window + 8
+    return Experiment(
+        name=NAME,
+        topology=Topology(
+            replicas={"worker": p["workers"]},
+            settings={"acks": p["acks"], "idempotent": p["idempotent"],
+                      "visibility_timeout": p["visibility_timeout"],
+                      "worker_concurrency": p["concurrency"]},
+        ),
+        workload=Workload(duration=p["duration"],
+                          tasks=TaskLoad(p["rate"], p["task_seconds"], kill_window)),
+        faults=faults,
+        expectation=judge(p),
+        drain=drain,
+        redelivers=p["acks"] == "late",
+        parameters=p,
+        measure=measure,
+    )
+
+
+SPEC = ExperimentSpec(
+    name=NAME,
+    summary="a worker SIGKILLed mid-task: acks early loses it, acks late runs it again",
+    params=PARAMS,
+    build=build,
+    quick={"duration": 6.0},
+    variants=({"acks": "early"},
+              {"acks": "late"},
+              {"acks": "late", "kill_at": "after-effect"},
+              {"acks": "late", "kill_at": "after-effect", "idempotent": True},
+              {"acks": "late", "kills": 0, "task_seconds": 5.0, "visibility_timeout": 2.0,
+               "rate": 1.0}),
+)
