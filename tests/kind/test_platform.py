@@ -62,13 +62,18 @@ def test_rolling_restart_and_broker_outage(platform: KubernetesPlatform) -> None
     assert broker.get("scalelab:test:survives") is None  # it came back empty
 
 
-@pytest.mark.parametrize("guard", ["none", "leader"])
-def test_scheduler_duplicates_experiment(guard: str, kube_context: str) -> None:
-    # Unguarded: duplicates, as locally. Leader: the Kubernetes Lease guard (this
-    # platform's own leader backend) brings them to zero.
+@pytest.mark.parametrize(("experiment", "args"), [
+    # Unguarded: every API replica runs every tick, as locally.
+    ("scheduler-duplicates", ["--replicas", "3", "--duration", "15", "--guard", "none"]),
+    # The Lease guard (this platform's own leader backend) brings duplicates to zero.
+    ("scheduler-duplicates", ["--replicas", "3", "--duration", "15", "--guard", "leader"]),
+    # A paused leader (SIGSTOP through exec) loses the Lease; fencing refuses its
+    # stale ticks when it resumes.
+    ("leader-failover", ["--fencing", "--duration", "12"]),
+], ids=["duplicates-unguarded", "duplicates-lease", "failover-fenced"])
+def test_experiment(experiment: str, args: list[str], kube_context: str) -> None:
     from experiments.cli import execute
 
-    r = execute("scheduler-duplicates",
-                ["--replicas", "3", "--duration", "15", "--guard", guard],
-                seed=1, results=RESULTS, platform="kubernetes", context=kube_context, quiet=True)
+    r = execute(experiment, args, seed=1, results=RESULTS, platform="kubernetes",
+                context=kube_context, quiet=True)
     assert r.summary["valid"], r.summary["expectation"]
