@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,12 @@ from services.ledger import Event, Ledger
 from services.settings import LabSettings
 from services.worker.app import make_celery
 from services.worker.names import WORK_TASK
+from services.worker.schedules import (
+    EpochAligned,
+    latest_fire_at_or_before,
+    next_fire_after,
+    tick_work_id,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -305,3 +311,20 @@ def test_redbeat_standby_takes_over_after_the_holder_is_killed(lab: Lab) -> None
           f"{missed} tick(s) missed")
     assert resumed - killed_at < 3 + 2  # lock timeout + a standby poll + a tick
     assert set(_beat_effects(lab).values()) == {1}
+
+
+# --- the grid (pure, but next to what it serves) ------------------------------------------
+
+
+def test_epoch_grid_is_exact_and_coalesces_late_sends() -> None:
+    assert next_fire_after(1_700_000_000.3, 0.1) == 1_700_000_000.4
+    assert next_fire_after(1_700_000_000.4, 0.1) == 1_700_000_000.5  # strictly after
+    assert latest_fire_at_or_before(1_700_000_004.999, 5) == 1_700_000_000
+    assert tick_work_id(1_700_000_001.0) == "beat@2023-11-14T22:13:21.000+00:00"
+
+    now = datetime.fromtimestamp(1_700_000_010.25, tz=UTC)
+    every_5s = EpochAligned(5, nowfun=lambda: now)
+    due, next_check = every_5s.is_due(datetime.fromtimestamp(1_700_000_001.0, tz=UTC))
+    assert due and next_check == pytest.approx(4.75)  # one send for 05 and 10, then 15
+    due, next_check = every_5s.is_due(datetime.fromtimestamp(1_700_000_010.01, tz=UTC))
+    assert not due and next_check == pytest.approx(4.75)
