@@ -37,3 +37,36 @@ bench: $(STAMP)  ## measure what the lab costs (writes bench/results.json)
 
 clean:
 	rm -rf $(VENV) results build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# --- the kind path ----------------------------------------------------------------
+KIND_CLUSTER ?= scalelab
+KUBE_CONTEXT := kind-$(KIND_CLUSTER)
+IMAGE        ?= scalelab:dev
+BASE_IMAGE   ?= python:3.11-slim-bookworm
+OVERLAY      ?= kind
+LAB_DEPLOYMENTS := redis-ledger redis-broker api worker beat
+
+cluster-up:  ## kind cluster + image + the lab (OVERLAY=kind|scheduler-leader|beat-redbeat|...)
+	@missing=""; for tool in docker kind kubectl; do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "cluster-up: missing:$$missing (install them; see docs/kubernetes.md)" >&2; exit 2; fi
+	@docker info >/dev/null 2>&1 || { echo "cluster-up: no docker daemon reachable" >&2; exit 2; }
+	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' \
+	  || kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 120s
+	docker build -f services/Dockerfile --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	kubectl --context $(KUBE_CONTEXT) apply -k k8s/overlays/$(OVERLAY)
+	@# Same tag, new image: restart so running pods pick up what was just loaded.
+	kubectl --context $(KUBE_CONTEXT) -n scalelab rollout restart deployment/api deployment/worker deployment/beat
+	@for d in $(LAB_DEPLOYMENTS); do \
+	  kubectl --context $(KUBE_CONTEXT) -n scalelab rollout status deployment/$$d --timeout=180s || exit 1; done
+
+cluster-down:  ## delete the kind cluster (and everything in it)
+	kind delete cluster --name $(KIND_CLUSTER)
+
+test-kind: $(STAMP)  ## the cluster tests (after cluster-up); they skip, saying why, without a cluster
+	KUBE_CONTEXT=$(KUBE_CONTEXT) $(VENV)/bin/pytest -m kind tests/kind -v
+
+suite-kind: $(STAMP)  ## the experiment catalogue against the kind cluster
+	$(VENV)/bin/scalelab suite --quick --platform kubernetes --context $(KUBE_CONTEXT) --results results/kind
