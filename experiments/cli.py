@@ -16,10 +16,11 @@ import typer
 from rich.console import Console
 
 from chaos.platform import Platform, PlatformError
-from experiments import catalog
+from experiments import catalog, store
 from experiments.model import BadInput
-from experiments.report import side_by_side, summary_table, variant_label
-from experiments.runner import Run, run_experiment
+from experiments.progress import live
+from experiments.report import side_by_side, suite_markdown, summary_table, variant_label
+from experiments.runner import Run, new_run_directory, run_experiment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make the horizontal-scaling problem of Python backends countable.")
@@ -60,29 +61,15 @@ def _check_results_dir(results: Path) -> None:
                        f"({exc.strerror or exc}); pass --results DIR") from None
 
 
-def _progress(quiet: bool) -> Any:
-    if quiet or not console.is_terminal:
-        return lambda phase, elapsed, total: None
-    status = console.status("starting")
-
-    def show(phase: str, elapsed: float, total: float) -> None:
-        if phase == "starting instances":
-            status.start()
-        status.update(f"{phase}  {elapsed:5.1f}/{total:g}s")
-        if phase == "tearing down":
-            status.stop()
-
-    return show
-
-
 def execute(name: str, args: list[str], *, seed: int, results: Path, platform: str,
-            context: str | None, quiet: bool) -> Run:
+            context: str | None, quiet: bool, label: str | None = None) -> Run:
     spec = catalog.get(name)
     params = spec.parse_args(args)
     experiment = spec.build(params)
     make = _platform_factory(platform, context)
     _check_results_dir(results)
-    return run_experiment(experiment, make, results, seed, _progress(quiet))
+    with live(console, label or name, quiet) as progress:
+        return run_experiment(experiment, make, results, seed, progress)
 
 
 @app.command("list")
@@ -129,8 +116,14 @@ def suite(
     context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
     only: Annotated[str | None, typer.Option(help="comma-separated experiment names")] = None,
 ) -> None:
-    """Run the catalogue and print the measured table."""
+    """Run the catalogue, print the measured table and write the suite's report.md."""
     names = only.split(",") if only else list(catalog.CATALOG)
+    for name in names:
+        catalog.get(name)  # an unknown name fails before anything runs
+    _check_results_dir(results)
+    suite_dir = new_run_directory(results, "suite")
+    suite_dir.mkdir(parents=True)
+    runs: list[Run] = []
     summaries: list[dict[str, Any]] = []
     labels: list[str] = []
     for name in names:
@@ -139,15 +132,45 @@ def suite(
             settings = {**(spec.quick if quick else {}), **variant}
             args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
             label = variant_label({"experiment": name, "parameters": variant}, list(variant))
-            console.print(f"running {label} ...")
-            r = execute(name, args, seed=seed, results=results, platform=platform,
-                        context=context, quiet=False)
+            if not console.is_terminal:
+                console.print(f"running {label} ...")
+            r = execute(name, args, seed=seed, results=suite_dir, platform=platform,
+                        context=context, quiet=False, label=label)
             summaries.append(r.summary)
             labels.append(label)
+            runs.append(r)
+    report_md = suite_dir / "report.md"
+    report_md.write_text(suite_markdown(
+        [(label, r.summary, r.directory.relative_to(suite_dir).as_posix())
+         for label, r in zip(labels, runs, strict=True)], seed=seed, quick=quick),
+        encoding="utf-8")
     out.print(side_by_side(summaries, labels))
     for s, label in zip(summaries, labels, strict=True):
         out.print(f"- {label}: {s['expectation']}")
+    out.print(f"report: {report_md}")
     raise typer.Exit(0 if all(s["valid"] for s in summaries) else 1)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (holds summary.json)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the re-checked summary")] = False,
+) -> None:
+    """Re-check a stored run from its events.jsonl (no Redis); rewrite summary.md and the plot."""
+    r = store.recheck(run_dir)
+    try:
+        store.write_readables(run_dir, r.summary, r.events, r.result)
+    except OSError as exc:
+        raise BadInput(f"{run_dir}: cannot write the report ({exc.strerror or exc})") from None
+    if as_json:
+        print(json.dumps(r.summary, separators=(",", ":")))
+    else:
+        out.print(summary_table(r.summary))
+        out.print(f"{r.summary['expectation']}  ->  {run_dir / store.SUMMARY_MD}")
+    for difference in r.differences:
+        console.print(f"scalelab: re-check differs from {store.SUMMARY_JSON}: {difference}",
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if r.summary["valid"] else 1)
 
 
 def main(argv: list[str] | None = None) -> None:

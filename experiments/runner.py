@@ -10,7 +10,6 @@ only when complete; a run that fails is left as ``<name>.failed`` with its logs.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import shutil
 import time
@@ -20,20 +19,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chaos.nemesis import Nemesis
 from chaos.platform import Platform
 from experiments.checker import Result, check
 from experiments.model import Experiment
+from experiments.store import schedules_to_json, write_run
 from experiments.workload import RequestClient, TaskClient
 from services.ledger import Event, Ledger
 from services.settings import LabSettings
 
-Progress = Callable[[str, float, float], None]  # phase, elapsed, total
+
+class Progress(Protocol):
+    def __call__(self, phase: str, elapsed: float, total: float, faults: int = 0) -> None:
+        """``faults``: how many the nemesis has fired so far."""
 
 
-def _quiet(phase: str, elapsed: float, total: float) -> None:
+def _quiet(phase: str, elapsed: float, total: float, faults: int = 0) -> None:
     return None
 
 
@@ -119,7 +122,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             c.start()
         nemesis.start()
         while (elapsed := time.monotonic() - started) < w.duration:
-            progress("running", elapsed, w.duration)
+            progress("running", elapsed, w.duration, len(nemesis.records))
             time.sleep(min(0.2, max(0.0, w.duration - elapsed)))
         t1 = ledger.now()
         for c in clients:
@@ -127,7 +130,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         for c in clients:
             c.join(timeout=10)
             c.close()
-        progress("draining", w.duration, w.duration)
+        progress("draining", w.duration, w.duration, len(nemesis.records))
         _drain(ledger, run_id, experiment, nemesis)
         nemesis.stop()
         ledger.end_run()
@@ -151,8 +154,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "run_id": run_id,
         "parameters": dict(experiment.parameters),
         "window": {"start": t0, "end": t1, "duration": round(t1 - t0, 3)},
-        "schedules": [{"job": s.job, "interval": s.interval, "epoch": s.epoch}
-                      for s in experiment.schedules],
+        "schedules": schedules_to_json(experiment.schedules),
         "late_after": experiment.late_after,
         **result.to_json(),
         "measured": measured,
@@ -171,7 +173,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "versions": vers,
         "wall_seconds": round(time.monotonic() - wall_started, 2),
     }
-    write_run(workdir, summary, events)
+    write_run(workdir, summary, events, result)
     return Run(workdir, summary, result, events)
 
 
@@ -195,14 +197,6 @@ def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis
         if nemesis.done and settled(list(ledger.history(run_id)), experiment.redelivers):
             return
         time.sleep(0.2)
-
-
-def write_run(directory: Path, summary: dict[str, Any], events: list[Event]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "events.jsonl", "w") as f:
-        for e in events:
-            f.write(json.dumps(e.to_json(), separators=(",", ":")) + "\n")
-    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def remove_run(directory: Path) -> None:
