@@ -43,8 +43,10 @@ from celery import Celery
 from services.settings import LabSettings, load_settings
 from services.worker import tasks
 from services.worker.context import WorkerContext
-from services.worker.names import BEAT_ENTRY, BEAT_TICK_TASK
+from services.worker.names import BEAT_ENTRY, BEAT_TICK_TASK, WORK_TASK
 from services.worker.schedules import EpochAligned
+
+BROKER_SOCKET_TIMEOUT = 5.0
 
 # Held only for one scan of the unacked index, which takes milliseconds.
 UNACKED_MUTEX_EXPIRE = 5
@@ -66,6 +68,11 @@ def broker_transport_options(settings: LabSettings) -> dict[str, Any]:
         "unacked_restore_interval": settings.unacked_restore_interval,
         "unacked_restore_throttle": 1,
         "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE,
+        # A paused or partitioned broker keeps the TCP connection open: without a socket
+        # timeout a publish (the harness's included) waits forever. Above kombu's 1 s
+        # BRPOP timeout, so an idle consumer never trips it.
+        "socket_timeout": BROKER_SOCKET_TIMEOUT,
+        "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
     }
 
 
@@ -118,6 +125,13 @@ def make_celery(settings: LabSettings) -> LabCelery:
     )
     tasks.register(app, app.lab)
     return app
+
+
+def send_work(app: LabCelery, work_id: str, seconds: float, kill_window: float = 0.0) -> str:
+    """Send one ``scalelab.work``; its Celery task id is the ``work_id`` (DESIGN: a Celery
+    task's work_id is its task id). Returns once the broker has the message."""
+    app.send_task(WORK_TASK, args=[work_id, seconds, kill_window], task_id=work_id)
+    return work_id
 
 
 def __getattr__(name: str) -> LabCelery:

