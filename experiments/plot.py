@@ -219,7 +219,7 @@ def timeline(summary: dict[str, Any], events: Sequence[Event], result: Result) -
 
     if lost:
         ax.scatter([t for _, t in lost], [y[lane] for lane, _ in lost], marker="x", s=36,
-                   color=LOST_COLOUR, linewidths=1.6, zorder=4, label="lost")
+                   color=LOST_COLOUR, linewidths=1.6, zorder=6, label="lost")
         handles.append(Line2D([], [], marker="x", color=LOST_COLOUR, linestyle="none",
                               label=f"lost: accepted or due, never finished ({len(lost)})"))
 
@@ -229,7 +229,7 @@ def timeline(summary: dict[str, Any], events: Sequence[Event], result: Result) -
     handles.append(Patch(facecolor="#EEEEEE", label="outside the run window"))
 
     ax.set_yticks(range(len(lanes)), lanes, fontsize=8 if len(lanes) > 12 else 9)
-    ax.set_ylim(len(lanes) - 0.5, -0.5 - (0.9 if fault_marks else 0.3))
+    ax.set_ylim(len(lanes) - 0.5, -0.5 - (0.4 + 0.05 * len(lanes) if fault_marks else 0.3))
     ax.set_xlim(x_low - span * 0.02, t_end - t0 + span * 0.02)
     ax.set_xlabel("seconds since the run started (ledger clock)")
     ax.grid(axis="x", color="#DDDDDD", linewidth=0.6, zorder=0)
@@ -251,6 +251,12 @@ def _draw_faults(ax: Any, faults: Sequence[Event], on_instance: Sequence[Event],
     lane_faults = {id(f) for f in on_instance}
     paused: dict[str, float] = {}
     outage: float | None = None
+    backing = {"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.6}
+    stagger = [0]
+
+    def top_y() -> float:
+        stagger[0] += 1
+        return 0.995 - 0.045 * ((stagger[0] - 1) % 3)
     for f in sorted(faults, key=lambda e: e.t):
         x = f.t - t0
         action = f.mechanism
@@ -262,8 +268,9 @@ def _draw_faults(ax: Any, faults: Sequence[Event], on_instance: Sequence[Event],
             elif action == "resume" and f.instance in paused:
                 start = paused.pop(f.instance)
                 ax.add_patch(Rectangle((start, lane - 0.5), x - start, 1.0,
-                                       color=FAULT_COLOURS["pause"], alpha=0.3, zorder=1))
-                ax.text(start, lane - 0.42, " paused", fontsize=7, va="top", zorder=5)
+                                       color=FAULT_COLOURS["pause"], alpha=0.45, zorder=3))
+                ax.text(start, lane - 0.42, " paused", fontsize=7, va="top", zorder=5,
+                        bbox=backing)
                 marks.append(("pause", f.instance, start))
                 continue
             if action != "pause":
@@ -271,27 +278,29 @@ def _draw_faults(ax: Any, faults: Sequence[Event], on_instance: Sequence[Event],
                 inflight = f.detail.get("inflight")
                 label = action + (f", {inflight} running" if inflight is not None else "")
                 ax.text(x, lane - 0.42, f" {label}", color=colour, fontsize=7, va="top",
-                        fontweight="bold", zorder=5)
+                        fontweight="bold", zorder=5, bbox=backing)
                 marks.append((action, f.instance, x))
         elif action == "broker-outage":
             outage = x
         elif action == "broker-back" and outage is not None:
             ax.axvspan(outage, x, color=FAULT_COLOURS["broker-outage"], alpha=0.15, zorder=1)
-            ax.text(outage, 0.995, " broker outage", transform=top, fontsize=7, va="top")
+            ax.text(outage, top_y(), " broker outage", transform=top, fontsize=7, va="top",
+                    bbox=backing, zorder=5)
             marks.append(("broker-outage", f.instance, outage))
             outage = None
         else:
             replicas = f.detail.get("replicas")
             label = f"{action} {f.instance}" + (f" → {replicas}" if replicas is not None else "")
             ax.axvline(x, color=colour, linestyle="--", linewidth=1.4, zorder=3)
-            ax.text(x, 0.995, f" {label}", transform=top, color=colour, fontsize=8,
-                    va="top", fontweight="bold")
+            ax.text(x, top_y(), f" {label}", transform=top, color=colour, fontsize=8,
+                    va="top", fontweight="bold", bbox=backing, zorder=5)
             marks.append((action, f.instance, x))
     end = t_end - t0 + span * 0.02
     for instance, start in paused.items():  # never resumed within the history
         ax.add_patch(Rectangle((start, y[instance] - 0.5), end - start, 1.0,
-                               color=FAULT_COLOURS["pause"], alpha=0.3, zorder=1))
-        ax.text(start, y[instance] - 0.42, " paused", fontsize=7, va="top", zorder=5)
+                               color=FAULT_COLOURS["pause"], alpha=0.45, zorder=3))
+        ax.text(start, y[instance] - 0.42, " paused", fontsize=7, va="top", zorder=5,
+                bbox=backing)
         marks.append(("pause", instance, start))
     if outage is not None:
         ax.axvspan(outage, end, color=FAULT_COLOURS["broker-outage"], alpha=0.15, zorder=1)

@@ -51,7 +51,7 @@ def parse_event(text: str, where: str) -> Event:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{where}: not a JSON event, corrupted or truncated "
-                       f"({exc.msg} at column {exc.colno})") from None
+                       f"({exc.msg}; column {exc.colno})") from None
     if not isinstance(data, dict):
         raise BadInput(f"{where}: expected a JSON object, got {type(data).__name__}")
     missing = [k for k in _REQUIRED if k not in data]
