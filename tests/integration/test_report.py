@@ -1,0 +1,180 @@
+"""What a person reads: `scalelab report` on stored runs, the suite's report.md, progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from experiments.progress import RunProgress, Silent, live
+from experiments.report import suite_markdown
+from tests.unit.test_store import stored_run
+
+COUNTED = ("counts", "expected", "executions", "extra_executions", "refused", "ignored", "late",
+           "valid", "expectation")
+
+
+def one_line_error(r: Any, *words: str) -> str:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# --- on hand-written runs (no lab processes) ------------------------------------------------
+
+def test_report_exits_by_the_rechecked_expectation(scalelab: Any, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    stored_run(run, replicas=2)
+    (run / "summary.md").unlink()
+    (run / "timeline.png").unlink()
+    r = scalelab("report", str(run))
+    assert r.returncode == 0, r.stderr
+    assert "unguarded with 2 replicas" in r.stdout
+    assert (run / "summary.md").read_text().startswith("# scheduler-duplicates")
+    assert (run / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+
+    one = tmp_path / "one"  # one replica ran each tick: no duplicate, so the claim fails
+    stored_run(one, replicas=1)
+    s = json.loads((one / "summary.json").read_text())
+    s["parameters"]["replicas"] = 2
+    (one / "summary.json").write_text(json.dumps(s))
+    r = scalelab("report", str(one), "--json")
+    assert r.returncode == 1, r.stderr
+    assert r.summary["valid"] is False and r.summary["counts"]["duplicated"] == 0
+    assert "re-check differs from summary.json: valid: stored True, re-checked False" in r.stderr
+
+
+def test_report_on_what_is_not_a_run_is_exit_2(scalelab: Any, tmp_path: Path) -> None:
+    one_line_error(scalelab("report", str(tmp_path / "nowhere")), "no such run directory")
+    one_line_error(scalelab("report", str(tmp_path)), "not a run directory")
+    run = tmp_path / "run"
+    stored_run(run)
+    s = json.loads((run / "summary.json").read_text())
+    s["experiment"] = "no-such-experiment"
+    (run / "summary.json").write_text(json.dumps(s))
+    one_line_error(scalelab("report", str(run)), "unknown experiment")
+
+
+# --- on a real run --------------------------------------------------------------------------
+
+@pytest.fixture
+def real_run(scalelab: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    r = scalelab("run", "scheduler-duplicates", "--replicas", "2", "--scale-to", "3",
+                 "--scale-at", "2", "--duration", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    (run,) = (tmp_path / "results").iterdir()
+    return run, r.summary
+
+
+@pytest.mark.slow
+def test_report_reproduces_a_real_runs_counts_exactly(
+        scalelab: Any, real_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    run, summary = real_run
+    assert {p.name for p in run.iterdir()} >= {"summary.json", "summary.md", "events.jsonl",
+                                                "timeline.png"}
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert "scale-up" in (run / "summary.md").read_text()
+    (run / "summary.md").unlink()
+    (run / "timeline.png").unlink()
+
+    r = scalelab("report", str(run), "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # nothing differs
+    assert {k: r.summary[k] for k in COUNTED} == {k: summary[k] for k in COUNTED}
+    assert summary["counts"]["duplicated"] >= 1
+    assert (run / "summary.md").exists() and (run / "timeline.png").exists()
+
+    table = scalelab("report", str(run))
+    assert table.returncode == 0
+    for number in (summary["expected"], summary["executions"], summary["extra_executions"]):
+        assert re.search(rf"│\s+{number} │", table.stdout), table.stdout
+
+    # Corrupt line 3 of a copy: exit 2, the file and line named on one line.
+    bad = tmp_path / "corrupt"
+    shutil.copytree(run, bad)
+    lines = (bad / "events.jsonl").read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:10] + "#garbage#" + lines[2][10:]
+    (bad / "events.jsonl").write_text("".join(lines))
+    one_line_error(scalelab("report", str(bad)), f"{bad / 'events.jsonl'}:3:", "corrupted")
+
+    # Truncate the copy mid-way through its last line, as a crash while writing would.
+    full = (run / "events.jsonl").read_bytes()
+    (bad / "events.jsonl").write_bytes(full[: len(full) - 20])
+    last = full.count(b"\n")
+    one_line_error(scalelab("report", str(bad)), f"{bad / 'events.jsonl'}:{last}:", "truncated")
+
+
+@pytest.mark.slow
+def test_the_suite_writes_report_md_linking_every_run(scalelab: Any, tmp_path: Path) -> None:
+    r = scalelab("suite", "--quick", "--only", "scheduler-duplicates", timeout=170)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    (suite,) = (tmp_path / "results").iterdir()
+    assert suite.name.endswith("-suite")
+    report = (suite / "report.md").read_text()
+    runs = sorted(p for p in suite.iterdir() if p.is_dir())
+    assert len(runs) == 2  # guard none, guard redis-lock
+    for run in runs:
+        assert f"]({run.name}/summary.md)" in report
+        assert f"]({run.name}/timeline.png)" in report
+        assert (run / "summary.md").exists() and (run / "timeline.png").exists()
+    row = next(line for line in report.splitlines() if line.startswith("| Horizontal scaling"))
+    unguarded = json.loads((runs[0] / "summary.json").read_text())
+    if unguarded["parameters"]["guard"] != "none":
+        unguarded = json.loads((runs[1] / "summary.json").read_text())
+    assert (f"3 replicas unguarded: duplicated {unguarded['counts']['duplicated']}/"
+            f"{unguarded['expected']}") in row
+    assert "Redis lock per tick: duplicated 0/" in row
+
+
+# --- the suite report and progress, pure ----------------------------------------------------
+
+def _summary(experiment: str, lost: int, expected: int, **params: Any) -> dict[str, Any]:
+    counts = {"ok": expected - lost, "lost": lost, "duplicated": 0, "recovered": 0,
+              "unexpected": 0, "in_doubt": 0}
+    return {"experiment": experiment, "parameters": params, "counts": counts,
+            "expected": expected, "executions": expected - lost, "extra_executions": 0,
+            "late": 0, "faults": [], "valid": True, "expectation": f"lost {lost}"}
+
+
+def test_the_measured_seed_table_says_what_each_run_measured() -> None:
+    runs = [("background-loss sigkill",
+             _summary("background-loss", 7, 20, mechanism="background", kill="sigkill",
+                      kills=2, replicas=3), "a"),
+            ("background-loss celery",
+             _summary("background-loss", 0, 20, mechanism="celery", kill="sigkill",
+                      kills=2, replicas=3), "b")]
+    md = suite_markdown(runs, seed=4, quick=True)
+    row = next(line for line in md.splitlines() if line.startswith("| Survives restarts"))
+    bt, scheduler, celery = row.split(" | ")[1:4]
+    assert bt == "seed ❌; measured: lost 7/20 on SIGKILL of 2 replica(s)"
+    assert scheduler == "seed ❌; not measured"
+    assert celery.startswith("seed ✅; measured: lost 0/20 when API replicas were killed")
+    assert "[summary](a/summary.md)" in md and "![timeline of background-loss celery]" \
+        "(b/timeline.png)" in md
+    assert "2 runs (seed 4, quick)" in md
+
+
+def test_progress_is_drawn_on_a_terminal_only() -> None:
+    assert isinstance(live(Console(file=io.StringIO()), "x"), Silent)  # not a terminal
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=160)
+    assert isinstance(live(terminal, "x", quiet=True), Silent)  # --json
+    hook = live(terminal, "background-loss")
+    assert isinstance(hook, RunProgress)
+    with hook:
+        hook("starting instances", 0, 10)
+        hook("running", 4.0, 10, faults=1)
+        hook("running", 6.5, 10, faults=2)
+        hook("draining", 10, 10, faults=2)
+        hook("checking", 10, 10, faults=2)
+    assert hook.phases == ["starting instances", "running", "draining", "checking"]
+    text = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert "background-loss" in text and "checking" in text and "faults fired: 2" in text
