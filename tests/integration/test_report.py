@@ -26,7 +26,7 @@ def one_line_error(r: Any, *words: str) -> str:
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     for word in words:
         assert word in lines[0], (word, lines[0])
-    return lines[0]
+    return str(lines[0])
 
 
 # --- on hand-written runs (no lab processes) ------------------------------------------------

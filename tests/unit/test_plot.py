@@ -61,7 +61,7 @@ def test_one_lane_per_instance_in_natural_order_and_every_execution_drawn() -> N
     assert [label.get_text() for label in ax.get_yticklabels()] == expected_lanes
 
     bars = {c.get_label(): len(c.get_paths()) for c in ax.collections
-            if isinstance(c, PolyCollection) and not c.get_label().startswith("_")}
+            if isinstance(c, PolyCollection) and not str(c.get_label()).startswith("_")}
     # 3000 executions ran once, except the 3 units that ran twice (6 bars), and the kill
     assert bars == {"ok": 3000 - 3, "duplicated": 6, "interrupted": 1}
     (cut,) = [b for b in tl.bars if b.category == "interrupted"]
