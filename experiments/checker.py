@@ -37,7 +37,7 @@ class Schedule:
 
     job: str
     interval: float
-    epoch: float = 1577836800.0  # 2020-01-01T00:00:00Z, the lab's alignment epoch
+    epoch: float = 0.0  # the Unix epoch: the grid every scheduler of the lab fires on
     aligned: bool = True  # False: each replica fires at its own phase; any fire time counts
 
     def fire_times(self, start: float, end: float) -> list[float]:

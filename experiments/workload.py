@@ -88,18 +88,17 @@ class TaskClient(_Client):
     def __init__(self, ledger: Ledger, settings: LabSettings, load: TaskLoad, duration: float,
                  started: float) -> None:
         super().__init__("tasks", load.rate, duration, started)
-        from services.worker.app import make_celery  # Celery is heavy; only when used
+        from services.worker.app import make_celery, send_work  # heavy; only when used
 
         self.ledger, self.load = ledger, load
         self.celery: Any = make_celery(settings)
+        self._send_work = send_work
 
     def send(self, k: int) -> None:
         work_id = f"task-{k}"
         self.sent += 1
         try:
-            self.celery.send_task("scalelab.work", args=[work_id, self.load.seconds,
-                                                         self.load.kill_window],
-                                  task_id=work_id)
+            self._send_work(self.celery, work_id, self.load.seconds, self.load.kill_window)
         except Exception:  # the broker is down: not acknowledged, not a unit of work
             self.failed += 1
             return

@@ -210,6 +210,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _count(recorded: dict[str, int], reply: Any) -> None:
+    """Count a recorded event under its run (the script replies with the run)."""
+    if reply:
+        run = _text(reply[0])
+        recorded[run] = recorded.get(run, 0) + 1
+
+
 def _recorded(reply: Any) -> str | None:
     """The kind actually recorded (``refused`` if a guard said no), None outside a run."""
     if not reply:
@@ -224,6 +231,7 @@ class Ledger:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._script = client.register_script(_RECORD)
+        self.recorded: dict[str, int] = {}  # run -> events this client recorded
 
     @classmethod
     def from_url(cls, url: str) -> Ledger:
@@ -246,7 +254,9 @@ class Ledger:
         """Append one event in one round trip; returns the kind recorded, None outside a run."""
         a = _args(kind, work_id, mechanism, instance, pid=pid, attempt=attempt, exec_id=exec_id,
                   detail=detail, fence=fence, idempotency_key=idempotency_key)
-        return _recorded(self._script(keys=[], args=a.argv()))
+        reply = self._script(keys=[], args=a.argv())
+        _count(self.recorded, reply)
+        return _recorded(reply)
 
     # --- the harness's side -------------------------------------------------------------
     def now(self) -> float:
@@ -320,9 +330,7 @@ class AsyncLedger:
         a = _args(kind, work_id, mechanism, instance, pid=None, attempt=attempt, exec_id=exec_id,
                   detail=detail, fence=fence, idempotency_key=idempotency_key)
         reply = await self._script(keys=[], args=a.argv())
-        if reply:
-            run = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-            self.recorded[run] = self.recorded.get(run, 0) + 1
+        _count(self.recorded, reply)
         return _recorded(reply)
 
     async def announce(self, instance: str, component: str, **info: Any) -> None:

@@ -65,10 +65,11 @@ async def work_background(work_id: WorkId, seconds: Seconds, tasks: BackgroundTa
 async def work_celery(work_id: WorkId, seconds: Seconds, request: Request,
                       settings: SettingsDep) -> Accepted:
     """Hand the same work to Celery: the task id is the work id."""
+    from services.worker.app import send_work
+
     celery = request.app.state.celery()
-    # send_task does blocking network I/O; keep it off the event loop.
-    await asyncio.to_thread(celery.send_task, "scalelab.work", args=[work_id, seconds],
-                            task_id=work_id)
+    # Sending does blocking network I/O; keep it off the event loop.
+    await asyncio.to_thread(send_work, celery, work_id, seconds)
     return Accepted(work_id=work_id, instance=settings.instance)
 
 

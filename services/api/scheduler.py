@@ -27,7 +27,7 @@ from services.settings import LabSettings
 
 JOB = "tick"
 MECHANISM = "apscheduler"
-ALIGNMENT_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+ALIGNMENT_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the grid beat uses too
 
 # APScheduler 3 does not hand a job its scheduled run time; the executor creates the
 # job's task, and an asyncio task copies the context it is created in, so the run

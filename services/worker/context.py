@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from services import ledger as ledger_module
 from services.ledger import Kind, Ledger
 from services.settings import LabSettings
 
@@ -23,7 +22,6 @@ class WorkerContext:
         self.settings = settings
         self._ledger: Ledger | None = None
         self._pid = 0
-        self.recorded: dict[str, int] = {}
 
     @property
     def instance(self) -> str:
@@ -35,7 +33,6 @@ class WorkerContext:
         if self._ledger is None or self._pid != pid:
             self._ledger = Ledger.from_url(self.settings.ledger_url)
             self._pid = pid
-            self.recorded = {}
         return self._ledger
 
     def record(
@@ -51,26 +48,17 @@ class WorkerContext:
     ) -> str | None:
         """Record one event as this instance; returns the kind recorded, None outside a run.
 
-        ``Ledger.record`` returns only the kind, but the counts are per run, and asking for
-        the run separately would cost a second round trip (and could race the run's end).
-        The record script already replies with the run, so call it here directly.
+        The ledger client counts, per run, what it recorded; ``report_counts`` reports it.
         """
-        led = self.ledger()
-        args = ledger_module._args(
-            kind, work_id, mechanism, self.instance, pid=None, attempt=attempt,
-            exec_id=exec_id, detail=detail, fence=None, idempotency_key=idempotency_key,
-        )
-        reply = led._script(keys=[], args=args.argv())
-        if reply:
-            run = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-            self.recorded[run] = self.recorded.get(run, 0) + 1
-        return ledger_module._recorded(reply)
+        return self.ledger().record(kind, work_id, mechanism, self.instance, attempt=attempt,
+                                    exec_id=exec_id, detail=detail,
+                                    idempotency_key=idempotency_key)
 
     def report_counts(self, name: str) -> None:
         """Report, per run, how many events this process recorded (nothing if it recorded none)."""
         if self._ledger is None or self._pid != os.getpid():
             return
-        for run, count in self.recorded.items():
+        for run, count in self._ledger.recorded.items():
             self._ledger.report_counts(run, name, count)
 
     def announce(self, component: str, **info: Any) -> None:

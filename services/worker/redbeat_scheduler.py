@@ -48,4 +48,5 @@ class AlignedRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbea
     def apply_async(
         self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
-        return super().apply_async(with_fire_time(entry), producer, advance, **kwargs)
+        sender = lab_context(self.app).instance
+        return super().apply_async(with_fire_time(entry, sender), producer, advance, **kwargs)

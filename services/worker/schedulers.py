@@ -23,8 +23,9 @@ from services.worker.names import BEAT_TICK_TASK
 from services.worker.schedules import EpochAligned, latest_fire_at_or_before
 
 
-def with_fire_time(entry: ScheduleEntry) -> ScheduleEntry:
-    """A copy of a beat-tick entry whose kwargs carry the fire time of this send."""
+def with_fire_time(entry: ScheduleEntry, sender: str) -> ScheduleEntry:
+    """A copy of a beat-tick entry whose kwargs carry the fire time of this send, and
+    which beat sent it (a fault can then target the beat that holds the lock)."""
     if entry.task != BEAT_TICK_TASK or not isinstance(entry.schedule, EpochAligned):
         return entry
     fire_time = latest_fire_at_or_before(time.time(), entry.schedule.seconds)
@@ -32,7 +33,8 @@ def with_fire_time(entry: ScheduleEntry) -> ScheduleEntry:
     # its fields), which redbeat entries support; ``copy.copy`` goes through
     # ``ScheduleEntry.__reduce__``, whose positional arguments redbeat's entry rejects.
     # The stored entry keeps its own kwargs.
-    return entry.__class__(**dict(entry, kwargs={**(entry.kwargs or {}), "fire_time": fire_time}))
+    kwargs = {**(entry.kwargs or {}), "fire_time": fire_time, "sender": sender}
+    return entry.__class__(**dict(entry, kwargs=kwargs))
 
 
 def lab_context(app: Any) -> WorkerContext:
@@ -54,4 +56,5 @@ class AlignedPersistentScheduler(PersistentScheduler):  # type: ignore[misc]  # 
     def apply_async(
         self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
-        return super().apply_async(with_fire_time(entry), producer, advance, **kwargs)
+        sender = lab_context(self.app).instance
+        return super().apply_async(with_fire_time(entry, sender), producer, advance, **kwargs)

@@ -13,9 +13,11 @@ point and fires it twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from celery.schedules import schedstate, schedule
+
+from services.ledger import scheduled_work_id
 
 BEAT_JOB = "beat"
 _US = 1_000_000
@@ -41,9 +43,8 @@ def latest_fire_at_or_before(t: float, period: float) -> float:
 
 
 def tick_work_id(fire_time: float, job: str = BEAT_JOB) -> str:
-    """``<job>@<fire time>``: the fire time as UTC ISO 8601, to the millisecond."""
-    when = datetime.fromtimestamp(round(fire_time * 1000) / 1000, tz=UTC)
-    return f"{job}@{when.isoformat(timespec='milliseconds')}"
+    """``<job>@<fire time>``, the ledger's one format for scheduled units of work."""
+    return scheduled_work_id(job, fire_time)
 
 
 class EpochAligned(schedule):  # type: ignore[misc]  # celery is untyped

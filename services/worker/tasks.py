@@ -35,13 +35,18 @@ def _exec_id(instance: str) -> str:
 
 def _run(
     lab: WorkerContext, task: Any, work_id: str, mechanism: str, seconds: float,
-    kill_window: float,
+    kill_window: float, via: str = "",
 ) -> str | None:
-    """start, the work, finish (the effect), then the window before the ack."""
+    """start, the work, finish (the effect), then the window before the ack.
+
+    ``via``: the instance that sent the work (a beat), named in the start event.
+    """
     attempt = _attempt(task)
     exec_id = _exec_id(lab.instance)
     detail = {"task_id": task.request.id}
-    lab.record(Kind.START, work_id, mechanism, attempt=attempt, exec_id=exec_id, detail=detail)
+    start_detail = {**detail, "via": via} if via else detail
+    lab.record(Kind.START, work_id, mechanism, attempt=attempt, exec_id=exec_id,
+               detail=start_detail)
     if seconds > 0:
         time.sleep(seconds)
     key = work_id if lab.settings.idempotent else None
@@ -61,11 +66,11 @@ def register(app: Any, lab: WorkerContext) -> None:
         """A unit of work sent by the harness: runs ``seconds``, then holds ``kill_window``."""
         return _run(lab, self, work_id, MECHANISM_CELERY, seconds, kill_window)
 
-    def beat_tick(self: Any, fire_time: float | None = None) -> str | None:
-        """The periodic task; ``fire_time`` is added by the lab's beat schedulers."""
+    def beat_tick(self: Any, fire_time: float | None = None, sender: str = "") -> str | None:
+        """The periodic task; ``fire_time`` and ``sender`` are added by the lab's beats."""
         if fire_time is None:
             raise ValueError("beat_tick needs fire_time: run beat with services.worker.beat")
-        return _run(lab, self, tick_work_id(fire_time), MECHANISM_BEAT, 0.0, 0.0)
+        return _run(lab, self, tick_work_id(fire_time), MECHANISM_BEAT, 0.0, 0.0, via=sender)
 
     app.task(name=WORK_TASK, bind=True)(work)
     app.task(name=BEAT_TICK_TASK, bind=True)(beat_tick)

@@ -87,9 +87,9 @@ def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def fragment_var(name: str) -> str:
-    text = (K8S / "Makefile.fragment").read_text()
+    text = (K8S.parent / "Makefile").read_text()
     m = re.search(rf"^{name}\s*\??=\s*(\S+)", text, re.M)
-    assert m, f"{name} not set in k8s/Makefile.fragment"
+    assert m, f"{name} not set in the Makefile"
     return m.group(1)
 
 

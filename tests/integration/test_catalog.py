@@ -1,0 +1,131 @@
+"""Every experiment of the catalogue, for real, with short durations.
+
+Each test states what the lab claims and checks the measured counts, not only the
+experiment's own ``valid`` flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run(scalelab: Any, *args: str) -> dict[str, Any]:
+    r = scalelab("run", *args, "--json")
+    assert r.returncode in (0, 1), r.stderr
+    summary: dict[str, Any] = r.summary
+    assert summary["fault_errors"] == [], summary["fault_errors"]
+    assert r.returncode == (0 if summary["valid"] else 1)
+    return summary
+
+
+def assert_mid_job(s: dict[str, Any]) -> None:
+    fired = s["mid_job_faults"]["fired"]
+    assert fired >= 1 and s["mid_job_faults"]["with_work_in_flight"] == fired
+
+
+@pytest.mark.parametrize("kill", ["sigkill", "sigterm"])
+def test_background_tasks_die_with_their_replica(scalelab: Any, kill: str) -> None:
+    s = run(scalelab, "background-loss", "--kill", kill, "--duration", "6", "--kills", "1")
+    assert s["counts"]["lost"] >= 1 and s["valid"]
+    assert s["counts"]["duplicated"] == 0
+    assert_mid_job(s)
+
+
+def test_the_same_work_through_celery_survives_the_kill(scalelab: Any) -> None:
+    s = run(scalelab, "background-loss", "--mechanism", "celery", "--duration", "6",
+            "--kills", "1")
+    assert s["counts"]["lost"] == 0 and s["counts"]["ok"] == s["expected"] > 0
+
+
+def test_celery_default_acks_lose_a_killed_task(scalelab: Any) -> None:
+    s = run(scalelab, "celery-kill", "--acks", "early", "--duration", "5", "--kills", "1")
+    assert s["counts"]["lost"] >= 1 and s["counts"]["recovered"] == 0
+    assert_mid_job(s)
+
+
+def test_celery_acks_late_redelivers_a_killed_task(scalelab: Any) -> None:
+    s = run(scalelab, "celery-kill", "--acks", "late", "--duration", "5", "--kills", "1")
+    assert s["counts"]["lost"] == 0 and s["counts"]["recovered"] >= 1
+    redelivery = s["measured"]["kill_to_redelivery_seconds"]
+    assert redelivery and max(redelivery) <= 15, redelivery
+
+
+def test_a_kill_after_the_effect_runs_it_twice_unless_idempotent(scalelab: Any) -> None:
+    s = run(scalelab, "celery-kill", "--acks", "late", "--kill-at", "after-effect",
+            "--duration", "5", "--kills", "1")
+    assert s["counts"]["duplicated"] >= 1 and s["counts"]["lost"] == 0
+    s = run(scalelab, "celery-kill", "--acks", "late", "--kill-at", "after-effect",
+            "--idempotent", "--duration", "5", "--kills", "1")
+    assert s["counts"]["duplicated"] == 0 and s["counts"]["lost"] == 0
+    assert s["refused"] >= 1, "the redelivery's second effect was refused by its key"
+
+
+def test_a_task_outliving_the_visibility_timeout_runs_twice(scalelab: Any) -> None:
+    s = run(scalelab, "celery-kill", "--acks", "late", "--kills", "0", "--task-seconds", "3",
+            "--visibility-timeout", "1", "--rate", "1", "--duration", "3")
+    assert s["faults"] == []
+    assert s["counts"]["duplicated"] >= 1
+
+
+def test_two_beats_send_every_tick_twice(scalelab: Any) -> None:
+    s = run(scalelab, "beat-duplicates", "--beat-replicas", "2", "--duration", "5")
+    assert s["counts"]["duplicated"] >= s["expected"] - 1 > 0
+
+
+def test_redbeat_sends_once_and_a_killed_holder_misses_ticks(scalelab: Any) -> None:
+    s = run(scalelab, "beat-duplicates", "--beat-replicas", "2", "--guard", "redbeat",
+            "--duration", "5")
+    assert s["counts"]["duplicated"] == 0 and s["counts"]["ok"] >= s["expected"] - 1
+    s = run(scalelab, "beat-duplicates", "--beat-replicas", "2", "--guard", "redbeat",
+            "--kill-holder", "--kill-at", "2", "--lock-timeout", "3", "--duration", "8")
+    assert s["counts"]["duplicated"] == 0
+    assert s["faults"][0]["action"] == "kill"
+    assert s["measured"]["missed_ticks"] >= 1, "ticks are missed while the lock expires"
+
+
+def test_blocking_requests_starve_the_embedded_scheduler(scalelab: Any) -> None:
+    control = run(scalelab, "loop-starvation", "--block-seconds", "0", "--duration", "5")
+    assert control["counts"]["lost"] == 0 and control["late"] == 0
+    s = run(scalelab, "loop-starvation", "--block-seconds", "1.5", "--duration", "5")
+    assert s["counts"]["lost"] + s["late"] >= 1 and s["valid"]
+
+
+@pytest.mark.parametrize("mechanism", ["background", "celery"])
+def test_rolling_restart(scalelab: Any, mechanism: str) -> None:
+    s = run(scalelab, "restart-survival", "--mechanism", mechanism, "--duration", "5")
+    restarts = [f for f in s["faults"] if f["action"] == "restart"]
+    assert len(restarts) == 2  # every replica was replaced
+    if mechanism == "background":
+        assert s["counts"]["lost"] >= 1
+    else:
+        assert s["counts"]["lost"] == 0
+
+
+@pytest.mark.parametrize("fencing", [False, True])
+def test_a_paused_leader(scalelab: Any, fencing: bool) -> None:
+    s = run(scalelab, "leader-failover", "--duration", "8",
+            *(["--fencing"] if fencing else []))
+    assert len(s["measured"]["leaders"]) == 2, "another replica took over the lease"
+    assert s["measured"]["leaderless_seconds"] >= 1.0
+    if fencing:
+        assert s["counts"]["duplicated"] == 0 and s["refused"] >= 1
+    else:
+        assert s["counts"]["duplicated"] >= 1 and s["refused"] == 0
+
+
+def test_the_same_seed_gives_the_same_fault_schedule(scalelab: Any) -> None:
+    """Timed kills pick their target with the seeded RNG: same seed, same targets."""
+    args = ("background-loss", "--mechanism", "celery", "--replicas", "4", "--kills", "3",
+            "--kill-at", "1", "--kill-every", "1", "--rate", "1", "--duration", "4",
+            "--work-seconds", "0.2")
+    a, b = (run(scalelab, *args, "--seed", "42") for _ in range(2))
+    assert a["seed"] == b["seed"] == 42
+    schedule = [[(f["action"], f["target"], f["step"]) for f in s["faults"]] for s in (a, b)]
+    assert len(schedule[0]) == 3 and schedule[0] == schedule[1]
+    for s in (a, b):
+        for dist in ("celery", "kombu", "redis", "apscheduler", "redis-server"):
+            assert s["versions"].get(dist), dist
