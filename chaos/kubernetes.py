@@ -358,6 +358,10 @@ class KubernetesPlatform:
         self._wait(selector(component), lambda pods: sum(p.live for p in pods) == replicas,
                    timeout, f"{replicas} ready {component} pod(s)")
 
+    def stop_instances(self) -> None:
+        # Scaling to zero is a graceful stop of every pod, and the ledger stays up.
+        self.teardown()
+
     def teardown(self) -> None:
         # The cluster and the Redis pair stay (make cluster-down removes them); what
         # deploy started, the app instances, stops. Idempotent, and quiet when

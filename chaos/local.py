@@ -54,7 +54,8 @@ class LocalPlatform:
 
     name = "local"
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, ledger_port: int | None = None) -> None:
+        self.ledger_port = ledger_port  # fixed, to watch the ledger with redis-cli
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="scalelab-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,8 @@ class LocalPlatform:
     def deploy(self, topology: Topology) -> None:
         self.topology = topology
         self._watchdog = Watchdog(self.tag)
-        self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog)
+        self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog,
+                                         port=self.ledger_port)
         self.ledger_server.start()
         self.broker_server = RedisServer("broker", self.workdir, self._watchdog)
         self.broker_server.start()
@@ -165,7 +167,7 @@ class LocalPlatform:
         time.sleep(seconds)
         self.broker_server.start()
 
-    def teardown(self) -> None:
+    def stop_instances(self) -> None:
         self._stop.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
@@ -177,6 +179,9 @@ class LocalPlatform:
                 r.group.signal_main(signal.SIGTERM)
         for r in replicas:
             r.group.reap(timeout=self.topology.grace)
+
+    def teardown(self) -> None:
+        self.stop_instances()
         for server in (self.broker_server, self.ledger_server):
             if server is not None:
                 server.stop()

@@ -97,5 +97,8 @@ class Platform(Protocol):
     def broker_outage(self, seconds: float) -> None:
         """Kill the broker Redis and bring it back (empty) after ``seconds``."""
 
+    def stop_instances(self) -> None:
+        """Stop every instance gracefully (each reports its own counts); the ledger stays."""
+
     def teardown(self) -> None:
         """Stop everything ``deploy`` started."""

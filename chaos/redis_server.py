@@ -7,17 +7,29 @@ pod without a volume does.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chaos.platform import PlatformError
 from chaos.processes import Group, Watchdog, free_port
 
+BINARY_ENV = "SCALELAB_REDIS_SERVER"  # a redis-server to use instead of the one found
+
 
 def redis_server_binary() -> str:
+    chosen = os.environ.get(BINARY_ENV)
+    if chosen:
+        path = shutil.which(chosen)
+        if path is None:
+            raise PlatformError(f"no redis-server obtainable: {BINARY_ENV}={chosen} is not an "
+                                "executable; unset it or point it at redis-server")
+        return path
     found = shutil.which("redis-server")
     if found:
         return found
@@ -45,6 +57,10 @@ def redis_version(binary: str | None = None) -> str:
     return out.strip()
 
 
+class _PortTaken(Exception):
+    pass
+
+
 class RedisServer:
     """One redis-server on loopback, restartable on the same port."""
 
@@ -53,6 +69,7 @@ class RedisServer:
         self.role = role
         self.workdir = workdir
         self.watchdog = watchdog
+        self.fixed_port = port is not None  # chosen by the user: no other port will do
         self.port = port or free_port()
         self.binary = redis_server_binary()
         self.group: Group | None = None
@@ -62,6 +79,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start on this port; a free port taken in the meantime by another process
+        (a race) means another free port, a port the user chose means an error."""
+        for _ in range(5):
+            try:
+                self._start(timeout)
+                return
+            except _PortTaken:
+                if self.fixed_port:
+                    raise PlatformError(f"port {self.port} for the {self.role} Redis is already "
+                                        "in use; choose another or stop what holds it") from None
+                self.port = free_port()
+        raise PlatformError(f"no free port for the {self.role} Redis after 5 tries")
+
+    def _start(self, timeout: float) -> None:
         # The data directory carries the lab tag: redis-server overwrites its environment
         # with its process title, so this is how an orphan check recognises it.
         datadir = self.workdir / f"redis-{self.role}-{self.watchdog.tag}"
@@ -71,18 +102,26 @@ class RedisServer:
                 "--loglevel", "warning", "--dir", str(datadir)]
         self.group = Group(args, {}, self.workdir / f"redis-{self.role}.log", self.watchdog,
                            cwd=str(datadir))
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        # No retries: a failed probe must come back at once to the liveness check.
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5,
+                             retry=Retry(NoBackoff(), 0))
         deadline = time.monotonic() + timeout
         try:
             while True:
                 if not self.group.alive():
+                    tail = self.group.tail(2)
+                    self.group.reap(timeout=1)
+                    self.group = None
+                    if "in use" in tail:
+                        raise _PortTaken()
                     raise PlatformError(f"redis-server ({self.role}) exited at start on port "
-                                        f"{self.port}: {self.group.tail(2)}")
+                                        f"{self.port}: {tail}")
                 try:
-                    if client.ping():
+                    # Ours, not whatever else may listen on this port.
+                    if client.info("server").get("process_id") == self.group.pid:
                         return
-                except redis.ConnectionError:
-                    pass
+                except redis.RedisError:
+                    pass  # not up yet, or someone else's server on this port
                 if time.monotonic() > deadline:
                     raise PlatformError(
                         f"redis-server ({self.role}) not ready after {timeout:.0f}s")

@@ -206,3 +206,20 @@ def _verdict(a: _Acc, due: bool, faults: Sequence[Event]) -> str | None:
     if unresolved:
         return "in_doubt"
     return "lost"
+
+
+def ledger_integrity(events: list[Event], reported: dict[str, int]) -> dict[str, Any]:
+    """Compare what each instance says it recorded with what the ledger holds for it.
+
+    Instances report under their name (API) or ``<instance>:<pid>`` (a worker's pool
+    process); an instance that was killed never reports and is not compared.
+    """
+    held: dict[str, int] = {}
+    for e in events:
+        for key in (e.instance, f"{e.instance}:{e.pid}"):
+            if key in reported:
+                held[key] = held.get(key, 0) + 1
+    missing = {k: n - held.get(k, 0) for k, n in reported.items() if n != held.get(k, 0)}
+    return {"reporting": len(reported), "reported_events": sum(reported.values()),
+            "found_in_ledger": sum(held.values()), "mismatched": missing,
+            "intact": not missing}

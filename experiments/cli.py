@@ -34,9 +34,14 @@ class LabCannotRun(Exception):
     """The lab could not run (exit 2)."""
 
 
-def _platform_factory(platform: str, context: str | None) -> Any:
+def _platform_factory(platform: str, context: str | None, ledger_port: int | None = None) -> Any:
     if platform not in PLATFORMS:
         raise BadInput(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
+    if ledger_port is not None:
+        if platform != "local":
+            raise BadInput("--ledger-port applies to the local platform only")
+        if not 1024 <= ledger_port <= 65535:
+            raise BadInput(f"--ledger-port must be between 1024 and 65535, not {ledger_port}")
 
     def make(workdir: Path) -> Platform:
         if platform == "kubernetes":
@@ -45,7 +50,7 @@ def _platform_factory(platform: str, context: str | None) -> Any:
             return KubernetesPlatform(context=context or "kind-scalelab")
         from chaos.local import LocalPlatform
 
-        return LocalPlatform(workdir)
+        return LocalPlatform(workdir, ledger_port=ledger_port)
 
     return make
 
@@ -62,11 +67,12 @@ def _check_results_dir(results: Path) -> None:
 
 
 def execute(name: str, args: list[str], *, seed: int, results: Path, platform: str,
-            context: str | None, quiet: bool, label: str | None = None) -> Run:
+            context: str | None, quiet: bool, label: str | None = None,
+            ledger_port: int | None = None) -> Run:
     spec = catalog.get(name)
     params = spec.parse_args(args)
     experiment = spec.build(params)
-    make = _platform_factory(platform, context)
+    make = _platform_factory(platform, context, ledger_port)
     _check_results_dir(results)
     with live(console, label or name, quiet) as progress:
         return run_experiment(experiment, make, results, seed, progress)
@@ -88,6 +94,8 @@ def run(
     platform: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
     context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print summary.json last")] = False,
+    ledger_port: Annotated[int | None, typer.Option(
+        help="local: the ledger Redis listens here (watch it with redis-cli)")] = None,
 ) -> None:
     """Run one experiment; its own options follow (`scalelab run NAME --help`)."""
     if "--help" in ctx.args or "-h" in ctx.args:
@@ -98,7 +106,7 @@ def run(
             out.print(f"  {p.flag:<18} {p.help}{choices} [default: {p.default}]")
         raise typer.Exit(0)
     r = execute(name, list(ctx.args), seed=seed, results=results, platform=platform,
-                context=context, quiet=as_json)
+                context=context, quiet=as_json, ledger_port=ledger_port)
     if as_json:
         print(json.dumps(r.summary, separators=(",", ":")))
     else:

@@ -66,10 +66,22 @@ class Experiment:
     schedules: tuple[Schedule, ...] = ()
     drain: float = 5.0  # seconds to wait after the workload for acknowledged work to finish
     redelivers: bool = False  # interrupted work may run again later (Celery acks late)
+    requires_intact_ledger: bool = False  # valid only if instances' own counts match the ledger
     late_after: float = 0.5  # a due unit starting later than this is late
     parameters: Mapping[str, Any] = field(default_factory=dict)
     # Extra figures of this experiment, from the history and the checker's result.
     measure: Callable[[Sequence[Event], Result], dict[str, Any]] | None = None
+
+    def judge(self, result: Result, integrity: Mapping[str, Any]) -> Verdict:
+        """The stated expectation, and the ledger's integrity where the experiment asks."""
+        valid, sentence = self.expectation(result)
+        if self.requires_intact_ledger:
+            intact = bool(integrity.get("intact")) and integrity.get("reporting", 0) > 0
+            valid = valid and intact
+            sentence += (f"; ledger intact: {integrity['found_in_ledger']}/"
+                         f"{integrity['reported_events']} events the instances reported"
+                         if intact else f"; LEDGER NOT INTACT: {dict(integrity)}")
+        return valid, sentence
 
 
 @dataclass(frozen=True)

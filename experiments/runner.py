@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chaos.nemesis import Nemesis
-from chaos.platform import Platform
-from experiments.checker import Result, check
+from chaos.platform import Platform, PlatformError
+from experiments.checker import Result, check, ledger_integrity
 from experiments.model import Experiment
 from experiments.store import schedules_to_json, write_run
 from experiments.workload import RequestClient, TaskClient
@@ -74,6 +74,12 @@ def new_run_directory(results: Path, name: str) -> Path:
 PlatformFactory = Callable[[Path], Platform]  # the run's log directory -> a platform
 
 
+class _NotStarted(Exception):
+    def __init__(self, error: PlatformError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def run_experiment(
     experiment: Experiment,
     make_platform: PlatformFactory,
@@ -85,8 +91,15 @@ def run_experiment(
     workdir = final.with_name(final.name + ".partial")
     workdir.mkdir(parents=True)
     try:
-        platform = make_platform(workdir / "logs")
+        try:
+            platform = make_platform(workdir / "logs")
+        except PlatformError as exc:
+            raise _NotStarted(exc) from exc
         run = _run(experiment, platform, workdir, seed, progress)
+    except _NotStarted as exc:
+        # Nothing ran (no platform, or it could not deploy): leave no directory behind.
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise exc.error from None
     except BaseException:
         with contextlib.suppress(OSError):
             workdir.rename(final.with_name(final.name + ".failed"))
@@ -104,7 +117,11 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
     w = experiment.workload
     progress("starting instances", 0, w.duration)
     try:
-        platform.deploy(experiment.topology)
+        try:
+            platform.deploy(experiment.topology)
+        except PlatformError as exc:
+            platform.teardown()
+            raise _NotStarted(exc) from exc
         ledger = Ledger.from_url(platform.ledger_url)
         t0 = ledger.begin_run(run_id)
         started = time.monotonic()
@@ -136,16 +153,17 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         ledger.end_run()
         progress("checking", w.duration, w.duration)
         events = list(ledger.history(run_id))
-        instance_counts = ledger.counts(run_id)
         vers = versions(platform)
+        # Each instance reports, as it shuts down gracefully, how many events it recorded:
+        # an account of the ledger kept apart from the ledger itself.
+        platform.stop_instances()
+        instance_counts = ledger.counts(run_id)
     finally:
         progress("tearing down", w.duration, w.duration)
         platform.teardown()
-    # Instances report their own counts at graceful shutdown, i.e. during teardown.
-    with contextlib.suppress(Exception):
-        instance_counts = Ledger.from_url(platform.ledger_url).counts(run_id)
     result = check(events, (t0, t1), experiment.schedules, experiment.late_after)
-    valid, sentence = experiment.expectation(result)
+    integrity = ledger_integrity(events, instance_counts)
+    valid, sentence = experiment.judge(result, integrity)
     measured = experiment.measure(events, result) if experiment.measure else {}
     summary: dict[str, Any] = {
         "experiment": experiment.name,
@@ -168,6 +186,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
                      "acknowledged": sum(c.acknowledged for c in clients),
                      "failed": sum(c.failed for c in clients)},
         "instance_counts": instance_counts,
+        "ledger_integrity": integrity,
         "valid": valid,
         "expectation": sentence,
         "versions": vers,

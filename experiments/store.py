@@ -205,7 +205,7 @@ def recheck(directory: Path) -> Recheck:
     window = (float(stored["window"]["start"]), float(stored["window"]["end"]))
     late_after = float(stored.get("late_after", experiment.late_after))
     result = check(events, window, schedules, late_after)
-    valid, sentence = experiment.expectation(result)
+    valid, sentence = experiment.judge(result, stored.get("ledger_integrity", {}))
     measured = experiment.measure(events, result) if experiment.measure else {}
     summary = {**stored, **result.to_json(), "measured": measured, "valid": valid,
                "expectation": sentence}

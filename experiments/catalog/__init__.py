@@ -5,6 +5,7 @@ from __future__ import annotations
 from experiments.catalog import (
     background_loss,
     beat_duplicates,
+    broker_outage,
     celery_kill,
     leader_failover,
     loop_starvation,
@@ -23,6 +24,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         loop_starvation.SPEC,
         restart_survival.SPEC,
         leader_failover.SPEC,
+        broker_outage.SPEC,
     )
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,51 @@ def test_results_path_that_is_a_file(scalelab: Any, tmp_path: Path) -> None:
     blocker.write_text("")
     assert_refused(scalelab("run", "scheduler-duplicates", "--results", str(blocker / "r")),
                    "results directory", "not writable")
+
+
+def test_no_redis_server_obtainable(scalelab: Any, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALELAB_REDIS_SERVER", str(tmp_path / "no-such-redis-server"))
+    r = scalelab("run", "scheduler-duplicates", "--duration", "2")
+    assert_refused(r, "no redis-server obtainable", "SCALELAB_REDIS_SERVER")
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_a_ledger_port_already_in_use(scalelab: Any, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        r = scalelab("run", "scheduler-duplicates", "--duration", "2",
+                     "--ledger-port", str(port))
+    assert_refused(r, f"port {port}", "already in use")
+    assert not any((tmp_path / "results").iterdir()), "a run that never ran leaves no directory"
+
+
+@pytest.mark.parametrize("port", ["80", "70000", "-1"])
+def test_a_ledger_port_out_of_range(scalelab: Any, port: str) -> None:
+    assert_refused(scalelab("run", "scheduler-duplicates", f"--ledger-port={port}"),
+                   "--ledger-port")
+
+
+def test_missing_kubeconfig_for_the_kubernetes_platform(scalelab: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    r = scalelab("run", "scheduler-duplicates", "--platform", "kubernetes")
+    assert_refused(r, "kubeconfig")
+
+
+def test_unknown_kube_context(scalelab: Any, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: other\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {}}]\n"
+        "contexts: [{name: other, context: {cluster: c, user: u}}]\n")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    r = scalelab("run", "scheduler-duplicates", "--platform", "kubernetes", "--context", "nope")
+    assert_refused(r, "nope")
+    # the context exists but its cluster is unreachable (a closed loopback port)
+    r = scalelab("run", "scheduler-duplicates", "--platform", "kubernetes", "--context", "other")
+    assert_refused(r, "unreachable")
