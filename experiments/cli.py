@@ -19,7 +19,13 @@ from chaos.platform import Platform, PlatformError
 from experiments import catalog, store
 from experiments.model import BadInput
 from experiments.progress import live
-from experiments.report import side_by_side, suite_markdown, summary_table, variant_label
+from experiments.report import (
+    runs_table,
+    seed_table,
+    suite_markdown,
+    summary_table,
+    variant_label,
+)
 from experiments.runner import Run, new_run_directory, run_experiment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -136,7 +142,7 @@ def suite(
     labels: list[str] = []
     for name in names:
         spec = catalog.get(name)
-        for variant in spec.variants:
+        for variant in spec.suite_variants(quick):
             settings = {**(spec.quick if quick else {}), **variant}
             args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
             label = variant_label({"experiment": name, "parameters": variant}, list(variant))
@@ -152,7 +158,8 @@ def suite(
         [(label, r.summary, r.directory.relative_to(suite_dir).as_posix())
          for label, r in zip(labels, runs, strict=True)], seed=seed, quick=quick),
         encoding="utf-8")
-    out.print(side_by_side(summaries, labels))
+    out.print(runs_table(summaries, labels))
+    out.print(seed_table(summaries))
     for s, label in zip(summaries, labels, strict=True):
         out.print(f"- {label}: {s['expectation']}")
     out.print(f"report: {report_md}")

@@ -141,6 +141,10 @@ class ExperimentSpec:
     build: Callable[[dict[str, Any]], Experiment]
     quick: Mapping[str, Any] = field(default_factory=dict)  # the suite's --quick settings
     variants: tuple[Mapping[str, Any], ...] = ({},)  # what the suite runs
+    quick_variants: tuple[Mapping[str, Any], ...] | None = None  # --quick: these (or all)
+
+    def suite_variants(self, quick: bool) -> tuple[Mapping[str, Any], ...]:
+        return self.quick_variants if quick and self.quick_variants is not None else self.variants
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}

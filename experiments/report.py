@@ -44,6 +44,36 @@ def side_by_side(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> 
     return table
 
 
+def runs_table(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> Table:
+    """One row per run: the counts that matter, compact enough for many runs."""
+    table = Table(title="scalelab suite: measured, one row per run")
+    table.add_column("run", no_wrap=True)
+    for title in ("due", "ok", "lost", "dup", "recov", "doubt", "extra", "held"):
+        table.add_column(title, justify="right")
+    for s, label in zip(summaries, labels, strict=True):
+        c = s["counts"]
+        table.add_row(label, str(s["expected"]), str(c["ok"]), str(c["lost"]),
+                      str(c["duplicated"]), str(c["recovered"]), str(c["in_doubt"]),
+                      str(s["extra_executions"]), "yes" if s["valid"] else "NO")
+    return table
+
+
+def seed_table(summaries: Sequence[dict[str, Any]]) -> Table:
+    """The seed's comparison table for the terminal: each cell its claim and the measurement."""
+    table = Table(title="the seed's comparison table, measured", show_lines=True)
+    table.add_column("Feature")
+    for column in COLUMNS:
+        table.add_column(column, ratio=1)
+    for row, claims in SEED_CLAIMS.items():
+        cells = []
+        for column, claim in zip(COLUMNS, claims, strict=True):
+            said = [text for m in MEASUREMENTS if m.row == row and m.column == column
+                    for s in summaries if m.matches(s) and (text := m.says(s))]
+            cells.append(f"seed {claim}\n" + ("\n".join(said) if said else "not measured"))
+        table.add_row(row, *cells)
+    return table
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     return side_by_side([summary], [variant_label(summary)])
 
@@ -164,12 +194,38 @@ class Measurement:
     says: Callable[[dict[str, Any]], str]
 
     def matches(self, s: dict[str, Any]) -> bool:
+        """A ``where`` value is the parameter's value, or a test of it."""
         return s.get("experiment") == self.experiment and all(
-            _p(s, k) == v for k, v in self.where.items())
+            v(_p(s, k)) if callable(v) else _p(s, k) == v for k, v in self.where.items())
+
+
+def _some(n: Any) -> bool:
+    return isinstance(n, int) and n > 0
+
+
+def _ran_in(s: dict[str, Any]) -> str:
+    by = s.get("executions_by_component") or {}
+    return ", ".join(f"{n} executions in {c} processes" for c, n in sorted(by.items()))
+
+
+def _processes(s: dict[str, Any]) -> str:
+    replicas = {c: n for c, n in (s.get("topology") or {}).items() if n}
+    return " + ".join(f"{n} {c}" for c, n in replicas.items()) + " + Redis"
 
 
 M = Measurement
 MEASUREMENTS: tuple[Measurement, ...] = (
+    M("Runs outside FastAPI", "BackgroundTasks", "background-loss", {"mechanism": "background"},
+      _ran_in),
+    M("Runs outside FastAPI", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "none"},
+      _ran_in),
+    M("Runs outside FastAPI", "Celery", "background-loss", {"mechanism": "celery"}, _ran_in),
+    M("Infrastructure needed", "BackgroundTasks", "background-loss",
+      {"mechanism": "background"}, _processes),
+    M("Infrastructure needed", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "none"},
+      _processes),
+    M("Infrastructure needed", "Celery", "background-loss", {"mechanism": "celery"},
+      lambda s: _processes(s) + " broker"),
     M("Survives restarts", "BackgroundTasks", "background-loss",
       {"mechanism": "background", "kill": "sigkill"},
       lambda s: f"{_n(s, 'lost')} on SIGKILL of {_p(s, 'kills')} replica(s)"),
@@ -185,7 +241,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     M("Survives restarts", "Celery", "celery-kill", {"acks": "early", "kill_at": "mid-job"},
       lambda s: f"{_n(s, 'lost')} on worker SIGKILL with default (early) acks"),
     M("Survives restarts", "Celery", "celery-kill",
-      {"acks": "late", "kill_at": "mid-job", "kills": 2},
+      {"acks": "late", "kill_at": "mid-job", "kills": _some},
       lambda s: f"{_n(s, 'lost')}, {_n(s, 'recovered')} on worker SIGKILL with acks late"),
     M("Survives restarts", "Celery", "beat-duplicates", {"kill_holder": True},
       lambda s: f"{s['counts'].get('lost', 0)} tick(s) missed when the lock-holding beat "
@@ -209,7 +265,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
       lambda s: f"{s['counts'].get('lost', 0)} tick(s) lost in a failover, none re-run"),
     M("Retries", "Celery", "celery-kill", {"acks": "early", "kill_at": "mid-job"},
       lambda s: f"early acks: {_n(s, 'recovered')}"),
-    M("Retries", "Celery", "celery-kill", {"acks": "late", "kill_at": "mid-job", "kills": 2},
+    M("Retries", "Celery", "celery-kill", {"acks": "late", "kill_at": "mid-job", "kills": _some},
       lambda s: f"acks late: {_n(s, 'recovered')} by redelivery"
                 + (f", median {s['measured']['kill_to_redelivery_median']:.1f} s after the kill"
                    if (s.get("measured") or {}).get("kill_to_redelivery_median") is not None

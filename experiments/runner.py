@@ -185,6 +185,8 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "requests": {"sent": sum(c.sent for c in clients),
                      "acknowledged": sum(c.acknowledged for c in clients),
                      "failed": sum(c.failed for c in clients)},
+        "topology": dict(experiment.topology.replicas),
+        "executions_by_component": executions_by_component(events),
         "instance_counts": instance_counts,
         "ledger_integrity": integrity,
         "valid": valid,
@@ -194,6 +196,16 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
     }
     write_run(workdir, summary, events, result)
     return Run(workdir, summary, result, events)
+
+
+def executions_by_component(events: list[Event]) -> dict[str, int]:
+    """Finished executions per component, from instance names (``api-3``, ``worker-1-abc``)."""
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.kind == "finish":
+            component = e.instance.split("-", 1)[0]
+            counts[component] = counts.get(component, 0) + 1
+    return counts
 
 
 def settled(events: list[Event], redelivers: bool) -> bool:

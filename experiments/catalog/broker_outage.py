@@ -83,5 +83,5 @@ SPEC = ExperimentSpec(
     summary="the broker dies and comes back empty: queued tasks and locks go, the ledger stays",
     params=PARAMS,
     build=build,
-    quick={"duration": 7.0},
+    quick={"duration": 6.0},
 )

@@ -90,6 +90,6 @@ SPEC = ExperimentSpec(
     summary="a leader paused past its lease runs ticks the new leader also runs, unless fenced",
     params=PARAMS,
     build=build,
-    quick={"duration": 9.0},
+    quick={"duration": 8.0},
     variants=({"fencing": False}, {"fencing": True}),
 )

@@ -72,6 +72,6 @@ SPEC = ExperimentSpec(
     summary="a rolling restart of every API instance: BackgroundTasks work is lost, Celery's not",
     params=PARAMS,
     build=build,
-    quick={"duration": 6.0},
+    quick={"duration": 5.0},
     variants=({"mechanism": "background"}, {"mechanism": "celery"}),
 )

@@ -85,6 +85,6 @@ SPEC = ExperimentSpec(
     summary="every API replica's AsyncIOScheduler runs each tick: N replicas, N executions",
     params=PARAMS,
     build=build,
-    quick={"replicas": 3, "interval": 1.0, "duration": 8.0},
+    quick={"replicas": 3, "interval": 1.0, "duration": 5.0},
     variants=({"guard": "none"}, {"guard": "redis-lock"}),
 )
