@@ -152,7 +152,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         nemesis.stop()
         ledger.end_run()
         progress("checking", w.duration, w.duration)
-        events = list(ledger.history(run_id))
+        events = ledger.read_history(run_id)
         vers = versions(platform)
         # Each instance reports, as it shuts down gracefully, how many events it recorded:
         # an account of the ledger kept apart from the ledger itself.
@@ -225,7 +225,7 @@ def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis
     """Wait, at most ``experiment.drain`` seconds, until the run has settled."""
     deadline = time.monotonic() + experiment.drain
     while time.monotonic() < deadline:
-        if nemesis.done and settled(list(ledger.history(run_id)), experiment.redelivers):
+        if nemesis.done and settled(ledger.read_history(run_id), experiment.redelivers):
             return
         time.sleep(0.2)
 

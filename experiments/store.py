@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.checker import Result, Schedule, check
+from experiments.checker import Result, Schedule, check, paused_gc
 from experiments.model import BadInput, Experiment
 from services.ledger import Event, Kind
 
@@ -77,7 +77,7 @@ def read_events(path: Path) -> list[Event]:
     """Every event of ``events.jsonl``; blank lines are skipped, anything else must parse."""
     events: list[Event] = []
     try:
-        with open(path, "rb") as f:  # bytes: a bad encoding is reported with its line number
+        with paused_gc(), open(path, "rb") as f:  # bytes: a bad line is named by its number
             for number, raw in enumerate(f, start=1):
                 try:
                     text = raw.decode("utf-8")
