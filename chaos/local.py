@@ -57,7 +57,8 @@ class LocalPlatform:
     def __init__(self, workdir: Path | None = None, ledger_port: int | None = None) -> None:
         self.ledger_port = ledger_port  # fixed, to watch the ledger with redis-cli
         self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="scalelab-"))
+        # Absolute: redis-server is started inside its data directory and given its path.
+        self.workdir = (workdir or Path(tempfile.mkdtemp(prefix="scalelab-"))).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.topology = Topology(replicas={})
         self._desired: dict[str, int] = dict.fromkeys(COMPONENTS, 0)

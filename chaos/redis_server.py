@@ -95,7 +95,7 @@ class RedisServer:
     def _start(self, timeout: float) -> None:
         # The data directory carries the lab tag: redis-server overwrites its environment
         # with its process title, so this is how an orphan check recognises it.
-        datadir = self.workdir / f"redis-{self.role}-{self.watchdog.tag}"
+        datadir = (self.workdir / f"redis-{self.role}-{self.watchdog.tag}").resolve()
         datadir.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from chaos.processes import LAB_TAG
 from services.ledger import parse_scheduled
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +74,16 @@ def test_duplicates_appear_only_after_the_scale_up(scalelab: Any, tmp_path: Path
     before = [w for w, n in finishes.items()
               if (p := parse_scheduled(w)) and p[1] < scaled_at and n == 1]
     assert len(before) >= 3, "one replica ran the early ticks once each"
+
+
+def test_a_relative_results_directory_works_from_any_directory(
+        lab_tag: str, tmp_path: Path) -> None:
+    """`make lab` passes the default, relative `results`: every path must hold up."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "run", "scheduler-duplicates", "--replicas",
+         "1", "--duration", "2", "--json"],  # --results defaults to ./results
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, LAB_TAG: lab_tag, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    (run,) = (tmp_path / "results").iterdir()
+    assert (run / "summary.json").is_file() and (run / "logs").is_dir()
