@@ -103,11 +103,21 @@ class _Acc:
         self.finishes: list[Event] = []
 
 
-def _interrupted(start: Event, faults: Sequence[Event]) -> bool:
-    # A rolling restart is recorded when it begins; the instance ends later, so whatever
-    # it left unfinished was ended by the restart whenever it started.
-    return any(f.instance == start.instance and f.mechanism in ENDING_FAULTS
-               and (f.t >= start.t or f.mechanism == "restart") for f in faults)
+class _Endings:
+    """When each instance was last ended by a fault, indexed once per check."""
+
+    def __init__(self, faults: Sequence[Event]) -> None:
+        self.last: dict[str, float] = {}
+        for f in faults:
+            if f.mechanism in ENDING_FAULTS:
+                # A rolling restart is recorded when it begins; the instance ends later,
+                # so whatever it left unfinished was ended by it whenever it started.
+                t = math.inf if f.mechanism == "restart" else f.t
+                self.last[f.instance] = max(t, self.last.get(f.instance, -math.inf))
+
+    def interrupted(self, start: Event) -> bool:
+        """Was the instance running this execution ended after it started?"""
+        return self.last.get(start.instance, -math.inf) >= start.t
 
 
 @contextlib.contextmanager
@@ -175,6 +185,7 @@ def _check(
                 and start_t <= parsed[1] < end_t):
             due.add(work_id)
 
+    endings = _Endings(faults)
     units: dict[str, Unit] = {}
     ignored = 0
     empty = _Acc()
@@ -189,7 +200,7 @@ def _check(
         lateness = None
         if parsed is not None and a.starts:
             lateness = min(s.t for s in a.starts.values()) - parsed[1]
-        verdict = _verdict(a, is_due, faults)
+        verdict = _verdict(a, is_due, endings)
         if verdict is None:
             ignored += 1  # neither expected nor effective: e.g. only refused executions
             continue
@@ -221,12 +232,12 @@ def _check(
     )
 
 
-def _verdict(a: _Acc, due: bool, faults: Sequence[Event]) -> str | None:
+def _verdict(a: _Acc, due: bool, endings: _Endings) -> str | None:
     finishes = len(a.finishes)
     if finishes >= 2:
         return "duplicated"
     open_starts = [a.starts[x] for x in a.starts.keys() - a.ended] if a.starts else []
-    interrupted = [s for s in open_starts if _interrupted(s, faults)]
+    interrupted = [s for s in open_starts if endings.interrupted(s)]
     unresolved = len(open_starts) - len(interrupted)
     if not (a.acknowledged or due):
         if finishes:
