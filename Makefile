@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# STAMP: the lab itself, what `make lab` needs; DEV: plus the test, lint and manifest tools.
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 SEED   ?= 1
+JOBS   ?= 3
 
 .PHONY: setup lab suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
 
@@ -11,28 +14,32 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scalelab needs Python >= 3.11 (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e .
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the lab into it
+$(DEV): $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(DEV)
 
-lab: $(STAMP)  ## run the catalogue on the local platform (quick settings) and print the table
-	$(VENV)/bin/scalelab suite --quick --seed $(SEED)
+setup: $(DEV)  ## create .venv and install the lab and its development tools into it
 
-suite: $(STAMP)  ## the full catalogue, longer runs
+lab: $(STAMP)  ## run the catalogue on the local platform (quick settings, JOBS at a time)
+	$(VENV)/bin/scalelab suite --quick --seed $(SEED) --jobs $(JOBS)
+
+suite: $(STAMP)  ## the full catalogue, longer runs, one at a time
 	$(VENV)/bin/scalelab suite --seed $(SEED)
 
-test: $(STAMP)  ## unit + integration tests (real processes), offline manifest checks
+test: $(DEV)  ## unit + integration tests (real processes), offline manifest checks
 	$(VENV)/bin/pytest -q
 
-test-unit: $(STAMP)
+test-unit: $(DEV)
 	$(VENV)/bin/pytest -q tests/unit
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check services chaos experiments tests
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)  ## measure what the lab costs (writes bench/results.json)
+bench: $(DEV)  ## measure what the lab costs (writes bench/results.json)
 	$(PY) -m bench
 
 clean:
@@ -65,7 +72,7 @@ cluster-up:  ## kind cluster + image + the lab (OVERLAY=kind|scheduler-leader|be
 cluster-down:  ## delete the kind cluster (and everything in it)
 	kind delete cluster --name $(KIND_CLUSTER)
 
-test-kind: $(STAMP)  ## the cluster tests (after cluster-up); they skip, saying why, without a cluster
+test-kind: $(DEV)  ## the cluster tests (after cluster-up); they skip, saying why, without a cluster
 	KUBE_CONTEXT=$(KUBE_CONTEXT) $(VENV)/bin/pytest -m kind tests/kind -v
 
 suite-kind: $(STAMP)  ## the experiment catalogue against the kind cluster

@@ -7,6 +7,7 @@ Exit codes, as Jepsen's: 0 the experiment's expectation held, 1 it did not,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -129,6 +130,8 @@ def suite(
     platform: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
     context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
     only: Annotated[str | None, typer.Option(help="comma-separated experiment names")] = None,
+    jobs: Annotated[int, typer.Option(min=1, max=8,
+                                      help="runs at once (each its own harness process)")] = 1,
 ) -> None:
     """Run the catalogue, print the measured table and write the suite's report.md."""
     names = only.split(",") if only else list(catalog.CATALOG)
@@ -137,33 +140,61 @@ def suite(
     _check_results_dir(results)
     suite_dir = new_run_directory(results, "suite")
     suite_dir.mkdir(parents=True)
-    runs: list[Run] = []
-    summaries: list[dict[str, Any]] = []
-    labels: list[str] = []
+    planned: list[tuple[str, str, list[str]]] = []  # (label, experiment, its options)
     for name in names:
         spec = catalog.get(name)
         for variant in spec.suite_variants(quick):
             settings = {**(spec.quick if quick else {}), **variant}
             args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+            spec.build(spec.parse_args(args))  # bad settings fail before anything runs
             label = variant_label({"experiment": name, "parameters": variant}, list(variant))
+            planned.append((label, name, args))
+    if jobs > 1:
+        done = _suite_in_parallel(planned, jobs, suite_dir, seed=seed, platform=platform,
+                                  context=context)
+    else:
+        done = []
+        for label, name, args in planned:
             if not console.is_terminal:
                 console.print(f"running {label} ...")
             r = execute(name, args, seed=seed, results=suite_dir, platform=platform,
                         context=context, quiet=False, label=label)
-            summaries.append(r.summary)
-            labels.append(label)
-            runs.append(r)
+            done.append((label, r.summary, r.directory))
+    labels = [label for label, _, _ in done]
+    summaries = [summary for _, summary, _ in done]
     report_md = suite_dir / "report.md"
     report_md.write_text(suite_markdown(
-        [(label, r.summary, r.directory.relative_to(suite_dir).as_posix())
-         for label, r in zip(labels, runs, strict=True)], seed=seed, quick=quick),
-        encoding="utf-8")
+        [(label, s, d.relative_to(suite_dir).as_posix()) for label, s, d in done],
+        seed=seed, quick=quick), encoding="utf-8")
     out.print(runs_table(summaries, labels))
     out.print(seed_table(summaries))
     for s, label in zip(summaries, labels, strict=True):
         out.print(f"- {label}: {s['expectation']}")
     out.print(f"report: {report_md}")
     raise typer.Exit(0 if all(s["valid"] for s in summaries) else 1)
+
+
+def _suite_in_parallel(planned: list[tuple[str, str, list[str]]], jobs: int, suite_dir: Path,
+                       *, seed: int, platform: str, context: str | None,
+                       ) -> list[tuple[str, dict[str, Any], Path]]:
+    from experiments.parallel import ChildRun, run_children
+
+    common = ["--seed", str(seed), "--results", str(suite_dir.resolve()),
+              "--platform", platform, *(["--context", context] if context else [])]
+    children = [ChildRun(label, [name, *args, *common]) for label, name, args in planned]
+    console.print(f"running {len(children)} runs, {jobs} at a time ...")
+    run_children(children, jobs, suite_dir / "harness-logs", dict(os.environ))
+    failed = [c for c in children if c.summary is None]
+    if failed:
+        raise LabCannotRun(f"{failed[0].label}: {failed[0].error} "
+                           f"(logs: {suite_dir / 'harness-logs'})")
+    by_run = {}
+    for d in suite_dir.iterdir():
+        summary_json = d / "summary.json"
+        if summary_json.is_file():
+            by_run[json.loads(summary_json.read_text())["run_id"]] = d
+    return [(c.label, c.summary, by_run[c.summary["run_id"]]) for c in children
+            if c.summary is not None]
 
 
 @app.command()

@@ -47,7 +47,7 @@ def side_by_side(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> 
 def runs_table(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> Table:
     """One row per run: the counts that matter, compact enough for many runs."""
     table = Table(title="scalelab suite: measured, one row per run")
-    table.add_column("run", no_wrap=True)
+    table.add_column("run", max_width=36, overflow="fold")
     for title in ("due", "ok", "lost", "dup", "recov", "doubt", "extra", "held"):
         table.add_column(title, justify="right")
     for s, label in zip(summaries, labels, strict=True):

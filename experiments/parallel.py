@@ -1,0 +1,77 @@
+"""Several experiment runs at once, each its own ``scalelab run`` harness process.
+
+A run's harness owns its platform (ports, directories, lab tag) and its teardown,
+so running variants side by side is running harnesses side by side. Each child is
+its own process group, reported to a watchdog: if this process dies, the watchdog
+kills the children, whose own watchdogs kill their instances. On Ctrl-C each child
+is asked to stop (SIGINT, as the terminal would) and waited for.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaos.processes import Group, Watchdog
+
+
+@dataclass
+class ChildRun:
+    """One ``scalelab run ... --json`` to do, and, once done, what it printed."""
+
+    label: str
+    argv: list[str]
+    returncode: int | None = None
+    summary: dict[str, Any] | None = None
+    error: str = ""
+
+
+def _parse(child: ChildRun, log: Path) -> None:
+    lines = log.read_text(errors="replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                child.summary = json.loads(line)
+                return
+            except json.JSONDecodeError:
+                break
+    child.error = next((ln for ln in reversed(lines) if ln.strip()), "no output")
+
+
+def run_children(children: list[ChildRun], jobs: int, logs: Path,
+                 env: dict[str, str]) -> list[ChildRun]:
+    """Run every child, at most ``jobs`` at a time; returns them with their outcome."""
+    logs.mkdir(parents=True, exist_ok=True)
+    watchdog = Watchdog(f"suite-{uuid.uuid4().hex[:8]}")
+    pending = list(enumerate(children))
+    running: list[tuple[ChildRun, Group, Path]] = []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                i, child = pending.pop(0)
+                log = logs / f"{i:02d}.log"
+                argv = [sys.executable, "-m", "experiments.cli", "run", *child.argv, "--json"]
+                running.append((child, Group(argv, env, log, watchdog), log))
+            for entry in list(running):
+                child, group, log = entry
+                if not group.alive():
+                    group.reap(timeout=1)
+                    child.returncode = group.proc.returncode
+                    _parse(child, log)
+                    running.remove(entry)
+            time.sleep(0.1)
+    except BaseException:
+        for _, group, _ in running:  # each harness tears its own lab down
+            group.signal_main(signal.SIGINT)
+        for _, group, _ in running:
+            group.reap(timeout=60)
+        raise
+    finally:
+        watchdog.close()
+    return children
