@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.beat import ScheduleEntry
 from celery.schedules import schedule
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry
 
 from services.worker.names import BEAT_TICK_TASK
-from services.worker.schedulers import lab_context, with_fire_time
+from services.worker.schedulers import LabScheduler
 from services.worker.schedules import EpochAligned
 
 
@@ -35,18 +34,7 @@ class AlignedRedBeatEntry(RedBeatSchedulerEntry):  # type: ignore[misc]  # redbe
         return decoded
 
 
-class AlignedRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]  # redbeat is untyped
+class AlignedRedBeatScheduler(LabScheduler, RedBeatScheduler):  # type: ignore[misc]
     """celery-redbeat (one lock holder sends, the others stand by), with fire times."""
 
     Entry = AlignedRedBeatEntry
-
-    def setup_schedule(self) -> None:
-        super().setup_schedule()
-        lab = lab_context(self.app)
-        lab.announce("beat", guard=lab.settings.beat_guard)
-
-    def apply_async(
-        self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
-    ) -> Any:
-        sender = lab_context(self.app).instance
-        return super().apply_async(with_fire_time(entry, sender), producer, advance, **kwargs)

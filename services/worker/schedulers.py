@@ -45,11 +45,14 @@ def lab_context(app: Any) -> WorkerContext:
     return lab
 
 
-class AlignedPersistentScheduler(PersistentScheduler):  # type: ignore[misc]  # celery is untyped
-    """Celery's default scheduler (a shelve file), sending beat ticks with their fire time."""
+class LabScheduler:
+    """What every beat scheduler of the lab adds: it announces itself once its schedule is
+    set up, and sends beat ticks with their fire time and its own name. Mix in first."""
+
+    app: Any
 
     def setup_schedule(self) -> None:
-        super().setup_schedule()
+        super().setup_schedule()  # type: ignore[misc]
         lab = lab_context(self.app)
         lab.announce("beat", guard=lab.settings.beat_guard)
 
@@ -57,4 +60,9 @@ class AlignedPersistentScheduler(PersistentScheduler):  # type: ignore[misc]  # 
         self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
         sender = lab_context(self.app).instance
-        return super().apply_async(with_fire_time(entry, sender), producer, advance, **kwargs)
+        return super().apply_async(  # type: ignore[misc]
+            with_fire_time(entry, sender), producer, advance, **kwargs)
+
+
+class AlignedPersistentScheduler(LabScheduler, PersistentScheduler):  # type: ignore[misc]
+    """Celery's default scheduler (a shelve file), sending beat ticks with their fire time."""
