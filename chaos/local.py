@@ -151,13 +151,18 @@ class LocalPlatform:
         self._replica(instance).group.signal_group(signal.SIGCONT)
 
     def rolling_restart(self, component: str) -> None:
-        """Surge one new instance, wait for it, then terminate one old one; repeat."""
+        """Surge one new instance, wait for it, then terminate one old one; repeat.
+
+        As in a Deployment's rolling update, an old instance serves until it is the
+        one being terminated, so it still has work in flight when its grace runs out.
+        """
         for old in self.instances(component):
             with self._lock:
-                self._replica(old).leaving = True
                 self._desired[component] += 1
-            self.wait_ready(component, self._desired[component] - 1, timeout=60)
-            with self._lock:
+                surge = self._desired[component]
+            self.wait_ready(component, surge, timeout=60)
+            with self._lock:  # together, so the supervisor never sees one too many
+                self._replica(old).leaving = True
                 self._desired[component] -= 1
             self._retire(self._replica(old))
 
