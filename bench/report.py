@@ -135,55 +135,35 @@ microsecond figures move by up to 2x between runs; the load average is recorded.
 
 ## What bounds the missed goals (profiled with pyinstrument and `-X importtime`)
 
-- **Check, 1M events in 3 s.** Two costs, both per event, both Python:
-  `decode_line` (the frozen `Event` dataclass sets 9 fields through
-  `object.__setattr__`; split, float, int, bytes.decode) and `check` (one `_Acc` per
-  unit with three `default_factory` containers; `_verdict` builds two lists per unit).
-  The cyclic GC doubles both: at 1M events decode took 11.9 s with GC and 5.7 s
-  without, check 10.9 s and 6.1 s (every full collection walks every Event and
-  `_Acc` already built). And `_interrupted` scans *every* fault for every open start,
-  O(starts x faults): quadratic in fault-heavy histories (see `fault_heavy` in
-  results.json: the per-event cost grows with the history). Fixes, in
-  `services/ledger.py` and `experiments/checker.py` (not this directory's to make):
-  (a) decode each LRANGE chunk in `Ledger.history` with the GC paused (`gc.disable()`
-  / `gc.enable()` around the chunk's list comprehension, then yield from the list),
-  and run `check`'s accumulation loop the same way: about 2x; (b) make `Event` a
-  plain `__slots__` class or a NamedTuple, and keep `detail` as its JSON text until
-  asked; (c) index faults once: `{instance: (latest ending-fault t, saw restart)}`,
-  so `_interrupted` is O(1); (d) a slotted `_Acc` without default factories, and
-  `parse_scheduled` only when there are schedules. Even with GC off, 1M events cost
-  ~12 s here; 3 s needs about 1.5 us per event for decode and check each, on a
-  machine where one bare `str.split` of a ledger line is 0.35 us.
-- **16 API + 4 workers ready in 10 s.** Bound by interpreter start-up CPU on 2 CPUs:
-  `python -X importtime -c "import services.api.app"` = 1.13 s (fastapi 0.58 s, of
-  which `fastapi.openapi.models` 0.20 s building pydantic models; `redis.asyncio`
-  0.22 s; `pydantic.v1` 0.10 s pulled in while the routes are declared; apscheduler
-  0.08 s), i.e. ~1.1 CPU-s per replica, 16 x 1.1 + 4 workers over 2 CPUs is 10+ s
-  before any replica is slow. 1 and 4 replicas are ready in ~2-3 s, so the
-  supervisor is not the bound. Fix (`chaos/local.py`): a fork server, one
-  pre-imported parent (`services.api.app`, `services.worker`) that forks each replica
-  and `setsid`s it (still its own process group, so kill semantics are unchanged),
-  saving ~1 CPU-s per replica.
-- **`make lab` fails from a fresh clone** (seen at e79303f and 1011f13): with the default relative
-  `--results results`, `RedisServer.start` (`chaos/redis_server.py`) passes
-  `--dir <relative datadir>` *and* `cwd=<datadir>`, so redis-server resolves the
-  relative path a second time from inside it: "Can't chdir to 'results/...'", exit 2
-  in 1.5 s. Any absolute `--results` works. Fix: `datadir = (...).resolve()` before
-  it is passed (or resolve `--results` in the CLI). The bench then times the same
-  suite with an absolute `--results` and says so in the table.
-- **`make lab` 150 s, experiments 90 s.** The quick suite runs 19 variants one
-  after another; their configured workloads alone sum to 140 s (`sum_window_seconds`),
-  plus per variant deploy (~2 s), drain (celery acks-late variants wait out the 6 s
-  visibility timeout: 18-28 s each) and graceful teardown (~2-3 s with workers). The
-  suite spends most of its wall time asleep (85 s user CPU of 283 s wall in a
-  reference run). Fix (`experiments/cli.py`): `suite --jobs N` running variants
-  concurrently (each `LocalPlatform` has its own ports, workdir and tag), and shorter
-  quick settings. `make setup` (~90 s) installs `.[dev]` (mypy, ruff, pytest,
-  hypothesis, kubernetes-validate 110 MB) and the kubernetes client (128 MB) though
-  the local lab needs neither: a 696 MB venv. Fix (Makefile, pyproject): `lab`
-  depends on a runtime-only install, the kubernetes client moves to a `kind` extra.
-  pip's cache plays no part here: packages come from a local wheelhouse and the
-  cache directory stays empty, so warm and cold installs take the same time.
+- **Check, 1M events in 3 s.** Measured 8.3 s (read 4.9 s, check 3.4 s) after the
+  fixes this bench's first profile pointed at: `Event` is a named tuple (was a frozen
+  dataclass setting 9 fields through `object.__setattr__`), the cyclic GC is paused
+  while a history is read or checked (every full collection walked every event
+  already built: it doubled both costs and made them grow faster than linearly),
+  ending faults are indexed once per instance (was a scan of every fault for every
+  unfinished start: quadratic in fault-heavy histories), `_Acc` is a slotted class,
+  and no sort of every work_id. What is left is Python's per-event cost: a split, two
+  int and one float conversion and a tuple per line (~2 us here, where one bare
+  `str.split` of a ledger line is 0.35 us), and a few dict/set operations per event in
+  the checker (~1.5-3 us). 3 s would need the decode in C (e.g. a Lua-side or
+  numpy-side columnar read) — not worth a dependency for a lab whose runs hold
+  thousands of events, not millions.
+- **16 API + 4 workers ready in 10 s.** Measured 10.5 s. Bound by interpreter
+  start-up CPU on 2 CPUs: `python -X importtime -c "import services.api.app"` =
+  1.13 s (fastapi 0.58 s, of which `fastapi.openapi.models` 0.20 s; `redis.asyncio`
+  0.22 s; apscheduler 0.08 s), i.e. ~1.1 CPU-s per replica: 16 x 1.1 + 4 workers over
+  2 CPUs is 10 s before any replica is slow. 1 and 4 replicas are ready in ~1.3 and
+  ~2.5 s, so the supervisor is not the bound. The fix would be a fork server (one
+  pre-imported parent forking each replica into its own session); not done.
+- **`make lab` 150 s, experiments 90 s.** Measured 159 s: `make setup`-equivalent
+  install 66 s (pip from the local wheelhouse; `make lab` installs the lab only, the
+  test tools come with `make test`) and the quick suite 93 s — 17 runs, 3 at a time
+  (`suite --jobs 3`), whose configured run windows alone add up to 94 s. Each run also
+  starts its instances (~1-3 s), drains (the acks-late Celery runs wait out the
+  visibility timeout and kombu's restore sweep) and stops them gracefully (~2 s with
+  Celery workers, whose pool children each sleep 1 s on exit). pip's cache plays no
+  part here: packages come from a local wheelhouse, so warm and cold installs take
+  the same time.
 """
 
 
