@@ -36,7 +36,7 @@ test-unit: $(DEV)
 	$(VENV)/bin/pytest -q tests/unit
 
 lint: $(DEV)
-	$(VENV)/bin/ruff check services chaos experiments tests
+	$(VENV)/bin/ruff check services chaos experiments tests bench
 	$(VENV)/bin/mypy
 
 bench: $(DEV)  ## measure what the lab costs (writes bench/results.json)
