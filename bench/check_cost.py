@@ -35,7 +35,7 @@ def history_lines(events: int, kill_every: int = 2000) -> list[str]:
         nonlocal t
         t += 0.0001
         payload = encode_payload(work_id, mechanism, instance, 4242, 1, exec_id, detail)
-        lines.append(f"{t:.6f}\t{kind}\t{payload}")
+        lines.append(f"{t:.6f}\t{kind}\t{payload}\t{RUN}")
 
     while len(lines) < events:
         work_id = f"task-{unit:08d}"

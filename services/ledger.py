@@ -93,12 +93,12 @@ if kind == 'finish' and ARGV[5] ~= '' then
 end
 local t = redis.call('TIME')
 local stamp = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local line = stamp .. '\\t' .. kind .. '\\t' .. ARGV[2]
+local line = stamp .. '\\t' .. kind .. '\\t' .. ARGV[2] .. '\\t' .. run
 redis.call('RPUSH', 'scalelab:events:' .. run, line)
 return {run, kind}
 """
 
-_FIELDS = 9  # t, kind, work_id, mechanism, instance, pid, attempt, exec_id, detail
+_FIELDS = 10  # t, kind, work_id, mechanism, instance, pid, attempt, exec_id, detail, run
 
 
 _NO_DETAIL: dict[str, Any] = {}
@@ -121,6 +121,7 @@ class Event(NamedTuple):
     attempt: int = 1
     exec_id: str = ""
     detail: dict[str, Any] = _NO_DETAIL
+    run: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +134,7 @@ class Event(NamedTuple):
             "attempt": self.attempt,
             "exec_id": self.exec_id,
             "detail": self.detail,
+            "run": self.run,
         }
 
     @classmethod
@@ -147,6 +149,7 @@ class Event(NamedTuple):
             attempt=int(data.get("attempt", 1)),
             exec_id=str(data.get("exec_id", "")),
             detail=dict(data.get("detail") or {}),
+            run=str(data.get("run", "")),
         )
 
 
@@ -172,11 +175,11 @@ def encode_payload(
 
 def decode_line(line: bytes | str) -> Event:
     text = line.decode() if isinstance(line, bytes) else line
-    p = text.split("\t", _FIELDS - 1)
+    p = text.split("\t")  # JSON escapes tabs: only separators are raw tabs
     if len(p) != _FIELDS:
         raise ValueError(f"malformed ledger line: {text[:80]!r}")
     return Event(float(p[0]), p[1], p[2], p[3], p[4], int(p[5]), int(p[6]), p[7],
-                 json.loads(p[8]) if p[8] else _NO_DETAIL)
+                 json.loads(p[8]) if p[8] else _NO_DETAIL, p[9])
 
 
 @dataclass
