@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
 SEED   ?= 1
-JOBS   ?= 3
+JOBS   ?= 4
 
 .PHONY: setup lab suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
 
