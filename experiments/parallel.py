@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.processes import Group, Watchdog
+from chaos.processes import LAB_TAG, Group, Watchdog
 
 
 @dataclass
@@ -48,7 +48,8 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
                  env: dict[str, str]) -> list[ChildRun]:
     """Run every child, at most ``jobs`` at a time; returns them with their outcome."""
     logs.mkdir(parents=True, exist_ok=True)
-    watchdog = Watchdog(f"suite-{uuid.uuid4().hex[:8]}")
+    # The children (and through them every instance) carry this suite's lab tag.
+    watchdog = Watchdog(env.get(LAB_TAG) or f"suite-{uuid.uuid4().hex[:8]}")
     pending = list(enumerate(children))
     running: list[tuple[ChildRun, Group, Path]] = []
     try:

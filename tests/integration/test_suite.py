@@ -1,0 +1,51 @@
+"""The suite, runs side by side: each a harness process, all under one watchdog."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.processes import LAB_TAG, lab_processes
+from tests.conftest import REPO, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_runs_at_a_time_make_one_report(scalelab: Any, tmp_path: Path) -> None:
+    r = scalelab("suite", "--quick", "--only", "scheduler-duplicates", "--jobs", "2",
+                 timeout=120)
+    assert r.returncode == 0, r.stderr
+    (suite,) = (tmp_path / "results").iterdir()
+    runs = sorted(d for d in suite.iterdir() if (d / "summary.json").is_file())
+    assert len(runs) == 2  # guard none and redis-lock, side by side
+    report = (suite / "report.md").read_text()
+    for run in runs:
+        assert f"({run.name}/summary.md)" in report
+    # the seed's table is filled from both runs
+    assert "replicas unguarded: duplicated" in report and "Redis lock per tick" in report
+
+
+def test_ctrl_c_stops_every_run_of_a_parallel_suite(lab_tag: str, tmp_path: Path) -> None:
+    suite = subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", "suite", "--only", "scheduler-duplicates",
+         "--jobs", "2", "--results", str(tmp_path / "results")],
+        env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # both runs' API replicas are up (3 each, the experiment's default)
+        wait_for(lambda: sum("services.api" in c for _, c in lab_processes(lab_tag)) >= 6,
+                 60, "two runs' replicas")
+        suite.send_signal(signal.SIGINT)
+        _, err = suite.communicate(timeout=60)
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+        suite.communicate()
+    assert suite.returncode == 130, err
+    wait_for(lambda: not lab_processes(lab_tag), 10, "every lab process to end")
