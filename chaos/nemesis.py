@@ -19,8 +19,6 @@ from chaos.faults import FaultStep
 from chaos.platform import Instance, Platform, PlatformError
 from services.ledger import Event, Kind, Ledger
 
-HARNESS = "harness"
-
 
 class LedgerTail:
     """Reads a run's events as they are appended, and keeps who is running what."""

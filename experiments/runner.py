@@ -228,7 +228,3 @@ def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis
         if nemesis.done and settled(ledger.read_history(run_id), experiment.redelivers):
             return
         time.sleep(0.2)
-
-
-def remove_run(directory: Path) -> None:
-    shutil.rmtree(directory, ignore_errors=True)

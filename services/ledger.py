@@ -29,7 +29,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -366,7 +366,3 @@ class AsyncLedger:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def read_events_jsonl(lines: Iterable[str]) -> list[Event]:
-    return [Event.from_json(json.loads(line)) for line in lines if line.strip()]
