@@ -64,13 +64,9 @@ def seed_table(summaries: Sequence[dict[str, Any]]) -> Table:
     table.add_column("Feature")
     for column in COLUMNS:
         table.add_column(column, ratio=1)
-    for row, claims in SEED_CLAIMS.items():
-        cells = []
-        for column, claim in zip(COLUMNS, claims, strict=True):
-            said = [text for m in MEASUREMENTS if m.row == row and m.column == column
-                    for s in summaries if m.matches(s) and (text := m.says(s))]
-            cells.append(f"seed {claim}\n" + ("\n".join(said) if said else "not measured"))
-        table.add_row(row, *cells)
+    for row, cells in measured_cells(summaries):
+        table.add_row(row, *(f"seed {claim}\n" + ("\n".join(said) if said else "not measured")
+                             for claim, said in cells))
     return table
 
 
@@ -293,18 +289,23 @@ MEASUREMENTS: tuple[Measurement, ...] = (
 )
 
 
+def measured_cells(
+        summaries: Sequence[dict[str, Any]]) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """Per row of the seed's table, per column: the seed's claim and what the runs said."""
+    return [(row, [(claim, [text for m in MEASUREMENTS if m.row == row and m.column == column
+                            for s in summaries if m.matches(s) and (text := m.says(s))])
+                   for column, claim in zip(COLUMNS, claims, strict=True)])
+            for row, claims in SEED_CLAIMS.items()]
+
+
 def measured_seed_table(summaries: Sequence[dict[str, Any]]) -> str:
     """The seed's comparison table, each cell its claim and what the suite measured."""
     lines = ["| Feature | " + " | ".join(COLUMNS) + " |",
              "| --- |" + " --- |" * len(COLUMNS)]
-    for row, claims in SEED_CLAIMS.items():
-        cells = []
-        for column, claim in zip(COLUMNS, claims, strict=True):
-            said = [text for m in MEASUREMENTS if m.row == row and m.column == column
-                    for s in summaries if m.matches(s) and (text := m.says(s))]
-            cells.append(f"seed {claim}; measured: " + "; ".join(_md(t) for t in said)
-                         if said else f"seed {claim}; not measured")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    for row, cells in measured_cells(summaries):
+        lines.append(f"| {row} | " + " | ".join(
+            f"seed {claim}; measured: " + "; ".join(_md(t) for t in said)
+            if said else f"seed {claim}; not measured" for claim, said in cells) + " |")
     return "\n".join(lines)
 
 

@@ -152,10 +152,7 @@ class LeaderGuard:
         while True:
             try:
                 self.token = await self.backend.try_acquire()
-            except (RedisError, OSError) as exc:
-                log.warning("lease renewal failed: %s", exc)
-                self.token = None
-            except Exception as exc:  # a Lease API error must not kill the loop
+            except Exception as exc:  # Redis, network or Lease API: never kill the loop
                 log.warning("lease renewal failed: %s", exc)
                 self.token = None
             await asyncio.sleep(self.lease_seconds / 3)
