@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from chaos.nemesis import Nemesis
+from chaos.nemesis import LedgerTail, Nemesis
 from chaos.platform import Platform, PlatformError
 from experiments.checker import Result, check, ledger_integrity
 from experiments.model import Experiment
@@ -50,13 +50,13 @@ class Run:
     events: list[Event]
 
 
-def versions(platform: Platform) -> dict[str, str]:
+def versions(ledger: Ledger) -> dict[str, str]:
     found: dict[str, str] = {}
     for dist in ("celery", "kombu", "redis", "apscheduler", "fastapi", "uvicorn"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
     with contextlib.suppress(Exception):
-        info = Ledger.from_url(platform.ledger_url).client.info("server")
+        info = ledger.client.info("server")
         found["redis-server"] = str(info.get("redis_version", ""))
     return found
 
@@ -153,7 +153,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         ledger.end_run()
         progress("checking", w.duration, w.duration)
         events = ledger.read_history(run_id)
-        vers = versions(platform)
+        vers = versions(ledger)
         # Each instance reports, as it shuts down gracefully, how many events it recorded:
         # an account of the ledger kept apart from the ledger itself.
         platform.stop_instances()
@@ -224,7 +224,9 @@ def settled(events: list[Event], redelivers: bool) -> bool:
 def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis) -> None:
     """Wait, at most ``experiment.drain`` seconds, until the run has settled."""
     deadline = time.monotonic() + experiment.drain
+    tail = LedgerTail(ledger, run_id)  # reads only what was appended since the last look
     while time.monotonic() < deadline:
-        if nemesis.done and settled(ledger.read_history(run_id), experiment.redelivers):
+        tail.poll()
+        if nemesis.done and settled(tail.events, experiment.redelivers):
             return
         time.sleep(0.2)
