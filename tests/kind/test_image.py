@@ -26,6 +26,8 @@ import pytest
 import redis
 
 from chaos.kubernetes import signal_argv
+from services.ledger import events_key
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("SCALELAB_BASE_IMAGE", "scalelab-base:bookworm")
@@ -130,7 +132,8 @@ def test_sigterm_through_pid_1_shuts_the_app_down_gracefully(
     name, _ = api
     _, client = ledger
     client.set("scalelab:run", "docker-test")  # the lifespan reports its counts at shutdown
-    time.sleep(1.5)
+    # it reports only runs it recorded in: wait for its scheduler's first tick of this run
+    wait_for(lambda: client.llen(events_key("docker-test")) > 0, 30, "a tick in the run")
     started = time.monotonic()
     docker("stop", "--time", "30", name, timeout=60)  # SIGTERM to PID 1, SIGKILL after 30 s
     took = time.monotonic() - started
