@@ -18,6 +18,9 @@ SchedulerGuard = Literal["none", "redis-lock", "leader"]
 SchedulerAlign = Literal["aligned", "per-instance"]
 LeaderBackend = Literal["redis", "kubernetes"]
 AcksMode = Literal["early", "late"]
+ApiMiddleware = Literal["none", "base-http"]
+EvictionPolicy = Literal["noeviction", "allkeys-lru", "volatile-lru", "allkeys-random",
+                         "volatile-ttl"]
 BeatGuard = Literal["none", "redbeat"]
 
 
@@ -61,6 +64,25 @@ class LabSettings(BaseSettings):
     beat_interval: float = Field(default=1.0, gt=0, le=3600)
     beat_guard: BeatGuard = "none"
     beat_lock_timeout: float = Field(default=5.0, gt=0, le=3600)
+
+    # The API's process model: uvicorn --workers (each worker process embeds its own
+    # scheduler), and an HTTP middleware in front of the routes ("base-http": Starlette's
+    # BaseHTTPMiddleware, which once cancelled BackgroundTasks on a client disconnect).
+    api_workers: int = Field(default=1, ge=1, le=16)
+    api_middleware: ApiMiddleware = "none"
+
+    # Celery switches for the failures users report (see services.worker.app).
+    prefetch_multiplier: int = Field(default=1, ge=1, le=64)
+    reject_on_worker_lost: bool = True  # applies with acks late (Celery's default: off)
+    countdown: float = Field(default=0.0, ge=0, le=3600)  # every submission's countdown
+    poison_work: str = ""  # a work_id whose task SIGKILLs its own pool child, every time
+    # > 0: each worker instance also runs a second Celery app on the same broker, on its
+    # own queue, with this visibility timeout (the shortest one wins: kombu #337).
+    other_visibility_timeout: float = Field(default=0.0, ge=0, le=86400)
+
+    # The broker redis-server's memory limit ("": none, e.g. "2mb") and eviction policy.
+    broker_maxmemory: str = Field(default="", pattern=r"^([0-9]+(kb|mb|gb)?)?$")
+    broker_maxmemory_policy: EvictionPolicy = "noeviction"
 
     # The API's own graceful shutdown, in seconds (uvicorn --timeout-graceful-shutdown).
     shutdown_grace: float = Field(default=1.0, ge=0, le=600)
