@@ -1,0 +1,249 @@
+"""What each page shows, gathered from the run store: the templates only lay it out.
+
+Every figure on a run's page comes from re-checking its ``events.jsonl`` against its
+``summary.json`` (``store.recheck``, as ``scalelab report`` does); a run that cannot be
+re-checked shows the same one-line error, with whatever its stored summary still says.
+The index lists what each ``summary.json`` recorded (re-checking a thousand histories
+per page view would take minutes); a run's own page says when a re-check differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments import store
+from experiments.checker import VERDICTS
+from experiments.model import BadInput
+from experiments.web import timeline
+from experiments.web.results import FAILED, PARTIAL, STAMP, VALIDITY, Entry, Kind, Results
+from experiments.web.tables import TableView, measured_tables
+
+UNITS_SHOWN = 1000  # rows of the units table; the verdict filter narrows the rest
+RUN_FILES = (store.SUMMARY_MD, store.SUMMARY_JSON, store.EVENTS, store.TIMELINE)
+COUNT_ROWS = (("expected", "units due or acknowledged"), ("executions", "finished executions"),
+              *((v, v.replace("_", " ")) for v in VERDICTS),
+              ("extra_executions", "extra executions"), ("refused", "refused by a guard"),
+              ("late", "late (due units)"), ("faults", "faults"))
+
+
+def label(summary: dict[str, Any]) -> str:
+    """The experiment and the parameters it ran with that differ from its defaults."""
+    from experiments import catalog
+
+    name = str(summary.get("experiment", "?"))
+    params = summary.get("parameters") or {}
+    try:
+        defaults = catalog.get(name).defaults()
+    except BadInput:
+        defaults = {}
+    shown = [f"{k}={v}" for k, v in params.items() if k not in defaults or defaults[k] != v]
+    return " ".join([name, *shown])
+
+
+def experiment_of(entry: Entry) -> str:
+    """An entry's experiment: from its summary, else from the runner's directory name."""
+    if entry.summary is not None:
+        return str(entry.summary.get("experiment", ""))
+    name = entry.name.removesuffix(PARTIAL).removesuffix(FAILED)
+    m = STAMP.match(name)
+    rest = name[m.end():].lstrip("-") if m else ""
+    return rest.rsplit("-", 1)[0] if rest[-1:].isdigit() and "-" in rest else rest
+
+
+def count(summary: dict[str, Any], key: str) -> Any:
+    if key in VERDICTS:
+        return (summary.get("counts") or {}).get(key, 0)
+    if key == "faults":
+        return len(summary.get("faults") or [])
+    return summary.get(key, "")
+
+
+# --- the index --------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    entry: Entry
+    depth: int
+    experiment: str
+    label: str
+
+    @property
+    def validity(self) -> str:
+        return self.entry.validity
+
+
+def index(results: Results, experiment: str, valid: str) -> dict[str, Any]:
+    entries = results.entries()
+    rows: list[Row] = []
+    experiments: set[str] = set()
+
+    def row(e: Entry, depth: int) -> Row:
+        exp = experiment_of(e)
+        if exp:
+            experiments.add(exp)
+        return Row(e, depth, exp, label(e.summary) if e.summary is not None else e.name)
+
+    def wanted(r: Row) -> bool:
+        return (not experiment or r.experiment == experiment) and (not valid
+                                                                   or r.validity == valid)
+
+    total = 0
+    for e in entries:
+        if e.kind == Kind.SUITE:
+            children = [row(c, 1) for c in e.children]
+            total += len(children)
+            shown = [c for c in children if wanted(c)]
+            if shown or not (experiment or valid):
+                rows += [Row(e, 0, "", e.name), *shown]
+        else:
+            total += 1
+            r = row(e, 0)
+            if wanted(r):
+                rows.append(r)
+    return {"rows": rows, "experiments": sorted(experiments), "experiment": experiment,
+            "valid": valid, "validity": VALIDITY, "total": total, "count_keys": VERDICTS,
+            "root": str(results.root)}
+
+
+# --- a run --------------------------------------------------------------------------------
+
+@dataclass
+class UnitRow:
+    work_id: str
+    verdict: str
+    finishes: int
+    starts: int
+    acknowledged: bool
+    due: bool
+    executions: list[timeline.Bar]
+
+
+@dataclass
+class RunView:
+    """A run directory as its page shows it."""
+
+    id: str
+    entry: Entry
+    summary: dict[str, Any] | None = None  # re-checked when possible, else as stored
+    rechecked: bool = False
+    error: str | None = None
+    differences: list[str] = field(default_factory=list)
+    timeline: timeline.Timeline | None = None
+    units: list[UnitRow] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    events_so_far: int = 0
+
+    @property
+    def label(self) -> str:
+        return label(self.summary) if self.summary is not None else self.entry.name
+
+    @property
+    def validity(self) -> str:
+        if self.summary is not None and self.entry.kind == Kind.RUN:
+            if self.error:
+                return "unreadable"
+            return "held" if self.summary.get("valid") else "not-held"
+        return self.entry.validity
+
+
+def run_view(results: Results, path: Path) -> RunView:
+    run_id = results.id_of(path)
+    entry = results.entry(path)
+    view = RunView(run_id, entry)
+    view.files = [name for name in RUN_FILES if results.file(path, name) is not None]
+    view.logs = [p.relative_to(path).as_posix() for p in results.logs(path)]
+    if entry.kind == Kind.RUN:
+        try:
+            r = results.recheck(path)
+        except BadInput as exc:
+            view.error = str(exc)
+            view.summary = entry.summary
+        else:
+            view.summary, view.rechecked, view.differences = dict(r.summary), True, r.differences
+            window = (float(r.summary["window"]["start"]), float(r.summary["window"]["end"]))
+            view.timeline = timeline.build(r.events, r.result, window)
+            bars = view.timeline.by_work_id()
+            view.units = sorted(
+                (UnitRow(u.work_id, u.verdict, u.finishes, u.starts, u.acknowledged, u.due,
+                         sorted(bars.get(u.work_id, []), key=lambda b: b.start))
+                 for u in r.result.units.values()),
+                key=lambda u: (u.executions[0].start if u.executions else float("inf"),
+                               u.work_id))
+    elif entry.kind == Kind.PARTIAL and results.file(path, store.EVENTS) is not None:
+        try:  # the history so far, not judged: the run window is known only at the end
+            events = store.read_events(path / store.EVENTS)
+        except BadInput as exc:
+            view.error = str(exc)
+        else:
+            view.events_so_far = len(events)
+            view.timeline = timeline.build(events, None, None)
+    return view
+
+
+def run_page(view: RunView, verdict: str) -> dict[str, Any]:
+    units = [u for u in view.units if not verdict or u.verdict == verdict]
+    drawing = timeline.draw(view.timeline) if view.timeline is not None else None
+    by_verdict = {v: sum(1 for u in view.units if u.verdict == v) for v in VERDICTS}
+    return {"run": view, "drawing": drawing, "units": units[:UNITS_SHOWN],
+            "units_total": len(units), "verdict": verdict, "by_verdict": by_verdict,
+            "count_rows": COUNT_ROWS, "count": count, "validity": VALIDITY,
+            "poll": view.entry.kind == Kind.PARTIAL}
+
+
+# --- a suite ------------------------------------------------------------------------------
+
+@dataclass
+class SuiteView:
+    id: str
+    entry: Entry
+    runs: list[RunView]
+    tables: list[TableView]
+    has_report: bool
+
+
+def suite_view(results: Results, path: Path) -> SuiteView:
+    entry = results.entry(path, nested=False)
+    runs = [run_view(results, path / c.name) for c in entry.children]
+    judged = [(r.id, r.label, r.summary) for r in runs
+              if r.rechecked and r.summary is not None]
+    return SuiteView(results.id_of(path), entry, runs, measured_tables(judged),
+                     results.file(path, "report.md") is not None)
+
+
+# --- two runs -----------------------------------------------------------------------------
+
+def compare_page(a: RunView, b: RunView) -> dict[str, Any]:
+    pa = (a.summary or {}).get("parameters") or {}
+    pb = (b.summary or {}).get("parameters") or {}
+    params = [(k, pa.get(k, "—"), pb.get(k, "—")) for k in dict.fromkeys([*pa, *pb])]
+    differing = [p for p in params if p[1] != p[2]]
+    same = [p for p in params if p[1] == p[2]]
+    for key in ("experiment", "platform", "seed"):
+        va, vb = (a.summary or {}).get(key, "—"), (b.summary or {}).get(key, "—")
+        (differing if va != vb else same).insert(0, (key, va, vb))
+    counts = []
+    for key, title in COUNT_ROWS:
+        ca = count(a.summary, key) if a.summary else ""
+        cb = count(b.summary, key) if b.summary else ""
+        diff = cb - ca if isinstance(ca, int) and isinstance(cb, int) else ""
+        counts.append((title, ca, cb, diff))
+    drawn = [t for t in (a.timeline, b.timeline) if t is not None]
+    x_range = (min(t.x_low for t in drawn), max(t.t_end for t in drawn)) if drawn else None
+    drawings = [timeline.draw(v.timeline, x_range) if v.timeline is not None else None
+                for v in (a, b)]
+    return {"a": a, "b": b, "differing": differing, "same": same, "counts": counts,
+            "drawings": drawings, "validity": VALIDITY}
+
+
+def run_choices(results: Results) -> list[tuple[str, str]]:
+    """Every stored run (id, label), for the compare form."""
+    out = []
+    for e in results.entries():
+        for r in (e.children if e.kind == Kind.SUITE else [e]):
+            if r.kind == Kind.RUN and r.summary is not None:
+                out.append((r.id, label(r.summary)))
+    return out
+
