@@ -8,18 +8,67 @@ DEV    := $(VENV)/.installed-dev
 SEED   ?= 1
 JOBS   ?= 4
 
-.PHONY: setup lab suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
+.PHONY: lock setup lab suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scalelab needs Python >= 3.11 (set PYTHON=...)")'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e .
-	@touch $(STAMP)
+# --- installing -------------------------------------------------------------------
+# Every install takes its versions from one lock (every extra resolved together, for
+# Python >= 3.11 on any platform), used as constraints: what an install needs comes
+# at the locked version. The installer is uv when it can be had — on PATH, or put once
+# into UV_HOME by plain pip — else pip (INSTALLER=pip forces it). uv writes no
+# bytecode; the lab's own modules and what they import are then compiled once, so no
+# instance compiles them at every start.
+LOCK       := requirements.lock
+UV_VERSION ?= 0.13.9
+UV_HOME    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/scalelab/uv-$(UV_VERSION)
+INSTALLER  ?= uv
+LOCK_ARGS  := --quiet --universal --python-version 3.11 --all-extras \
+              --custom-compile-command 'make lock' pyproject.toml -o $(LOCK)
+
+# Prints the uv to use, or nothing (then pip is used).
+FIND_UV = if [ "$(INSTALLER)" != uv ]; then :; \
+  elif command -v uv >/dev/null 2>&1; then command -v uv; \
+  elif [ -x "$(UV_HOME)/bin/uv" ]; then echo "$(UV_HOME)/bin/uv"; \
+  elif tmp="$(UV_HOME).$$$$" && PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --disable-pip-version-check \
+         --target "$$tmp" "uv==$(UV_VERSION)" >&2 \
+       && { mv -T "$$tmp" "$(UV_HOME)" 2>/dev/null || rm -rf "$$tmp"; } \
+       && [ -x "$(UV_HOME)/bin/uv" ]; then echo "$(UV_HOME)/bin/uv"; \
+  else rm -rf "$$tmp"; echo "make: uv cannot be had: installing with pip" >&2; fi
+
+# $(call install,SPEC): SPEC (e.g. -e '.[dev]') into $(VENV), versions from the lock.
+define install
+@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scalelab needs Python >= 3.11 (set PYTHON=...)")'
+@uv=$$($(FIND_UV)); \
+if [ -n "$$uv" ]; then \
+  { test -x $(PY) || "$$uv" venv --quiet --clear --seed --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')" $(VENV); } \
+  && echo "uv pip install -c $(LOCK) $(1)" \
+  && "$$uv" pip install --quiet --python $(PY) -c $(LOCK) $(1); \
+else \
+  { test -x $(PY) || $(PYTHON) -m venv $(VENV); } \
+  && echo "pip install -c $(LOCK) $(1)" \
+  && $(PY) -m pip install -q --disable-pip-version-check -c $(LOCK) $(1); \
+fi
+endef
+
+$(STAMP): pyproject.toml $(LOCK)
+	$(call install,-e .)
+	@env -u PYTHONDONTWRITEBYTECODE $(PY) -m bench.bytecode
+	@touch $@
 
 $(DEV): $(STAMP)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
-	@touch $(DEV)
+	$(call install,-e '.[dev]')
+	@touch $@
+
+# pyproject.toml changed: resolve again, keeping every locked version that still fits.
+$(LOCK): pyproject.toml
+	@uv=$$($(FIND_UV)); if [ -n "$$uv" ]; then \
+	  echo "make: pyproject.toml is newer than $(LOCK): updating the lock (commit it)"; \
+	  "$$uv" pip compile $(LOCK_ARGS) && touch $(LOCK); \
+	else echo "make: $(LOCK) is older than pyproject.toml and uv cannot be had:" \
+	  "new dependencies are installed unpinned" >&2; fi
+
+lock:  ## resolve every dependency again at its newest allowed version (writes $(LOCK))
+	@uv=$$($(FIND_UV)); test -n "$$uv" || { echo "make lock: needs uv" >&2; exit 2; }; \
+	"$$uv" pip compile --upgrade $(LOCK_ARGS)
 
 setup: $(DEV)  ## create .venv and install the lab and its development tools into it
 
