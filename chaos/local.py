@@ -26,12 +26,16 @@ from pathlib import Path
 
 import httpx
 
-from chaos.platform import COMPONENTS, Instance, PlatformError, Topology
+from chaos import apscheduler4
+from chaos.platform import COMPONENTS as APP_COMPONENTS
+from chaos.platform import Instance, PlatformError, Topology
+from chaos.postgres import PostgresServer
 from chaos.processes import LAB_TAG, Group, Watchdog, free_port
 from chaos.redis_server import RedisServer
 from services.ledger import Ledger
 
 _POLL = 0.05
+COMPONENTS = (*APP_COMPONENTS, "arq")  # locally also arq workers (services.arq_worker)
 
 
 @dataclass
@@ -71,6 +75,8 @@ class LocalPlatform:
         self._watchdog: Watchdog | None = None
         self.ledger_server: RedisServer | None = None
         self.broker_server: RedisServer | None = None
+        self.datastore_server: PostgresServer | None = None  # PostgreSQL, for apscheduler4
+        self._apscheduler4: Path | None = None  # where APScheduler 4 is installed apart
         self._ledger: Ledger | None = None
         self._http = httpx.Client(timeout=0.5)
         # Every process of this lab carries the tag, so orphan checks can find them.
@@ -92,12 +98,17 @@ class LocalPlatform:
 
     def deploy(self, topology: Topology) -> None:
         self.topology = topology
+        if topology.settings.get("scheduler_library") == "apscheduler4":
+            self._apscheduler4 = apscheduler4.ensure_installed()
         self._watchdog = Watchdog(self.tag)
         self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog,
                                          port=self.ledger_port)
         self.ledger_server.start()
         self.broker_server = RedisServer("broker", self.workdir, self._watchdog)
         self.broker_server.start()
+        if self._apscheduler4 is not None:
+            self.datastore_server = PostgresServer(self.workdir, self._watchdog)
+            self.datastore_server.start()
         self._ledger = Ledger.from_url(self.ledger_server.url)
         with self._lock:
             for component in COMPONENTS:
@@ -173,6 +184,14 @@ class LocalPlatform:
         time.sleep(seconds)
         self.broker_server.start()
 
+    def datastore_outage(self, seconds: float) -> None:
+        """Kill the data store (PostgreSQL) and bring it back, data intact, after ``seconds``."""
+        if self.datastore_server is None:
+            raise PlatformError("this lab has no data store (only apscheduler4 uses one)")
+        self.datastore_server.kill()
+        time.sleep(seconds)
+        self.datastore_server.start()
+
     def stop_instances(self) -> None:
         self._stop.set()
         if self._supervisor is not None:
@@ -188,6 +207,8 @@ class LocalPlatform:
 
     def teardown(self) -> None:
         self.stop_instances()
+        if self.datastore_server is not None:
+            self.datastore_server.stop()
         for server in (self.broker_server, self.ledger_server):
             if server is not None:
                 server.stop()
@@ -239,6 +260,11 @@ class LocalPlatform:
             "SCALELAB_BROKER_URL": self.broker_url,
             "PYTHONUNBUFFERED": "1",
         })
+        if self.datastore_server is not None:
+            env["SCALELAB_DATASTORE_URL"] = self.datastore_server.url
+        if component == "api" and self._apscheduler4 is not None:
+            env["PYTHONPATH"] = apscheduler4.python_path(self._apscheduler4,
+                                                         env.get("PYTHONPATH"))
         port = 0
         if component == "api":
             port = free_port()
@@ -246,6 +272,8 @@ class LocalPlatform:
                     "--port", str(port)]
         elif component == "worker":
             args = [sys.executable, "-m", "services.worker"]
+        elif component == "arq":
+            args = [sys.executable, "-m", "services.arq_worker"]
         else:
             args = [sys.executable, "-m", "services.worker.beat"]
         assert self._watchdog is not None

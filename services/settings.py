@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SchedulerGuard = Literal["none", "redis-lock", "leader"]
 SchedulerAlign = Literal["aligned", "per-instance"]
+SchedulerLibrary = Literal["apscheduler3", "apscheduler4"]
 LeaderBackend = Literal["redis", "kubernetes"]
 AcksMode = Literal["early", "late"]
 ApiMiddleware = Literal["none", "base-http"]
@@ -35,7 +36,7 @@ class LabSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCALELAB_", extra="ignore")
 
     instance: str = Field(default_factory=_default_instance)
-    component: Literal["api", "worker", "beat"] = "api"
+    component: Literal["api", "worker", "beat", "arq"] = "api"
     ledger_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/1"
 
@@ -48,6 +49,12 @@ class LabSettings(BaseSettings):
     lock_ttl: float = Field(default=30.0, gt=0, le=86400)
     misfire_grace: float = Field(default=1.0, gt=0, le=3600)
     coalesce: bool = True
+    # Which library the API replicas embed: today's APScheduler 3 AsyncIOScheduler, or
+    # APScheduler 4.0.0a6 (a pre-release) sharing one data store (PostgreSQL) and the
+    # broker Redis as its event broker.
+    scheduler_library: SchedulerLibrary = "apscheduler3"
+    datastore_url: str = ""  # postgresql://... (apscheduler4)
+    apscheduler4_lease: float = Field(default=30.0, gt=0, le=3600)  # the library's default
 
     # Leader election (scheduler_guard == "leader").
     leader_backend: LeaderBackend = "redis"

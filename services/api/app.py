@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from services.api.guards import make_guard
+from services.api.guards import TickGuard, make_guard
 from services.api.routes import router
-from services.api.scheduler import Ticker, build_scheduler
 from services.ledger import AsyncLedger
 from services.settings import LabSettings, load_settings
 
@@ -21,6 +21,18 @@ def _celery_factory(settings: LabSettings) -> Any:
     from services.worker.app import make_celery  # imported on first use: Celery is heavy
 
     return make_celery(settings)
+
+
+def _embedded_scheduler(settings: LabSettings, ledger: AsyncLedger,
+                        guard: TickGuard) -> AbstractAsyncContextManager[None]:
+    # Imported here: APScheduler 3 and 4 share the import name, and a replica has one.
+    if settings.scheduler_library == "apscheduler4":
+        from services.api.scheduler4 import embedded_scheduler
+
+        return embedded_scheduler(settings, ledger)
+    from services.api.scheduler import Ticker, running
+
+    return running(settings, Ticker(settings, ledger, guard))
 
 
 def create_app(settings: LabSettings | None = None) -> FastAPI:
@@ -36,16 +48,15 @@ def create_app(settings: LabSettings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.ledger = ledger
         app.state.celery = functools.cache(functools.partial(_celery_factory, settings))
-        scheduler = build_scheduler(settings, Ticker(settings, ledger, guard))
+        scheduler = contextlib.AsyncExitStack()
         await guard.start()
         if settings.scheduler_enabled:
-            scheduler.start()
+            await scheduler.enter_async_context(_embedded_scheduler(settings, ledger, guard))
         await ledger.announce(settings.instance, "api")
         try:
             yield
         finally:
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
+            await scheduler.aclose()
             await guard.stop()
             with contextlib.suppress(Exception):  # best effort: the ledger may be gone
                 await ledger.report_counts(settings.instance)

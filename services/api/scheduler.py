@@ -11,9 +11,11 @@ lock as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,3 +83,15 @@ def build_scheduler(settings: LabSettings, ticker: Ticker) -> AsyncIOScheduler:
     trigger = IntervalTrigger(seconds=settings.scheduler_interval, start_date=start, timezone=UTC)
     scheduler.add_job(ticker.run, trigger, id=JOB, name=JOB)
     return scheduler
+
+
+@contextlib.asynccontextmanager
+async def running(settings: LabSettings, ticker: Ticker) -> AsyncIterator[None]:
+    """The replica's scheduler, started for as long as the context is open."""
+    scheduler = build_scheduler(settings, ticker)
+    scheduler.start()
+    try:
+        yield
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
