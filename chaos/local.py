@@ -27,11 +27,12 @@ from pathlib import Path
 import httpx
 
 from chaos import apscheduler4
+from chaos.local_faults import InstanceFaults, pool_children
 from chaos.platform import COMPONENTS as APP_COMPONENTS
 from chaos.platform import Instance, PlatformError, Topology
 from chaos.postgres import PostgresServer
 from chaos.processes import LAB_TAG, Group, Watchdog, free_port
-from chaos.redis_server import RedisServer
+from chaos.redis_server import RedisServer, memory_args
 from services.ledger import Ledger
 
 _POLL = 0.05
@@ -75,6 +76,7 @@ class LocalPlatform:
         self._watchdog: Watchdog | None = None
         self.ledger_server: RedisServer | None = None
         self.broker_server: RedisServer | None = None
+        self._instance_faults: InstanceFaults | None = None  # proxies, clocks (opt-in)
         self.datastore_server: PostgresServer | None = None  # PostgreSQL, for apscheduler4
         self._apscheduler4: Path | None = None  # where APScheduler 4 is installed apart
         self._ledger: Ledger | None = None
@@ -104,8 +106,12 @@ class LocalPlatform:
         self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog,
                                          port=self.ledger_port)
         self.ledger_server.start()
-        self.broker_server = RedisServer("broker", self.workdir, self._watchdog)
+        self.broker_server = RedisServer("broker", self.workdir, self._watchdog,
+                                         config=memory_args(topology.settings))
         self.broker_server.start()
+        broker = self.broker_server
+        self._instance_faults = InstanceFaults(self.workdir, topology.settings,
+                                               lambda: ("127.0.0.1", broker.port))
         if self._apscheduler4 is not None:
             self.datastore_server = PostgresServer(self.workdir, self._watchdog)
             self.datastore_server.start()
@@ -192,6 +198,31 @@ class LocalPlatform:
         time.sleep(seconds)
         self.datastore_server.start()
 
+    def partition(self, instance: Instance) -> None:
+        """Cut the instance off the broker: its proxy drops open connections, refuses new."""
+        self._faults().partition(self._replica(instance).name)
+
+    def heal(self, instance: Instance) -> None:
+        self._faults().heal(self._replica(instance).name)
+
+    def skew(self, instance: Instance, seconds: float) -> None:
+        """Offset the instance's wall clock by ``seconds`` (within a second)."""
+        self._faults().skew(self._replica(instance).name, seconds)
+
+    def kill_child(self, instance: Instance) -> int:
+        """SIGKILL one pool process of a worker (the OOM killer's pick), not the worker."""
+        children = pool_children(self._replica(instance).group.pid)
+        if not children:
+            raise PlatformError(f"{instance.name} has no pool process to kill")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(children[0], signal.SIGKILL)
+        return children[0]
+
+    def _faults(self) -> InstanceFaults:
+        if self._instance_faults is None:
+            raise PlatformError("the lab is not deployed")
+        return self._instance_faults
+
     def stop_instances(self) -> None:
         self._stop.set()
         if self._supervisor is not None:
@@ -207,6 +238,8 @@ class LocalPlatform:
 
     def teardown(self) -> None:
         self.stop_instances()
+        if self._instance_faults is not None:
+            self._instance_faults.close()
         if self.datastore_server is not None:
             self.datastore_server.stop()
         for server in (self.broker_server, self.ledger_server):
@@ -260,6 +293,8 @@ class LocalPlatform:
             "SCALELAB_BROKER_URL": self.broker_url,
             "PYTHONUNBUFFERED": "1",
         })
+        if self._instance_faults is not None:
+            env.update(self._instance_faults.environment(name))
         if self.datastore_server is not None:
             env["SCALELAB_DATASTORE_URL"] = self.datastore_server.url
         if component == "api" and self._apscheduler4 is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -57,6 +58,15 @@ def redis_version(binary: str | None = None) -> str:
     return out.strip()
 
 
+def memory_args(settings: Mapping[str, object]) -> list[str]:
+    """redis-server arguments for the topology's ``broker_maxmemory`` and its policy."""
+    limit = str(settings.get("broker_maxmemory") or "")
+    if not limit:
+        return []
+    policy = str(settings.get("broker_maxmemory_policy") or "noeviction")
+    return ["--maxmemory", limit, "--maxmemory-policy", policy]
+
+
 class _PortTaken(Exception):
     pass
 
@@ -65,8 +75,9 @@ class RedisServer:
     """One redis-server on loopback, restartable on the same port."""
 
     def __init__(self, role: str, workdir: Path, watchdog: Watchdog,
-                 port: int | None = None) -> None:
+                 port: int | None = None, config: Sequence[str] = ()) -> None:
         self.role = role
+        self.config = list(config)  # more redis-server arguments (e.g. maxmemory)
         self.workdir = workdir
         self.watchdog = watchdog
         self.fixed_port = port is not None  # chosen by the user: no other port will do
@@ -99,7 +110,7 @@ class RedisServer:
         datadir.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--loglevel", "warning", "--dir", str(datadir)]
+                "--loglevel", "warning", "--dir", str(datadir), *self.config]
         self.group = Group(args, {}, self.workdir / f"redis-{self.role}.log", self.watchdog,
                            cwd=str(datadir))
         # No retries: a failed probe must come back at once to the liveness check.

@@ -16,8 +16,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     settings = load_settings()
+    # uvicorn --workers W (W > 1): W processes, each building its own app (and scheduler)
+    # from the environment, so uvicorn is given the factory's import path.
+    several = settings.api_workers > 1
     uvicorn.run(
-        create_app(settings),
+        "services.api.app:create_app" if several else create_app(settings),
+        factory=several,
+        workers=settings.api_workers if several else None,
         host=args.host,
         port=args.port,
         log_level="warning",

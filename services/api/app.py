@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.api.guards import TickGuard, make_guard
+from services.api.middleware import add_middleware
+from services.api.processes import counts_name
 from services.api.routes import router
 from services.ledger import AsyncLedger
 from services.settings import LabSettings, load_settings
@@ -59,11 +61,12 @@ def create_app(settings: LabSettings | None = None) -> FastAPI:
             await scheduler.aclose()
             await guard.stop()
             with contextlib.suppress(Exception):  # best effort: the ledger may be gone
-                await ledger.report_counts(settings.instance)
+                await ledger.report_counts(counts_name(settings))
             await ledger.aclose()
             await broker.aclose()
 
     app = FastAPI(title="scalelab api replica", lifespan=lifespan)
     app.state.settings = settings
+    add_middleware(app, settings)
     app.include_router(router)
     return app

@@ -17,6 +17,7 @@ from celery import signals
 from services.settings import load_settings
 from services.worker.app import make_celery
 from services.worker.context import WorkerContext
+from services.worker.other_app import start_beside
 
 
 def _connect(lab: WorkerContext) -> None:
@@ -47,7 +48,13 @@ def main() -> int:
         without_heartbeat=True,
         quiet=True,
     )
-    worker.start()
+    other = start_beside(settings)  # a second app on the broker, if the settings ask
+    try:
+        worker.start()
+    finally:
+        if other is not None:
+            other.terminate()
+            other.wait(timeout=10)
     return int(worker.exitcode or 0)
 
 

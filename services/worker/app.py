@@ -29,9 +29,16 @@ up to 100 s. The lab sets:
 - ``unacked_mutex_expire`` = 5 s: the mutex is held only for a scan (milliseconds); if a
   worker is killed holding it, the default 300 s would stall every sweep for five minutes.
 
-``worker_prefetch_multiplier`` = 1 keeps a worker from reserving more messages than it
-has pool processes: a reserved message's visibility clock runs while it waits, so a
-waiting message could be restored and run twice even without a fault.
+``worker_prefetch_multiplier`` = ``settings.prefetch_multiplier`` (1 by default) keeps a
+worker from reserving more messages than it has pool processes: a reserved message's
+visibility clock runs while it waits, so a waiting message could be restored and run twice
+even without a fault. ``task_reject_on_worker_lost`` follows acks late unless
+``settings.reject_on_worker_lost`` turns it off (Celery's own default).
+
+A submission carries ``settings.countdown`` (an ETA): the worker fetches it at once and
+holds it in memory until the ETA, unacknowledged — so the restore sweep counts its
+visibility timeout from that fetch, not from the ETA (kombu #337), and a countdown longer
+than the timeout is delivered again while the first copy still waits.
 """
 
 from __future__ import annotations
@@ -102,8 +109,8 @@ def make_celery(settings: LabSettings) -> LabCelery:
         # No results to expire; otherwise beat installs a daily celery.backend_cleanup.
         result_expires=None,
         task_acks_late=late,
-        task_reject_on_worker_lost=late,
-        worker_prefetch_multiplier=1,
+        task_reject_on_worker_lost=late and settings.reject_on_worker_lost,
+        worker_prefetch_multiplier=settings.prefetch_multiplier,
         # The harness never sends control commands: no pidbox queue, no fanout to poll.
         worker_enable_remote_control=False,
         timezone="UTC",
@@ -129,8 +136,11 @@ def make_celery(settings: LabSettings) -> LabCelery:
 
 def send_work(app: LabCelery, work_id: str, seconds: float, kill_window: float = 0.0) -> str:
     """Send one ``scalelab.work``; its Celery task id is the ``work_id`` (DESIGN: a Celery
-    task's work_id is its task id). Returns once the broker has the message."""
-    app.send_task(WORK_TASK, args=[work_id, seconds, kill_window], task_id=work_id)
+    task's work_id is its task id), with the sender's countdown if it has one. Returns once
+    the broker has the message."""
+    countdown = app.lab.settings.countdown or None
+    app.send_task(WORK_TASK, args=[work_id, seconds, kill_window], task_id=work_id,
+                  countdown=countdown)
     return work_id
 
 
