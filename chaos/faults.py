@@ -1,27 +1,34 @@
-"""Fault steps: the nemesis's operations, as data.
+"""Faults, as data and as one table: what each does, how it is recorded and drawn.
 
-A step names an action, the component it targets and when it fires: ``at`` seconds
-after the run starts, or — ``on="start"``, *mid-job* — at the first ``start`` event
-in the ledger after ``at`` from an instance of that component (of ``mechanism``, if
-given), so a kill provably lands while work runs. ``on="finish"`` strikes right
-after an effect, before the work is acknowledged.
+A ``FaultStep`` names an action, the component it targets and when it fires: ``at``
+seconds after the run starts, or — ``on="start"``, *mid-job* — at the first
+``start`` event in the ledger after ``at`` from an instance of that component (of
+``mechanism``, if given), so a kill provably lands while work runs. ``on="finish"``
+strikes right after an effect, before the work is acknowledged.
+
+``FAULTS`` routes each action to its handler, as Jepsen's ``nemesis/compose`` routes
+fault kinds: a new fault is one entry here (its handler, its description, the
+marks it leaves in the ledger) plus one ``Platform`` method per platform, covered
+by the platform behaviour suite. A *mark* is a fault event as the ledger records
+it (``kill``, ``pause``, ``resume``, ...): whether it ends the work running on its
+target — what the checker needs to call work *interrupted* — and its colour in
+plots. This module is pure data and functions of the ``Platform`` protocol.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-Action = Literal["kill", "terminate", "pause", "scale", "rolling-restart", "broker-outage"]
-ACTIONS: tuple[str, ...] = ("kill", "terminate", "pause", "scale", "rolling-restart",
-                            "broker-outage")
+from chaos.platform import Instance, Platform
 
 
 @dataclass(frozen=True)
 class FaultStep:
     """One fault. ``duration``: how long a pause or broker outage lasts."""
 
-    action: Action
+    action: str  # a key of FAULTS
     component: str = "api"
     at: float = 0.0
     on: Literal["", "start", "finish"] = ""  # ledger event that triggers it ("" = timed)
@@ -29,6 +36,10 @@ class FaultStep:
     replicas: int = 0  # scale: the new replica count
     duration: float = 0.0
     grace: float | None = None  # terminate: override the topology's grace period
+
+    def __post_init__(self) -> None:
+        if self.action not in FAULTS:
+            raise ValueError(f"unknown fault {self.action!r} (known: {', '.join(FAULTS)})")
 
     @property
     def mid_job(self) -> bool:
@@ -38,8 +49,136 @@ class FaultStep:
     def describe(self) -> str:
         when = f"at {self.at:g}s" + {"start": " mid-job", "finish": " after an effect"}.get(
             self.on, "")
-        what = {"scale": f"scale {self.component} to {self.replicas}",
-                "pause": f"pause {self.component} for {self.duration:g}s",
-                "broker-outage": f"broker outage for {self.duration:g}s"}.get(
-                    self.action, f"{self.action} {self.component}")
-        return f"{what} {when}"
+        return f"{FAULTS[self.action].describe(self)} {when}"
+
+
+class Strike(Protocol):
+    """What a fault's handler may use: the platform, the nemesis's choice of target,
+    what is running where, the ledger record, and an interruptible wait."""
+
+    platform: Platform
+
+    def pick(self, step: FaultStep) -> Instance:
+        """The step's target: the instance of a mid-job event, else a seeded random one."""
+
+    def inflight(self, instance: str) -> int:
+        """Executions open on the instance right now, from the ledger."""
+
+    def record(self, step: FaultStep, action: str, target: str, inflight: int | None,
+               **detail: Any) -> None:
+        """Write the mark ``action`` on ``target`` to the ledger and the run's summary."""
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep; True if the run is being stopped meanwhile."""
+
+    def gone(self, component: str, before: set[str], timeout: float) -> list[str]:
+        """Instances of ``before`` that stopped being ready within ``timeout``."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A fault event as the ledger records it."""
+
+    ends_work: bool  # nothing running on the target can finish after it
+    colour: str  # in plots and the results browser
+    span_to: str = ""  # the mark that closes the span this one opens ("resume")
+
+
+Handler = Callable[[Strike, FaultStep], None]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One kind of fault: how it is done, said and recorded."""
+
+    handler: Handler
+    describe: Callable[[FaultStep], str]
+    marks: Mapping[str, Mark]
+
+
+def _strike(act: Callable[[Platform, Instance, FaultStep], None], mark: str) -> Handler:
+    """A fault on one instance: pick it, count its work in flight, act, record."""
+
+    def handler(s: Strike, step: FaultStep) -> None:
+        target = s.pick(step)
+        inflight = s.inflight(target.name)
+        act(s.platform, target, step)
+        s.record(step, mark, target.name, inflight)
+
+    return handler
+
+
+def _pause(s: Strike, step: FaultStep) -> None:
+    target = s.pick(step)
+    inflight = s.inflight(target.name)
+    s.platform.pause(target)
+    s.record(step, "pause", target.name, inflight)
+    s.wait(step.duration)  # stopped early or not, the target is resumed and it is recorded
+    s.platform.resume(target)
+    s.record(step, "resume", target.name, None)
+
+
+def _scale(s: Strike, step: FaultStep) -> None:
+    before = {i.name for i in s.platform.instances(step.component)}
+    open_work = {name: s.inflight(name) for name in before}
+    s.platform.scale(step.component, step.replicas)
+    if step.replicas >= len(before):
+        s.record(step, "scale-up", step.component, None, replicas=step.replicas)
+        return
+    # The platform chooses which instances go; each is marked, so the checker knows
+    # whatever they were running was cut short by the scale-down.
+    for name in s.gone(step.component, before, timeout=30.0):
+        s.record(step, "scale-down", name, open_work.get(name), replicas=step.replicas)
+
+
+def _rolling_restart(s: Strike, step: FaultStep) -> None:
+    for inst in s.platform.instances(step.component):
+        s.record(step, "restart", inst.name, s.inflight(inst.name))
+    s.platform.rolling_restart(step.component)
+
+
+def _broker_outage(s: Strike, step: FaultStep) -> None:
+    s.record(step, "broker-outage", "broker", None, seconds=step.duration)
+    s.platform.broker_outage(step.duration)
+    s.record(step, "broker-back", "broker", None)
+
+
+FAULTS: dict[str, Fault] = {
+    "kill": Fault(
+        _strike(lambda p, i, step: p.kill(i), "kill"),
+        lambda step: f"kill {step.component}",
+        {"kill": Mark(ends_work=True, colour="#B2182B")}),
+    "terminate": Fault(
+        _strike(lambda p, i, step: p.terminate(i, step.grace), "terminate"),
+        lambda step: f"terminate {step.component}",
+        {"terminate": Mark(ends_work=True, colour="#D6604D")}),
+    "restart-in-place": Fault(
+        _strike(lambda p, i, step: p.restart_in_place(i), "restart-in-place"),
+        lambda step: f"restart one {step.component} in place",
+        {"restart-in-place": Mark(ends_work=True, colour="#F4A582")}),
+    "pause": Fault(
+        _pause,
+        lambda step: f"pause {step.component} for {step.duration:g}s",
+        {"pause": Mark(ends_work=False, colour="#E6AB02", span_to="resume"),
+         "resume": Mark(ends_work=False, colour="#E6AB02")}),
+    "scale": Fault(
+        _scale,
+        lambda step: f"scale {step.component} to {step.replicas}",
+        {"scale-up": Mark(ends_work=False, colour="#1B7837"),
+         "scale-down": Mark(ends_work=True, colour="#762A83")}),
+    "rolling-restart": Fault(
+        _rolling_restart,
+        lambda step: f"rolling restart of {step.component}",
+        # Recorded when the restart begins; the instance ends later (see the checker).
+        {"restart": Mark(ends_work=True, colour="#D6604D")}),
+    "broker-outage": Fault(
+        _broker_outage,
+        lambda step: f"broker outage for {step.duration:g}s",
+        {"broker-outage": Mark(ends_work=False, colour="#555555", span_to="broker-back"),
+         "broker-back": Mark(ends_work=False, colour="#555555")}),
+}
+
+MARKS: dict[str, Mark] = {name: mark for fault in FAULTS.values()
+                          for name, mark in fault.marks.items()}
+# Marks after which nothing running on the target instance can finish.
+ENDING: frozenset[str] = frozenset(name for name, mark in MARKS.items() if mark.ends_work)

@@ -390,6 +390,12 @@ class KubernetesPlatform:
         seconds = max(1, math.ceil(self.grace if grace is None else grace))
         delete_pod(self.cluster, instance.name, seconds)
 
+    def restart_in_place(self, instance: Instance) -> None:
+        # SIGKILL every process of the container: its main process (tini) exits and the
+        # kubelet restarts the container in the same pod (restartPolicy Always), which
+        # keeps the pod's name, as a crash-looping container does.
+        exec_in_pod(self.cluster, instance.name, instance.component, signal_argv("SIGKILL"))
+
     def pause(self, instance: Instance) -> None:
         exec_in_pod(self.cluster, instance.name, instance.component, signal_argv("SIGSTOP"))
 

@@ -161,6 +161,13 @@ class LocalPlatform:
 
         threading.Thread(target=escalate, name=f"grace-{instance.name}", daemon=True).start()
 
+    def restart_in_place(self, instance: Instance) -> None:
+        replica = self._replica(instance)
+        with self._lock:
+            replica.group.kill()
+            replica.group.reap(timeout=5)
+            self._launch(replica.component, replica.name, replica)
+
     def pause(self, instance: Instance) -> None:
         self._replica(instance).group.signal_group(signal.SIGSTOP)
 
@@ -283,7 +290,10 @@ class LocalPlatform:
 
     def _start(self, component: str) -> None:
         self._serial[component] += 1
-        name = f"{component}-{self._serial[component]}"
+        self._launch(component, f"{component}-{self._serial[component]}")
+
+    def _launch(self, component: str, name: str, in_place: _Replica | None = None) -> None:
+        """Start an instance's processes: a new replica, or ``in_place`` again."""
         env = dict(os.environ)
         env.update(self.topology.environment())
         env.update({
@@ -313,6 +323,10 @@ class LocalPlatform:
             args = [sys.executable, "-m", "services.worker.beat"]
         assert self._watchdog is not None
         group = Group(args, env, self.workdir / f"{name}.log", self._watchdog)
+        if in_place is not None:
+            in_place.group, in_place.port, in_place.ready = group, port, False
+            in_place.started = time.monotonic()
+            return
         self._replicas.append(_Replica(name, component, group, port))
 
     def _is_ready(self, r: _Replica, announced: dict[str, dict[str, object]]) -> bool:

@@ -1,7 +1,8 @@
 """The nemesis: applies fault steps to a platform on schedule, and records each in the ledger.
 
-It runs in a thread beside the workload. For a ``mid_job`` step it tails the
-ledger until an instance of the target component starts work, then strikes that
+It runs in a thread beside the workload and routes each step to its handler in
+``chaos.faults.FAULTS``; it is the ``Strike`` those handlers act through. For a
+``mid_job`` step it tails the ledger until an instance of the target component starts work, then strikes that
 instance, and records whether work was in flight on it at that moment. Random
 choices (which replica a timed fault hits) come from the run's seeded RNG.
 """
@@ -12,18 +13,32 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from chaos.faults import FaultStep
+from chaos.faults import FAULTS, FaultStep
 from chaos.platform import Instance, Platform, PlatformError
-from services.ledger import Event, Kind, Ledger
+from chaos.wait import poll_until
+from services.history import Event, Kind
+
+
+class EventLog(Protocol):
+    """What the nemesis and the drain need of the ledger (``services.ledger.Ledger``,
+    or ``chaos.stub.MemoryLedger`` in unit tests)."""
+
+    def record(self, kind: Kind | str, work_id: str, mechanism: str, instance: str, *,
+               detail: dict[str, Any] | None = None) -> str | None:
+        """Append one event to the current run."""
+
+    def history(self, run: str, start: int = 0) -> Iterable[Event]:
+        """The run's events in commit order, from index ``start``."""
 
 
 class LedgerTail:
     """Reads a run's events as they are appended, and keeps who is running what."""
 
-    def __init__(self, ledger: Ledger, run: str) -> None:
+    def __init__(self, ledger: EventLog, run: str) -> None:
         self.ledger, self.run = ledger, run
         self.index = 0
         self.open: dict[str, set[str]] = defaultdict(set)  # instance -> open exec_ids
@@ -62,7 +77,7 @@ class FaultRecord:
 class Nemesis:
     """Runs the steps in order in its own thread; ``stop`` ends it early."""
 
-    def __init__(self, platform: Platform, ledger: Ledger, run: str, steps: list[FaultStep],
+    def __init__(self, platform: Platform, ledger: EventLog, run: str, steps: list[FaultStep],
                  rng: random.Random, started: float, mid_job_timeout: float = 30.0) -> None:
         self.platform, self.ledger, self.run = platform, ledger, run
         self.steps = sorted(steps, key=lambda s: s.at)
@@ -102,8 +117,10 @@ class Nemesis:
     def _await_event(self, step: FaultStep) -> Instance | None:
         """The first instance of the component with a ``step.on`` event after now."""
         self._tail.poll()  # skip what happened before the step was due
-        deadline = time.monotonic() + self.mid_job_timeout
-        while not self._stop.is_set() and time.monotonic() < deadline:
+
+        def struck() -> Instance | None:
+            if self._stop.is_set():
+                return None
             for e in self._tail.poll():
                 if e.kind != step.on or (step.mechanism and e.mechanism != step.mechanism):
                     continue
@@ -111,17 +128,29 @@ class Nemesis:
                 for inst in self.platform.instances(step.component):
                     if inst.name == name:
                         return inst
-            time.sleep(0.01)
-        return None
+            return None
 
-    def _pick(self, step: FaultStep) -> Instance | None:
+        return poll_until(struck, self.mid_job_timeout, interval=0.01,
+                          give_up=self._stop.is_set)
+
+    # --- what a fault's handler may use (chaos.faults.Strike) -----------------------------
+    def pick(self, step: FaultStep) -> Instance:
         if step.on:
-            return self._await_event(step)
-        instances = sorted(self.platform.instances(step.component), key=lambda i: i.name)
-        return self.rng.choice(instances) if instances else None
+            target = self._await_event(step)
+        else:
+            instances = sorted(self.platform.instances(step.component), key=lambda i: i.name)
+            target = self.rng.choice(instances) if instances else None
+        if target is None:
+            raise PlatformError(f"no {step.component} instance to {step.action}"
+                                + (f" had a {step.on} event in time" if step.on else ""))
+        return target
 
-    def _record(self, step: FaultStep, action: str, target: str, inflight: int | None,
-                **detail: Any) -> None:
+    def inflight(self, instance: str) -> int:
+        self._tail.poll()
+        return len(self._tail.open[instance])
+
+    def record(self, step: FaultStep, action: str, target: str, inflight: int | None,
+               **detail: Any) -> None:
         self._serial += 1
         at = self._elapsed()
         self.ledger.record(Kind.FAULT, f"fault-{self._serial}", action, target,
@@ -129,40 +158,15 @@ class Nemesis:
         self.records.append(FaultRecord(step.describe(), action, target, at, inflight,
                                         step.mid_job and inflight is not None, detail))
 
+    def wait(self, seconds: float) -> bool:
+        return self._stop.wait(seconds)
+
+    def gone(self, component: str, before: set[str], timeout: float) -> list[str]:
+        def left() -> list[str]:
+            now = {i.name for i in self.platform.instances(component)}
+            return sorted(before - now)
+
+        return poll_until(left, timeout, interval=0.05, give_up=self._stop.is_set) or []
+
     def _apply(self, step: FaultStep) -> None:
-        p = self.platform
-        if step.action == "scale":
-            before = len(p.instances(step.component))
-            p.scale(step.component, step.replicas)
-            action = "scale-up" if step.replicas >= before else "scale-down"
-            self._record(step, action, step.component, None, replicas=step.replicas)
-            return
-        if step.action == "broker-outage":
-            self._record(step, "broker-outage", "broker", None, seconds=step.duration)
-            p.broker_outage(step.duration)
-            self._record(step, "broker-back", "broker", None)
-            return
-        if step.action == "rolling-restart":
-            for inst in p.instances(step.component):
-                self._record(step, "restart", inst.name, len(self._tail.open[inst.name]))
-            p.rolling_restart(step.component)
-            return
-        target = self._pick(step)
-        if target is None:
-            raise PlatformError(f"no {step.component} instance to {step.action}"
-                                + (f" had a {step.on} event in time" if step.on else ""))
-        self._tail.poll()
-        inflight = len(self._tail.open[target.name])
-        if step.action == "kill":
-            p.kill(target)
-        elif step.action == "terminate":
-            p.terminate(target, step.grace)
-        elif step.action == "pause":
-            p.pause(target)
-        self._record(step, step.action, target.name, inflight)
-        if step.action == "pause":
-            if self._stop.wait(step.duration):
-                p.resume(target)
-                return
-            p.resume(target)
-            self._record(step, "resume", target.name, None)
+        FAULTS[step.action].handler(self, step)

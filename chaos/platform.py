@@ -1,9 +1,11 @@
 """The Platform protocol: what the harness can do to the instances of a lab.
 
-Two implementations exist: ``chaos.local.LocalPlatform`` (real OS process groups,
-supervised like a ReplicaSet) and ``chaos.kubernetes.KubernetesPlatform`` (Deployments
-on a kind cluster). Experiments only ever talk to this protocol, so the same
-experiment runs on both.
+Implementations register in ``chaos.platforms``: ``chaos.local.LocalPlatform`` (real
+OS process groups, supervised like a ReplicaSet) and
+``chaos.kubernetes.KubernetesPlatform`` (Deployments on a cluster); ``chaos.stub``
+holds an in-memory one for unit tests. Experiments only ever talk to this protocol,
+so the same experiment runs on each; the behaviour suite in ``tests/platform``
+checks that every platform does what each method says.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class Platform(Protocol):
 
     def terminate(self, instance: Instance, grace: float | None = None) -> None:
         """SIGTERM the instance's main process, SIGKILL after the grace period."""
+
+    def restart_in_place(self, instance: Instance) -> None:
+        """SIGKILL every process of the instance and start it again under the same name,
+        as a container runtime restarts a crashed container in its pod."""
 
     def pause(self, instance: Instance) -> None:
         """SIGSTOP every process of the instance."""

@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -129,7 +130,8 @@ class RedisServer:
                                         f"{self.port}: {tail}")
                 try:
                     # Ours, not whatever else may listen on this port.
-                    if client.info("server").get("process_id") == self.group.pid:
+                    info = cast(dict[str, Any], client.info("server"))
+                    if info.get("process_id") == self.group.pid:
                         return
                 except redis.RedisError:
                     pass  # not up yet, or someone else's server on this port

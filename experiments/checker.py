@@ -25,11 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.ledger import Event, parse_scheduled, scheduled_work_id
+from chaos.faults import ENDING
+from services.history import Event, parse_scheduled, scheduled_work_id
 
 VERDICTS = ("ok", "lost", "duplicated", "recovered", "unexpected", "in_doubt")
-# Fault actions after which nothing running on the target instance can finish.
-ENDING_FAULTS = frozenset({"kill", "terminate", "restart", "scale-down"})
+# Fault marks after which nothing running on the target instance can finish.
+ENDING_FAULTS = ENDING
 
 
 @dataclass(frozen=True)

@@ -1,89 +1,141 @@
 """The ``scalelab`` command line.
 
-Exit codes, as Jepsen's: 0 the experiment's expectation held, 1 it did not,
-2 bad input or the lab could not run (one line on stderr says why).
+``scalelab run NAME`` is one command per experiment, made from its parameters, so
+``scalelab run NAME --help`` lists that experiment's own options with their bounds
+and defaults. Exit codes, as Jepsen's: 0 the experiment's expectation held, 1 it
+did not, 2 bad input or the lab could not run (one line on stderr says why); 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM) — both after everything the lab
+started was stopped.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import signal
 import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import Any
 
 import click
-import typer
 from rich.console import Console
 
-from chaos.platform import Platform, PlatformError
+from chaos.platform import PlatformError
+from chaos.platforms import PLATFORMS, PlatformEntry, choose, platform_options
 from experiments import catalog, store
-from experiments.model import BadInput
+from experiments.model import BadInput, ExperimentSpec
 from experiments.progress import live
 from experiments.report import (
     runs_table,
-    seed_table,
     suite_markdown,
     summary_table,
+    tables_measured,
+    terminal_table,
     variant_label,
 )
 from experiments.runner import Run, new_run_directory, run_experiment
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Make the horizontal-scaling problem of Python backends countable.")
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             no_args_is_help=True)
+def app() -> None:
+    """Make the horizontal-scaling problem of Python backends countable."""
 console = Console(stderr=True)
 out = Console()
-
-PLATFORMS = ("local", "kubernetes")
 
 
 class LabCannotRun(Exception):
     """The lab could not run (exit 2)."""
 
 
-def _platform_factory(platform: str, context: str | None, ledger_port: int | None = None) -> Any:
-    if platform not in PLATFORMS:
-        raise BadInput(f"unknown platform {platform!r} (known: {', '.join(PLATFORMS)})")
-    if ledger_port is not None:
-        if platform != "local":
-            raise BadInput("--ledger-port applies to the local platform only")
-        if not 1024 <= ledger_port <= 65535:
-            raise BadInput(f"--ledger-port must be between 1024 and 65535, not {ledger_port}")
-
-    def make(workdir: Path) -> Platform:
-        if platform == "kubernetes":
-            from chaos.kubernetes import KubernetesPlatform
-
-            return KubernetesPlatform(context=context or "kind-scalelab")
-        from chaos.local import LocalPlatform
-
-        return LocalPlatform(workdir, ledger_port=ledger_port)
-
-    return make
+class Terminated(BaseException):
+    """SIGTERM reached the harness: unwind (tearing everything down) like Ctrl-C."""
 
 
-def _check_results_dir(results: Path) -> None:
+def check_results_dir(results: Path) -> None:
     try:
         results.mkdir(parents=True, exist_ok=True)
-        probe = results / ".scalelab-write-probe"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own: the harnesses of a parallel suite check the same directory.
+        with tempfile.NamedTemporaryFile(dir=results, prefix=".scalelab-write-probe-"):
+            pass
     except OSError as exc:
         raise BadInput(f"results directory {str(results)!r} is not writable "
                        f"({exc.strerror or exc}); pass --results DIR") from None
 
 
-def execute(name: str, args: list[str], *, seed: int, results: Path, platform: str,
-            context: str | None, quiet: bool, label: str | None = None,
-            ledger_port: int | None = None) -> Run:
-    spec = catalog.get(name)
-    params = spec.parse_args(args)
-    experiment = spec.build(params)
-    make = _platform_factory(platform, context, ledger_port)
-    _check_results_dir(results)
-    with live(console, label or name, quiet) as progress:
-        return run_experiment(experiment, make, results, seed, progress)
+def execute(spec: ExperimentSpec, values: Mapping[str, Any], *, seed: int, results: Path,
+            platform: tuple[PlatformEntry, dict[str, Any]], quiet: bool,
+            label: str | None = None) -> Run:
+    """Run one experiment with checked parameter values on a chosen platform."""
+    experiment = spec.experiment(values)
+    entry, options = platform
+    check_results_dir(results)
+    with live(console, label or spec.name, quiet) as progress:
+        return run_experiment(experiment, entry.factory(options), results, seed, progress,
+                              platform_options=options)
 
+
+# --- scalelab run NAME: one command per experiment ----------------------------------------
+
+def _common_options() -> list[click.Parameter]:
+    return [
+        click.Option(["--seed"], type=int, default=1, show_default=True,
+                     help="drives every random choice; recorded"),
+        click.Option(["--results"], type=click.Path(path_type=Path), default=Path("results"),
+                     show_default=True, help="where run directories go"),
+        click.Option(["--platform"], type=click.Choice(list(PLATFORMS)), default="local",
+                     show_default=True, help="where the instances run"),
+        click.Option(["--json", "as_json"], is_flag=True, help="print summary.json last"),
+        *platform_options(),
+    ]
+
+
+_COMMON = ("seed", "results", "platform", "as_json")
+
+
+def _run_command(spec: ExperimentSpec) -> click.Command:
+    own = [p.option() for p in spec.params]
+    common = _common_options()
+    clash = {str(o.name) for o in own} & {str(o.name) for o in common}
+    if clash:
+        raise ValueError(f"{spec.name}: parameter {sorted(clash)[0]!r} clashes with a common "
+                         "option")
+    platform_keys = {str(o.name) for o in platform_options()}
+
+    def callback(**given: Any) -> None:
+        values = {p.name: given[p.name] for p in spec.params}
+        chosen = choose(given["platform"], {k: given[k] for k in platform_keys})
+        r = execute(spec, values, seed=given["seed"], results=given["results"],
+                    platform=chosen, quiet=given["as_json"])
+        if given["as_json"]:
+            print(json.dumps(r.summary, separators=(",", ":")))
+        else:
+            out.print(summary_table(r.summary))
+            out.print(f"{r.summary['expectation']}  ->  {r.directory}")
+        raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+
+    return click.Command(spec.name, params=[*own, *common], callback=callback,
+                         help=spec.summary, short_help=spec.summary,
+                         context_settings={"max_content_width": 100})
+
+
+class _Experiments(click.Group):
+    """``scalelab run``: its commands are the catalogue's experiments."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(catalog.CATALOG)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return _run_command(catalog.get(cmd_name))  # an unknown name is bad input
+
+
+run_group = _Experiments("run", help="Run one experiment: `scalelab run NAME --help` lists "
+                                      "its options.", no_args_is_help=True)
+
+
+# --- the other commands -------------------------------------------------------------------
 
 @app.command("list")
 def list_experiments() -> None:
@@ -92,73 +144,51 @@ def list_experiments() -> None:
         out.print(f"[bold]{spec.name}[/bold]  {spec.summary}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def run(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="experiment name (see `scalelab list`)")],
-    seed: Annotated[int, typer.Option(help="drives every random choice; recorded")] = 1,
-    results: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
-    platform: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
-    context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print summary.json last")] = False,
-    ledger_port: Annotated[int | None, typer.Option(
-        help="local: the ledger Redis listens here (watch it with redis-cli)")] = None,
-) -> None:
-    """Run one experiment; its own options follow (`scalelab run NAME --help`)."""
-    if "--help" in ctx.args or "-h" in ctx.args:
-        spec = catalog.get(name)
-        out.print(f"[bold]{spec.name}[/bold]: {spec.summary}")
-        for p in spec.params:
-            choices = f" ({'|'.join(p.choices)})" if p.choices else ""
-            out.print(f"  {p.flag:<18} {p.help}{choices} [default: {p.default}]")
-        raise typer.Exit(0)
-    r = execute(name, list(ctx.args), seed=seed, results=results, platform=platform,
-                context=context, quiet=as_json, ledger_port=ledger_port)
-    if as_json:
-        print(json.dumps(r.summary, separators=(",", ":")))
-    else:
-        out.print(summary_table(r.summary))
-        out.print(f"{r.summary['expectation']}  ->  {r.directory}")
-    raise typer.Exit(0 if r.summary["valid"] else 1)
-
-
 @app.command()
-def suite(
-    seed: Annotated[int, typer.Option(help="drives every random choice; recorded")] = 1,
-    results: Annotated[Path, typer.Option(help="where run directories go")] = Path("results"),
-    quick: Annotated[bool, typer.Option(help="short runs (what `make lab` uses)")] = False,
-    platform: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
-    context: Annotated[str | None, typer.Option(help="kube context (kubernetes)")] = None,
-    only: Annotated[str | None, typer.Option(help="comma-separated experiment names")] = None,
-    jobs: Annotated[int, typer.Option(min=1, max=8,
-                                      help="runs at once (each its own harness process)")] = 1,
-) -> None:
-    """Run the catalogue, print the measured table and write the suite's report.md."""
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="drives every random choice; recorded")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="where run directories go")
+@click.option("--quick", is_flag=True, help="short runs (what `make lab` uses)")
+@click.option("--platform", type=click.Choice(list(PLATFORMS)), default="local",
+              show_default=True, help="where the instances run")
+@click.option("--context", default=None, help="kubernetes: the kube context")
+@click.option("--ledger-port", type=click.IntRange(1024, 65535), default=None,
+              help="local: the ledger Redis listens here (one run at a time)")
+@click.option("--only", default=None, help="comma-separated experiment names")
+@click.option("--jobs", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="runs at once (each its own harness process)")
+def suite(seed: int, results: Path, quick: bool, platform: str, context: str | None,
+          ledger_port: int | None, only: str | None, jobs: int) -> None:
+    """Run the catalogue, print the measured tables and write the suite's report.md."""
     names = only.split(",") if only else list(catalog.CATALOG)
-    for name in names:
-        catalog.get(name)  # an unknown name fails before anything runs
-    _check_results_dir(results)
+    specs = [catalog.get(name) for name in names]  # an unknown name fails before anything runs
+    chosen = choose(platform, {"context": context, "ledger_port": ledger_port})
+    if jobs > 1 and not chosen[0].parallel_runs:
+        raise BadInput(f"--jobs {jobs}: runs on the {platform} platform share one lab; "
+                       "use --jobs 1")
+    if jobs > 1 and ledger_port is not None:
+        raise BadInput("--ledger-port with --jobs above 1: the runs would share one port")
+    check_results_dir(results)
+    planned: list[tuple[str, ExperimentSpec, dict[str, Any]]] = []
+    for spec in specs:
+        for variant in spec.suite_variants(quick):
+            values = spec.values({**(spec.quick if quick else {}), **variant})
+            spec.experiment(values)  # bad settings fail before anything runs
+            label = variant_label({"experiment": spec.name, "parameters": dict(variant)},
+                                  list(variant))
+            planned.append((label, spec, values))
     suite_dir = new_run_directory(results, "suite")
     suite_dir.mkdir(parents=True)
-    planned: list[tuple[str, str, list[str]]] = []  # (label, experiment, its options)
-    for name in names:
-        spec = catalog.get(name)
-        for variant in spec.suite_variants(quick):
-            settings = {**(spec.quick if quick else {}), **variant}
-            args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
-            spec.build(spec.parse_args(args))  # bad settings fail before anything runs
-            label = variant_label({"experiment": name, "parameters": variant}, list(variant))
-            planned.append((label, name, args))
     if jobs > 1:
-        done = _suite_in_parallel(planned, jobs, suite_dir, seed=seed, platform=platform,
-                                  context=context)
+        done = _suite_in_parallel(planned, jobs, suite_dir, seed=seed, platform=chosen)
     else:
         done = []
-        for label, name, args in planned:
+        for label, spec, values in planned:
             if not console.is_terminal:
                 console.print(f"running {label} ...")
-            r = execute(name, args, seed=seed, results=suite_dir, platform=platform,
-                        context=context, quiet=False, label=label)
+            r = execute(spec, values, seed=seed, results=suite_dir, platform=chosen,
+                        quiet=False, label=label)
             done.append((label, r.summary, r.directory))
     labels = [label for label, _, _ in done]
     summaries = [summary for _, summary, _ in done]
@@ -167,23 +197,27 @@ def suite(
         [(label, s, d.relative_to(suite_dir).as_posix()) for label, s, d in done],
         seed=seed, quick=quick), encoding="utf-8")
     out.print(runs_table(summaries, labels))
-    out.print(seed_table(summaries))
+    for key in ["seed", *(k for k in tables_measured(summaries) if k != "seed")]:
+        out.print(terminal_table(summaries, key))
     for s, label in zip(summaries, labels, strict=True):
         out.print(f"- {label}: {s['expectation']}")
     out.print(f"report: {report_md}")
-    raise typer.Exit(0 if all(s["valid"] for s in summaries) else 1)
+    raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
 
 
-def _suite_in_parallel(planned: list[tuple[str, str, list[str]]], jobs: int, suite_dir: Path,
-                       *, seed: int, platform: str, context: str | None,
-                       ) -> list[tuple[str, dict[str, Any], Path]]:
+def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]], jobs: int,
+                       suite_dir: Path, *, seed: int,
+                       platform: tuple[PlatformEntry, dict[str, Any]],
+                       ) -> list[tuple[str, Any, Path]]:
     from experiments.parallel import ChildRun, run_children
 
-    common = ["--seed", str(seed), "--results", str(suite_dir.resolve()),
-              "--platform", platform, *(["--context", context] if context else [])]
-    children = [ChildRun(label, [name, *args, *common]) for label, name, args in planned]
+    children = [ChildRun(label, {"experiment": spec.name, "values": values, "seed": seed,
+                                 "results": str(suite_dir.resolve()),
+                                 "platform": platform[0].name, "platform_options": platform[1],
+                                 "label": label})
+                for label, spec, values in planned]
     console.print(f"running {len(children)} runs, {jobs} at a time ...")
-    run_children(children, jobs, suite_dir / "harness-logs", dict(os.environ))
+    run_children(children, jobs, suite_dir / "harness-logs")
     failed = [c for c in children if c.summary is None]
     if failed:
         raise LabCannotRun(f"{failed[0].label}: {failed[0].error} "
@@ -197,11 +231,22 @@ def _suite_in_parallel(planned: list[tuple[str, str, list[str]]], jobs: int, sui
             if c.summary is not None]
 
 
+def run_child(order_file: Path) -> None:
+    """One run of a parallel suite, as the suite ordered it: the values, not options."""
+    order = json.loads(order_file.read_text(encoding="utf-8"))
+    spec = catalog.get(order["experiment"])
+    r = execute(spec, spec.values(order["values"]), seed=int(order["seed"]),
+                results=Path(order["results"]),
+                platform=choose(order["platform"], order["platform_options"]),
+                quiet=True, label=order["label"])
+    print(json.dumps(r.summary, separators=(",", ":")))
+    raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+
+
 @app.command()
-def report(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory (holds summary.json)")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the re-checked summary")] = False,
-) -> None:
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the re-checked summary")
+def report(run_dir: Path, as_json: bool) -> None:
     """Re-check a stored run from its events.jsonl (no Redis); rewrite summary.md and the plot."""
     r = store.recheck(run_dir)
     try:
@@ -213,37 +258,71 @@ def report(
     else:
         out.print(summary_table(r.summary))
         out.print(f"{r.summary['expectation']}  ->  {run_dir / store.SUMMARY_MD}")
+    for note in r.notes:
+        console.print(f"scalelab: {note}", highlight=False, soft_wrap=True)
     for difference in r.differences:
         console.print(f"scalelab: re-check differs from {store.SUMMARY_JSON}: {difference}",
                       highlight=False, soft_wrap=True)
-    raise typer.Exit(0 if r.summary["valid"] else 1)
+    raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+
+
+app.add_command(run_group)
+app.add_command(click.Command(
+    "run-child", hidden=True, callback=run_child,
+    params=[click.Argument(["order_file"], type=click.Path(path_type=Path))]))
+
+
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    if _terminated:
+        return  # already unwinding: let the teardown finish
+    _terminated = True
+    raise Terminated
+
+
+@app.command()
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="the results directory to browse")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="listen address; anything but loopback shares the results with the network")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="listen port (0: any free port, printed)")
+def serve(results: Path, host: str, port: int) -> None:
+    """Browse the results: every run, its timeline and units, suites' tables, two runs compared."""
+    from experiments.web.cli import serve as serve_results
+
+    serve_results(results, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        # Without standalone mode click returns a typer.Exit's code instead of exiting.
-        code = app(args=argv, standalone_mode=False)
-        if code == 130:  # typer turns Ctrl-C into this code, after our teardown ran
-            raise KeyboardInterrupt
+        # Without standalone mode click returns an Exit's code instead of exiting.
+        code = app.main(args=argv, prog_name="scalelab", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, typer.Abort):
+    except Terminated:
+        console.print("scalelab: terminated (SIGTERM); everything it started was stopped")
+        sys.exit(143)
+    except (click.exceptions.Abort, KeyboardInterrupt):
         console.print("scalelab: interrupted; everything it started was stopped")
         sys.exit(130)
     except (BadInput, PlatformError, LabCannotRun) as exc:
         console.print(f"scalelab: error: {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("scalelab: interrupted; everything it started was stopped")
-        sys.exit(130)
-    except Exception as exc:
-        # A usage error of click, or of the click that newer typer versions vendor.
-        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
-            message = " ".join(str(exc.format_message()).split())
-            console.print(f"scalelab: error: {message}", highlight=False, soft_wrap=True)
-            sys.exit(2)
-        raise
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
+    except click.exceptions.ClickException as exc:
+        message = " ".join(str(exc.format_message()).split())
+        name = getattr(getattr(exc, "ctx", None), "command_path", "")
+        console.print(f"scalelab: error: {message}" + (f" ({name} --help)" if name else ""),
+                      highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

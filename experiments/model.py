@@ -4,20 +4,30 @@
 the topology says what runs, the workload what the harness asks for, the faults
 what the nemesis does, the schedules which units are due without anyone asking,
 and the expectation what the lab claims — checked against the measured result.
-An experiment module builds its Experiment from parameters (``Param``) that the
-CLI parses and bounds.
+An experiment module declares, next to each other: its parameters (``Param``, which
+become its command's options), ``build`` (parameters -> Experiment), ``judge`` (the
+expectation: parameters and the checker's result -> held or not, and a sentence),
+``measure`` (its extra figures) and the table cells it fills (``Cell``). Judge,
+measure and cells are plain named functions of their inputs, so a stored run can be
+judged again by the same rule, and the report needs no knowledge of any experiment.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import click
 
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
-from services.ledger import Event
+from experiments.summary import Summary
+from services.history import Event
 
 
 class BadInput(ValueError):
@@ -54,6 +64,9 @@ class Workload:
 
 
 Verdict = tuple[bool, str]
+Params = Mapping[str, Any]  # an experiment's parameter values, by parameter name
+Judge = Callable[[Params, Result], Verdict]
+Measure = Callable[[Params, Sequence[Event], Result], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,6 @@ class Experiment:
     name: str
     topology: Topology
     workload: Workload
-    expectation: Callable[[Result], Verdict]
     faults: tuple[FaultStep, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     drain: float = 5.0  # seconds to wait after the workload for acknowledged work to finish
@@ -69,12 +81,15 @@ class Experiment:
     requires_intact_ledger: bool = False  # valid only if instances' own counts match the ledger
     late_after: float = 0.5  # a due unit starting later than this is late
     parameters: Mapping[str, Any] = field(default_factory=dict)
-    # Extra figures of this experiment, from the history and the checker's result.
-    measure: Callable[[Sequence[Event], Result], dict[str, Any]] | None = None
+    # Set by the spec that built it: the expectation and the extra figures.
+    judge: Judge | None = None
+    measure: Measure | None = None
 
-    def judge(self, result: Result, integrity: Mapping[str, Any]) -> Verdict:
+    def verdict(self, result: Result, integrity: Mapping[str, Any]) -> Verdict:
         """The stated expectation, and the ledger's integrity where the experiment asks."""
-        valid, sentence = self.expectation(result)
+        if self.judge is None:
+            return True, "no expectation stated"
+        valid, sentence = self.judge(self.parameters, result)
         if self.requires_intact_ledger:
             intact = bool(integrity.get("intact")) and integrity.get("reporting", 0) > 0
             valid = valid and intact
@@ -83,10 +98,44 @@ class Experiment:
                          if intact else f"; LEDGER NOT INTACT: {dict(integrity)}")
         return valid, sentence
 
+    def figures(self, events: Sequence[Event], result: Result) -> dict[str, Any]:
+        return self.measure(self.parameters, events, result) if self.measure else {}
+
+
+class _Number(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """An int or float option within bounds; NaN and infinities are refused."""
+
+    def __init__(self, kind: type, minimum: float | None, maximum: float | None) -> None:
+        self.kind, self.minimum, self.maximum = kind, minimum, maximum
+        self.name = "integer" if kind is int else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        if isinstance(value, bool):
+            self.fail(f"must be a{'n integer' if self.kind is int else ' number'}, "
+                      f"not {value!r}", param, ctx)
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"must be a{'n integer' if self.kind is int else ' number'}, "
+                      f"not {value!r}", param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"must be a finite number, not {value!r}", param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"must be at least {self.minimum:g}, not {value}", param, ctx)
+        if self.maximum is not None and number > self.maximum:
+            self.fail(f"must be at most {self.maximum:g}, not {value}", param, ctx)
+        return number
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        low = "" if self.minimum is None else f"{self.minimum:g}"
+        high = "" if self.maximum is None else f"{self.maximum:g}"
+        return f"{self.name.upper()} [{low}..{high}]" if low or high else self.name.upper()
+
 
 @dataclass(frozen=True)
 class Param:
-    """One ``--option`` of an experiment, with its bounds."""
+    """One ``--option`` of an experiment: its type (from the default), bounds and help."""
 
     name: str
     default: Any
@@ -99,49 +148,92 @@ class Param:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def parse(self, raw: str | None) -> Any:
-        """Turn the option's text into a value, or raise BadInput naming the option."""
-        kind = type(self.default)
-        if kind is bool:
-            if raw is None:
-                return True
-            if raw.lower() in ("true", "yes", "1"):
-                return True
-            if raw.lower() in ("false", "no", "0"):
-                return False
-            raise BadInput(f"{self.flag} takes no value or true/false, not {raw!r}")
-        if raw is None:
-            raise BadInput(f"{self.flag} needs a value")
+    def click_type(self) -> click.ParamType | None:  # type: ignore[type-arg,unused-ignore]
+        if isinstance(self.default, bool):
+            return None
         if self.choices:
-            if raw not in self.choices:
-                raise BadInput(f"{self.flag} must be one of {', '.join(self.choices)}, "
-                               f"not {raw!r}")
-            return raw
+            return click.Choice(self.choices)
+        if isinstance(self.default, int | float):
+            return _Number(type(self.default), self.minimum, self.maximum)
+        return click.STRING
+
+    def option(self) -> click.Option:
+        """The command-line option: bounds, choices and default shown in ``--help``."""
+        if isinstance(self.default, bool):
+            return click.Option([f"{self.flag}/--no-{self.flag[2:]}", self.name],
+                                default=self.default, help=self.help, show_default=True)
+        return click.Option([self.flag, self.name], type=self.click_type(), default=self.default,
+                            help=self.help, show_default=True)
+
+    def convert(self, value: Any) -> Any:
+        """A value given as data (the suite's settings), checked as the option would be."""
+        if isinstance(self.default, bool):
+            if not isinstance(value, bool):
+                raise BadInput(f"{self.flag} must be true or false, not {value!r}")
+            return value
+        kind = self.click_type()
+        assert kind is not None
         try:
-            value = kind(raw)
-        except ValueError:
-            raise BadInput(f"{self.flag} must be a{'n integer' if kind is int else ' number'}, "
-                           f"not {raw!r}") from None
-        if isinstance(value, float) and value != value:  # NaN
-            raise BadInput(f"{self.flag} must be a number, not {raw!r}")
-        if self.minimum is not None and value < self.minimum:
-            raise BadInput(f"{self.flag} must be at least {self.minimum:g}, not {raw}")
-        if self.maximum is not None and value > self.maximum:
-            raise BadInput(f"{self.flag} must be at most {self.maximum:g}, not {raw}")
-        return value
+            return kind.convert(value, None, None)
+        except click.BadParameter as exc:
+            raise BadInput(f"{self.flag} {exc.format_message()}") from None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell of one of the report's tables that runs of this experiment fill.
+
+    ``where``: the parameters a run must have (a value, or a test of the value);
+    ``says``: how one matching run is said in the cell ("" says nothing).
+    """
+
+    table: str
+    row: str
+    column: str
+    where: Mapping[str, Any]
+    says: Callable[[Summary], str]
+
+    def matches(self, experiment: str, summary: Summary) -> bool:
+        if summary.get("experiment") != experiment:
+            return False
+        params = summary.get("parameters") or {}
+        return all(v(params.get(k)) if callable(v) else params.get(k) == v
+                   for k, v in self.where.items())
+
+
+def rule_of(judge: Judge) -> dict[str, str]:
+    """Which judge this is, and a fingerprint of its rule (its source) to notice a change."""
+    try:
+        source = inspect.getsource(judge)
+    except (OSError, TypeError):
+        source = judge.__qualname__
+    return {"name": f"{judge.__module__}.{judge.__qualname__}",
+            "rule": hashlib.sha256(source.encode()).hexdigest()[:12]}
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """An experiment as the catalogue lists it: name, claim, parameters, builder."""
+    """An experiment as the catalogue lists it: its name, claim, parameters and rules."""
 
     name: str
     summary: str
     params: tuple[Param, ...]
     build: Callable[[dict[str, Any]], Experiment]
+    judge: Judge
+    measure: Measure | None = None
+    cells: tuple[Cell, ...] = ()
     quick: Mapping[str, Any] = field(default_factory=dict)  # the suite's --quick settings
     variants: tuple[Mapping[str, Any], ...] = ({},)  # what the suite runs
     quick_variants: tuple[Mapping[str, Any], ...] | None = None  # --quick: these (or all)
+
+    def __post_init__(self) -> None:
+        names = {p.name for p in self.params}
+        settings = [self.quick, *self.variants, *(self.quick_variants or ())]
+        for where in [*(c.where for c in self.cells), *settings]:
+            unknown = set(where) - names
+            if unknown:
+                raise ValueError(f"{self.name}: no parameter {sorted(unknown)[0]!r} "
+                                 f"(parameters: {', '.join(sorted(names))})")
 
     def suite_variants(self, quick: bool) -> tuple[Mapping[str, Any], ...]:
         return self.quick_variants if quick and self.quick_variants is not None else self.variants
@@ -149,27 +241,20 @@ class ExperimentSpec:
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    def parse_args(self, args: list[str]) -> dict[str, Any]:
-        """``["--replicas", "3", "--guard=redis-lock"]`` -> values, every one bounded."""
-        by_flag = {p.flag: p for p in self.params}
+    def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: the defaults, overridden by ``given`` (each checked)."""
+        by_name = {p.name: p for p in self.params}
         values = self.defaults()
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            flag, eq, inline = arg.partition("=")
-            param = by_flag.get(flag)
+        for key, value in given.items():
+            param = by_name.get(key)
             if param is None:
-                known = " ".join(sorted(by_flag))
-                raise BadInput(f"{self.name} has no option {flag!r} (options: {known})")
-            if eq:
-                raw: str | None = inline
-            elif isinstance(param.default, bool):
-                raw = None
-            elif i + 1 < len(args):
-                i += 1
-                raw = args[i]
-            else:
-                raw = None
-            values[param.name] = param.parse(raw)
-            i += 1
+                known = " ".join(sorted(p.flag for p in self.params))
+                raise BadInput(f"{self.name} has no option --{key.replace('_', '-')} "
+                               f"(options: {known})")
+            values[key] = param.convert(value)
         return values
+
+    def experiment(self, values: Mapping[str, Any]) -> Experiment:
+        """Build from checked values; the judge and measure come with it."""
+        built = self.build(dict(values))
+        return replace(built, parameters=dict(values), judge=self.judge, measure=self.measure)

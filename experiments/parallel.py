@@ -1,4 +1,7 @@
-"""Several experiment runs at once, each its own ``scalelab run`` harness process.
+"""Several experiment runs at once, each its own harness process.
+
+The suite hands each child its order as data (``<n>.order.json``: experiment,
+parameter values, seed, platform); the child runs it and prints its summary.
 
 A run's harness owns its platform (ports, directories, lab tag) and its teardown,
 so running variants side by side is running harnesses side by side. Each child is
@@ -10,6 +13,7 @@ is asked to stop (SIGINT, as the terminal would) and waited for.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -23,10 +27,10 @@ from chaos.processes import LAB_TAG, Group, Watchdog
 
 @dataclass
 class ChildRun:
-    """One ``scalelab run ... --json`` to do, and, once done, what it printed."""
+    """One run to do (its order), and, once done, what it printed."""
 
     label: str
-    argv: list[str]
+    order: dict[str, Any]
     returncode: int | None = None
     summary: dict[str, Any] | None = None
     error: str = ""
@@ -41,13 +45,15 @@ def _parse(child: ChildRun, log: Path) -> None:
                 return
             except json.JSONDecodeError:
                 break
-    child.error = next((ln for ln in reversed(lines) if ln.strip()), "no output")
+    last = next((ln for ln in reversed(lines) if ln.strip()), "no output")
+    child.error = last.removeprefix("scalelab: error: ")
 
 
 def run_children(children: list[ChildRun], jobs: int, logs: Path,
-                 env: dict[str, str]) -> list[ChildRun]:
+                 env: dict[str, str] | None = None) -> list[ChildRun]:
     """Run every child, at most ``jobs`` at a time; returns them with their outcome."""
     logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ) if env is None else env
     # The children (and through them every instance) carry this suite's lab tag.
     watchdog = Watchdog(env.get(LAB_TAG) or f"suite-{uuid.uuid4().hex[:8]}")
     pending = list(enumerate(children))
@@ -57,7 +63,9 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
             while pending and len(running) < jobs:
                 i, child = pending.pop(0)
                 log = logs / f"{i:02d}.log"
-                argv = [sys.executable, "-m", "experiments.cli", "run", *child.argv, "--json"]
+                order = logs / f"{i:02d}.order.json"
+                order.write_text(json.dumps(child.order), encoding="utf-8")
+                argv = [sys.executable, "-m", "experiments.cli", "run-child", str(order)]
                 running.append((child, Group(argv, env, log, watchdog), log))
             for entry in list(running):
                 child, group, log = entry

@@ -29,8 +29,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from chaos.faults import MARKS
 from experiments.checker import ENDING_FAULTS, Result
-from services.ledger import Event, Kind
+from experiments.summary import Summary
+from services.history import Event, Kind
 
 # Categories of executions: legend text and colour (distinguishable in colour-blind palettes).
 CATEGORIES: dict[str, tuple[str, str]] = {
@@ -44,9 +46,7 @@ CATEGORIES: dict[str, tuple[str, str]] = {
     "outside": ("warm-up or drain (not judged)", "#CFCFCF"),
 }
 LOST_COLOUR = "#B2182B"
-FAULT_COLOURS = {"kill": "#B2182B", "terminate": "#D6604D", "restart": "#D6604D",
-                 "pause": "#E6AB02", "scale-up": "#1B7837", "scale-down": "#762A83",
-                 "broker-outage": "#555555"}
+FAULT_COLOURS = {name: mark.colour for name, mark in MARKS.items()}
 NEVER_RAN = "(never ran)"  # the lane of due units that no instance started
 MAX_SUBROWS = 6
 
@@ -117,7 +117,7 @@ def _executions(events: Sequence[Event], result: Result, t0: float, t_end: float
 
 
 def _lost(events: Sequence[Event], result: Result, t0: float) -> list[tuple[str, float]]:
-    from services.ledger import parse_scheduled
+    from services.history import parse_scheduled
 
     intents: dict[str, Event] = {}
     first_start: dict[str, Event] = {}
@@ -167,7 +167,7 @@ def _subrows(bars: Sequence[Bar]) -> dict[int, tuple[int, int]]:
     return placed
 
 
-def timeline(summary: dict[str, Any], events: Sequence[Event], result: Result) -> Timeline:
+def timeline(summary: Summary, events: Sequence[Event], result: Result) -> Timeline:
     """Build the run's timeline figure (not yet saved)."""
     window = summary.get("window", {})
     times = [e.t for e in events]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
 
 from experiments.checker import VERDICTS
+from experiments.summary import Summary
+from experiments.tables import TABLES
 
 
-def variant_label(summary: dict[str, Any], varied: Sequence[str] = ()) -> str:
+def variant_label(summary: Mapping[str, Any], varied: Sequence[str] = ()) -> str:
     params = summary.get("parameters", {})
     shown = [f"{k}={params[k]}" for k in varied if k in params]
     return str(summary["experiment"]) + (" " + " ".join(shown) if shown else "")
@@ -23,7 +24,7 @@ ROWS = (("expected", "units due or acknowledged"), ("executions", "finished exec
         ("faults", "faults"), ("valid", "expectation held"))
 
 
-def _cell(summary: dict[str, Any], key: str) -> str:
+def _cell(summary: Summary, key: str) -> str:
     if key in VERDICTS:
         return str(summary["counts"][key])
     if key == "faults":
@@ -33,7 +34,7 @@ def _cell(summary: dict[str, Any], key: str) -> str:
     return str(summary.get(key, ""))
 
 
-def side_by_side(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> Table:
+def side_by_side(summaries: Sequence[Summary], labels: Sequence[str]) -> Table:
     """One column per run: the counts of each, next to each other."""
     table = Table(title="scalelab: measured", show_lines=False)
     table.add_column("")
@@ -44,7 +45,7 @@ def side_by_side(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> 
     return table
 
 
-def runs_table(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> Table:
+def runs_table(summaries: Sequence[Summary], labels: Sequence[str]) -> Table:
     """One row per run: the counts that matter, compact enough for many runs."""
     table = Table(title="scalelab suite: measured, one row per run")
     table.add_column("run", max_width=36, overflow="fold")
@@ -58,23 +59,24 @@ def runs_table(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> Ta
     return table
 
 
-def seed_table(summaries: Sequence[dict[str, Any]]) -> Table:
-    """The seed's comparison table for the terminal: each cell its claim and the measurement."""
-    table = Table(title="the seed's comparison table, measured", show_lines=True)
-    table.add_column("Feature")
-    for column in COLUMNS:
-        table.add_column(column, ratio=1)
-    for row, cells in measured_cells(summaries):
-        table.add_row(row, *(f"seed {claim}\n" + ("\n".join(said) if said else "not measured")
-                             for claim, said in cells))
-    return table
+def terminal_table(summaries: Sequence[Summary], table: str = "seed") -> Table:
+    """A table for the terminal: each cell its claim and the measurement."""
+    spec = TABLES[table]
+    out = Table(title=spec.title, show_lines=True)
+    out.add_column("Feature")
+    for column in spec.columns:
+        out.add_column(column, ratio=1)
+    for row, cells in measured_cells(summaries, table):
+        out.add_row(row, *(f"{_claimed(claim)}\n" + ("\n".join(said) if said else "not measured")
+                           for claim, said in cells))
+    return out
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: Summary) -> Table:
     return side_by_side([summary], [variant_label(summary)])
 
 
-def markdown_counts(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> str:
+def markdown_counts(summaries: Sequence[Summary], labels: Sequence[str]) -> str:
     head = "| | " + " | ".join(labels) + " |"
     rule = "| --- |" + " ---: |" * len(labels)
     rows = [f"| {title} | " + " | ".join(_cell(s, key) for s in summaries) + " |"
@@ -87,12 +89,12 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def verdict_sentence(summary: dict[str, Any]) -> str:
+def verdict_sentence(summary: Summary) -> str:
     held = "held" if summary.get("valid") else "did NOT hold"
     return f"The expectation {held}: {summary.get('expectation', '(none stated)')}."
 
 
-def _fault_rows(summary: dict[str, Any]) -> list[str]:
+def _fault_rows(summary: Summary) -> list[str]:
     rows = []
     for f in summary.get("faults", []):
         inflight = f.get("inflight")
@@ -107,7 +109,7 @@ def _fault_rows(summary: dict[str, Any]) -> list[str]:
     return rows
 
 
-def markdown_summary(summary: dict[str, Any], timeline: str | None = "timeline.png") -> str:
+def markdown_summary(summary: Summary, timeline: str | None = "timeline.png") -> str:
     """``summary.md``: what ran, with what, which faults, the counts, and the verdict."""
     window = summary.get("window", {})
     lines = [
@@ -155,161 +157,50 @@ def markdown_summary(summary: dict[str, Any], timeline: str | None = "timeline.p
     return "\n".join(lines) + "\n"
 
 
-# --- the suite's report.md: the seed's comparison table, measured ---------------------------
-
-COLUMNS = ("BackgroundTasks", "AsyncIOScheduler", "Celery")
-# The seed's claims (seed/celery-vs-backgroundtasks-vs-apscheduler.md), row by row.
-SEED_CLAIMS: dict[str, tuple[str, str, str]] = {
-    "Runs outside FastAPI": ("❌", "❌", "✅"),
-    "Survives restarts": ("❌", "❌", "✅"),
-    "Heavy tasks": ("❌", "❌", "✅"),
-    "Scheduling": ("❌", "✅", "✅"),
-    "Retries": ("❌", "❌", "✅"),
-    "Horizontal scaling": ("❌", "❌", "✅"),
-    "Infrastructure needed": ("❌", "❌", "✅"),
-}
+# --- the suite's report.md: the report's tables, measured ----------------------------------
 
 
-def _n(s: dict[str, Any], verdict: str) -> str:
-    """``lost 7/20``: a verdict's count over the units due or acknowledged."""
-    return f"{verdict.replace('_', ' ')} {s['counts'].get(verdict, 0)}/{s.get('expected', 0)}"
+def measured_cells(summaries: Sequence[Summary], table: str = "seed",
+                   ) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """Per row of a table, per column: the claim and what the runs said there.
+
+    The cells come from the experiments' own declarations (``Cell``); this module
+    knows no experiment.
+    """
+    from experiments import catalog
+
+    spec = TABLES[table]
+    cells = [(name, c) for name, exp in catalog.CATALOG.items() for c in exp.cells
+             if c.table == table]
+    return [(row, [(claim, [text for name, c in cells if c.row == row and c.column == column
+                            for s in summaries if c.matches(name, s) and (text := c.says(s))])
+                   for column, claim in zip(spec.columns, claims, strict=True)])
+            for row, claims in spec.claims.items()]
 
 
-def _p(s: dict[str, Any], name: str) -> Any:
-    return s.get("parameters", {}).get(name)
+def _claimed(claim: str) -> str:
+    return f"seed {claim}" if claim else "no claim"
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """Which runs fill a cell of the seed's table, and how a run is said there."""
-
-    row: str
-    column: str
-    experiment: str
-    where: Mapping[str, Any]  # parameters the run must have
-    says: Callable[[dict[str, Any]], str]
-
-    def matches(self, s: dict[str, Any]) -> bool:
-        """A ``where`` value is the parameter's value, or a test of it."""
-        return s.get("experiment") == self.experiment and all(
-            v(_p(s, k)) if callable(v) else _p(s, k) == v for k, v in self.where.items())
-
-
-def _some(n: Any) -> bool:
-    return isinstance(n, int) and n > 0
-
-
-def _ran_in(s: dict[str, Any]) -> str:
-    by = s.get("executions_by_component") or {}
-    return ", ".join(f"{n} executions in {c} processes" for c, n in sorted(by.items()))
-
-
-def _processes(s: dict[str, Any]) -> str:
-    replicas = {c: n for c, n in (s.get("topology") or {}).items() if n}
-    return " + ".join(f"{n} {c}" for c, n in replicas.items()) + " + Redis"
-
-
-M = Measurement
-MEASUREMENTS: tuple[Measurement, ...] = (
-    M("Runs outside FastAPI", "BackgroundTasks", "background-loss", {"mechanism": "background"},
-      _ran_in),
-    M("Runs outside FastAPI", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "none"},
-      _ran_in),
-    M("Runs outside FastAPI", "Celery", "background-loss", {"mechanism": "celery"}, _ran_in),
-    M("Infrastructure needed", "BackgroundTasks", "background-loss",
-      {"mechanism": "background"}, _processes),
-    M("Infrastructure needed", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "none"},
-      _processes),
-    M("Infrastructure needed", "Celery", "background-loss", {"mechanism": "celery"},
-      lambda s: _processes(s) + " broker"),
-    M("Survives restarts", "BackgroundTasks", "background-loss",
-      {"mechanism": "background", "kill": "sigkill"},
-      lambda s: f"{_n(s, 'lost')} on SIGKILL of {_p(s, 'kills')} replica(s)"),
-    M("Survives restarts", "BackgroundTasks", "background-loss",
-      {"mechanism": "background", "kill": "sigterm"},
-      lambda s: f"{_n(s, 'lost')} on SIGTERM ({_p(s, 'shutdown_grace')} s grace)"),
-    M("Survives restarts", "BackgroundTasks", "restart-survival", {"mechanism": "background"},
-      lambda s: f"{_n(s, 'lost')} in a rolling restart"),
-    M("Survives restarts", "Celery", "background-loss", {"mechanism": "celery"},
-      lambda s: f"{_n(s, 'lost')} when API replicas were killed"),
-    M("Survives restarts", "Celery", "restart-survival", {"mechanism": "celery"},
-      lambda s: f"{_n(s, 'lost')} in a rolling restart of the API"),
-    M("Survives restarts", "Celery", "celery-kill", {"acks": "early", "kill_at": "mid-job"},
-      lambda s: f"{_n(s, 'lost')} on worker SIGKILL with default (early) acks"),
-    M("Survives restarts", "Celery", "celery-kill",
-      {"acks": "late", "kill_at": "mid-job", "kills": _some},
-      lambda s: f"{_n(s, 'lost')}, {_n(s, 'recovered')} on worker SIGKILL with acks late"),
-    M("Survives restarts", "Celery", "beat-duplicates", {"kill_holder": True},
-      lambda s: f"{s['counts'].get('lost', 0)} tick(s) missed when the lock-holding beat "
-                "was killed"),
-    M("Heavy tasks", "AsyncIOScheduler", "loop-starvation", {"block_seconds": 0.0},
-      lambda s: f"no blocking: {s.get('late', 0)}/{s.get('expected', 0)} ticks late"),
-    M("Heavy tasks", "AsyncIOScheduler", "loop-starvation", {},
-      lambda s: "" if not _p(s, "block_seconds") else
-      f"requests blocking the loop {_p(s, 'block_seconds')} s: {s.get('late', 0)}/"
-      f"{s.get('expected', 0)} ticks late, {s['counts'].get('lost', 0)} missed"),
-    M("Scheduling", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "none"},
-      lambda s: f"{s.get('expected', 0)} due ticks ran {s.get('executions', 0)} times"),
-    M("Scheduling", "Celery", "beat-duplicates", {"guard": "none"},
-      lambda s: f"{_p(s, 'beat_replicas')} beats: {s.get('expected', 0)} due ticks ran "
-                f"{s.get('executions', 0)} times"),
-    M("Scheduling", "Celery", "beat-duplicates", {"guard": "redbeat", "kill_holder": False},
-      lambda s: f"redbeat lock: {_n(s, 'duplicated')}"),
-    M("Retries", "BackgroundTasks", "background-loss", {"mechanism": "background"},
-      lambda s: f"{_n(s, 'recovered')} after {_p(s, 'kill')} (none retried)"),
-    M("Retries", "AsyncIOScheduler", "leader-failover", {"fencing": False},
-      lambda s: f"{s['counts'].get('lost', 0)} tick(s) lost in a failover, none re-run"),
-    M("Retries", "Celery", "celery-kill", {"acks": "early", "kill_at": "mid-job"},
-      lambda s: f"early acks: {_n(s, 'recovered')}"),
-    M("Retries", "Celery", "celery-kill", {"acks": "late", "kill_at": "mid-job", "kills": _some},
-      lambda s: f"acks late: {_n(s, 'recovered')} by redelivery"
-                + (f", median {s['measured']['kill_to_redelivery_median']:.1f} s after the kill"
-                   if (s.get("measured") or {}).get("kill_to_redelivery_median") is not None
-                   else "")),
-    M("Horizontal scaling", "BackgroundTasks", "background-loss",
-      {"mechanism": "background", "kill": "sigkill"},
-      lambda s: f"{_p(s, 'replicas')} replicas: {_n(s, 'duplicated')}"),
-    M("Horizontal scaling", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "none"},
-      lambda s: f"{_p(s, 'replicas')}"
-                + (f"→{_p(s, 'scale_to')}" if _p(s, "scale_to") else "")
-                + f" replicas unguarded: {_n(s, 'duplicated')}, "
-                  f"{s.get('extra_executions', 0)} extra runs"),
-    M("Horizontal scaling", "AsyncIOScheduler", "scheduler-duplicates", {"guard": "redis-lock"},
-      lambda s: f"Redis lock per tick: {_n(s, 'duplicated')}, {_n(s, 'lost')}"),
-    M("Horizontal scaling", "AsyncIOScheduler", "leader-failover", {},
-      lambda s: f"leader election, leader paused{' (fenced)' if _p(s, 'fencing') else ''}: "
-                f"{_n(s, 'duplicated')}, {s.get('refused', 0)} refused"),
-    M("Horizontal scaling", "Celery", "beat-duplicates", {"guard": "none"},
-      lambda s: f"{_p(s, 'beat_replicas')} beat replicas: {_n(s, 'duplicated')}"),
-    M("Horizontal scaling", "Celery", "celery-kill", {"acks": "late", "kill_at": "after-effect"},
-      lambda s: f"acks late, kill after the effect{' (idempotent)' if _p(s, 'idempotent') else ''}"
-                f": {_n(s, 'duplicated')}"),
-    M("Horizontal scaling", "Celery", "celery-kill", {"acks": "late", "kills": 0},
-      lambda s: f"task longer than the visibility timeout: {_n(s, 'duplicated')}"),
-)
-
-
-def measured_cells(
-        summaries: Sequence[dict[str, Any]]) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    """Per row of the seed's table, per column: the seed's claim and what the runs said."""
-    return [(row, [(claim, [text for m in MEASUREMENTS if m.row == row and m.column == column
-                            for s in summaries if m.matches(s) and (text := m.says(s))])
-                   for column, claim in zip(COLUMNS, claims, strict=True)])
-            for row, claims in SEED_CLAIMS.items()]
-
-
-def measured_seed_table(summaries: Sequence[dict[str, Any]]) -> str:
-    """The seed's comparison table, each cell its claim and what the suite measured."""
-    lines = ["| Feature | " + " | ".join(COLUMNS) + " |",
-             "| --- |" + " --- |" * len(COLUMNS)]
-    for row, cells in measured_cells(summaries):
+def measured_table(summaries: Sequence[Summary], table: str = "seed") -> str:
+    """A table in Markdown, each cell its claim and what the suite measured."""
+    spec = TABLES[table]
+    lines = ["| Feature | " + " | ".join(spec.columns) + " |",
+             "| --- |" + " --- |" * len(spec.columns)]
+    for row, cells in measured_cells(summaries, table):
         lines.append(f"| {row} | " + " | ".join(
-            f"seed {claim}; measured: " + "; ".join(_md(t) for t in said)
-            if said else f"seed {claim}; not measured" for claim, said in cells) + " |")
+            f"{_claimed(claim)}; measured: " + "; ".join(_md(t) for t in said)
+            if said else f"{_claimed(claim)}; not measured" for claim, said in cells) + " |")
     return "\n".join(lines)
 
 
-def suite_markdown(runs: Sequence[tuple[str, dict[str, Any], str]], *, seed: int,
+def tables_measured(summaries: Sequence[Summary]) -> list[str]:
+    """The keys of the tables at least one of these runs fills a cell of."""
+    return [key for key in TABLES
+            if any(said for _, cells in measured_cells(summaries, key) for _, said in cells)]
+
+
+def suite_markdown(runs: Sequence[tuple[str, Summary, str]], *, seed: int,
                    quick: bool) -> str:
     """``report.md`` of a suite: ``runs`` are (label, summary, run directory relative to it)."""
     summaries = [s for _, s, _ in runs]
@@ -322,10 +213,14 @@ def suite_markdown(runs: Sequence[tuple[str, dict[str, Any], str]], *, seed: int
         "",
         "Each cell: the seed's claim, then what the runs of this suite measured "
         "(verdict count / units due or acknowledged).",
-        "",
-        measured_seed_table(summaries),
     ]
-    by_experiment: dict[str, list[tuple[str, dict[str, Any], str]]] = {}
+    for key in ["seed", *(k for k in tables_measured(summaries) if k != "seed")]:
+        spec = TABLES[key]
+        lines += ["", f"## {spec.title[:1].upper()}{spec.title[1:]}", ""]
+        if spec.note:
+            lines += [spec.note[:1].upper() + spec.note[1:] + ".", ""]
+        lines.append(measured_table(summaries, key))
+    by_experiment: dict[str, list[tuple[str, Summary, str]]] = {}
     for run in runs:
         by_experiment.setdefault(str(run[1]["experiment"]), []).append(run)
     for name, group in by_experiment.items():

@@ -14,7 +14,7 @@ import random
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -23,9 +23,11 @@ from typing import Any, Protocol
 
 from chaos.nemesis import LedgerTail, Nemesis
 from chaos.platform import Platform, PlatformError
+from chaos.platforms import PlatformFactory
 from experiments.checker import Result, check, ledger_integrity
-from experiments.model import Experiment
+from experiments.model import Experiment, rule_of
 from experiments.store import schedules_to_json, write_run
+from experiments.summary import Summary
 from experiments.workload import RequestClient, TaskClient
 from services.ledger import Event, Ledger
 from services.settings import LabSettings
@@ -45,7 +47,7 @@ class Run:
     """A finished run: where it is stored, its summary and the checker's result."""
 
     directory: Path
-    summary: dict[str, Any]
+    summary: Summary
     result: Result
     events: list[Event]
 
@@ -71,9 +73,6 @@ def new_run_directory(results: Path, name: str) -> Path:
     return final
 
 
-PlatformFactory = Callable[[Path], Platform]  # the run's log directory -> a platform
-
-
 class _NotStarted(Exception):
     def __init__(self, error: PlatformError) -> None:
         super().__init__(str(error))
@@ -86,6 +85,7 @@ def run_experiment(
     results: Path,
     seed: int,
     progress: Progress = _quiet,
+    platform_options: Mapping[str, Any] | None = None,
 ) -> Run:
     final = new_run_directory(results, experiment.name)
     workdir = final.with_name(final.name + ".partial")
@@ -95,7 +95,7 @@ def run_experiment(
             platform = make_platform(workdir / "logs")
         except PlatformError as exc:
             raise _NotStarted(exc) from exc
-        run = _run(experiment, platform, workdir, seed, progress)
+        run = _run(experiment, platform, workdir, seed, progress, platform_options or {})
     except _NotStarted as exc:
         # Nothing ran (no platform, or it could not deploy): leave no directory behind.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -110,7 +110,7 @@ def run_experiment(
 
 
 def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
-         progress: Progress) -> Run:
+         progress: Progress, platform_options: Mapping[str, Any]) -> Run:
     rng = random.Random(seed)
     run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:12] + "-" + uuid.uuid4().hex[:4]
     wall_started = time.monotonic()
@@ -163,18 +163,19 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         platform.teardown()
     result = check(events, (t0, t1), experiment.schedules, experiment.late_after)
     integrity = ledger_integrity(events, instance_counts)
-    valid, sentence = experiment.judge(result, integrity)
-    measured = experiment.measure(events, result) if experiment.measure else {}
-    summary: dict[str, Any] = {
+    valid, sentence = experiment.verdict(result, integrity)
+    measured = experiment.figures(events, result)
+    summary: Summary = {
         "experiment": experiment.name,
         "platform": platform.name,
+        "platform_options": dict(platform_options),
         "seed": seed,
         "run_id": run_id,
         "parameters": dict(experiment.parameters),
         "window": {"start": t0, "end": t1, "duration": round(t1 - t0, 3)},
         "schedules": schedules_to_json(experiment.schedules),
         "late_after": experiment.late_after,
-        **result.to_json(),
+        **result.to_json(),  # type: ignore[typeddict-item]
         "measured": measured,
         "faults": [r.to_json() for r in nemesis.records],
         "mid_job_faults": {
@@ -191,6 +192,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "ledger_integrity": integrity,
         "valid": valid,
         "expectation": sentence,
+        **({"judge": rule_of(experiment.judge)} if experiment.judge else {}),
         "versions": vers,
         "wall_seconds": round(time.monotonic() - wall_started, 2),
     }

@@ -11,7 +11,9 @@ A run directory holds:
 
 ``recheck`` judges a stored run again from ``events.jsonl`` and the window, schedules
 and lateness bound in ``summary.json`` alone: no Redis, no platform. The expectation
-is a closure, so it is rebuilt from the stored parameters through the catalogue.
+is the experiment's judge, applied to the stored parameters; the summary records
+which judge (and a fingerprint of its rule) decided, so a re-check says when
+today's rule differs.
 Anything malformed is a ``BadInput`` naming the file (and line), so the CLI exits 2.
 """
 
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.checker import Result, Schedule, check, paused_gc
-from experiments.model import BadInput, Experiment
-from services.ledger import Event, Kind
+from experiments.model import BadInput, Experiment, rule_of
+from experiments.summary import Summary
+from services.history import Event, Kind
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
@@ -94,7 +97,7 @@ def read_events(path: Path) -> list[Event]:
 
 # --- summary.json -----------------------------------------------------------------------
 
-def read_summary(directory: Path) -> dict[str, Any]:
+def read_summary(directory: Path) -> Summary:
     path = directory / SUMMARY_JSON
     if not directory.is_dir():
         raise BadInput(f"{directory}: no such run directory")
@@ -118,7 +121,7 @@ def read_summary(directory: Path) -> dict[str, Any]:
     if not (isinstance(window, dict) and all(isinstance(window.get(k), int | float)
                                               for k in ("start", "end"))):
         raise BadInput(f"{path}: 'window' needs numeric 'start' and 'end'")
-    return summary
+    return summary  # type: ignore[return-value]
 
 
 def schedules_to_json(schedules: Sequence[Schedule]) -> list[dict[str, Any]]:
@@ -146,7 +149,7 @@ def schedules_from_json(raw: Any, where: Path,
 
 # --- writing a run ----------------------------------------------------------------------
 
-def write_readables(directory: Path, summary: dict[str, Any], events: Sequence[Event],
+def write_readables(directory: Path, summary: Summary, events: Sequence[Event],
                     result: Result) -> None:
     """``summary.md`` and ``timeline.png``: what a person reads, made from the record."""
     from experiments.plot import save_timeline, timeline
@@ -156,7 +159,7 @@ def write_readables(directory: Path, summary: dict[str, Any], events: Sequence[E
     save_timeline(timeline(summary, events, result), directory / TIMELINE)
 
 
-def write_run(directory: Path, summary: dict[str, Any], events: Sequence[Event],
+def write_run(directory: Path, summary: Summary, events: Sequence[Event],
               result: Result) -> None:
     """Store a run: the record first (events, summary.json), then what is made from it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -175,13 +178,14 @@ class Recheck:
     """A stored run judged again: the summary as re-checked, and where it differs."""
 
     directory: Path
-    summary: dict[str, Any]
+    summary: Summary
     result: Result
     events: list[Event]
     differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the rule compares with the run's
 
 
-def rebuild(summary: dict[str, Any], where: Path) -> Experiment:
+def rebuild(summary: Summary, where: Path) -> Experiment:
     """The experiment a summary describes, from its stored parameters."""
     from experiments import catalog
 
@@ -189,10 +193,27 @@ def rebuild(summary: dict[str, Any], where: Path) -> Experiment:
     params = summary["parameters"]
     if not isinstance(params, dict):
         raise BadInput(f"{where}: 'parameters' must be an object")
+    known = {p.name for p in spec.params}
     try:
-        return spec.build({**spec.defaults(), **params})
+        return spec.experiment(spec.values({k: v for k, v in params.items() if k in known}))
     except BadInput as exc:
         raise BadInput(f"{where}: stored parameters no longer build: {exc}") from None
+
+
+def rule_notes(stored: Summary, experiment: Experiment) -> list[str]:
+    """Whether today's judge is the rule the run was judged by, said in one line each."""
+    if experiment.judge is None:
+        return []
+    today = rule_of(experiment.judge)
+    then = stored.get("judge")
+    if then is None:
+        return [f"the run does not record its judge (stored by an older lab): re-checked "
+                f"with today's {today['name']} (rule {today['rule']})"]
+    if then.get("name") != today["name"] or then.get("rule") != today["rule"]:
+        return [f"the run was judged by {then.get('name')} (rule {then.get('rule')}); "
+                f"today's rule differs: re-checked with {today['name']} "
+                f"(rule {today['rule']})"]
+    return []
 
 
 def recheck(directory: Path) -> Recheck:
@@ -205,12 +226,14 @@ def recheck(directory: Path) -> Recheck:
     window = (float(stored["window"]["start"]), float(stored["window"]["end"]))
     late_after = float(stored.get("late_after", experiment.late_after))
     result = check(events, window, schedules, late_after)
-    valid, sentence = experiment.judge(result, stored.get("ledger_integrity", {}))
-    measured = experiment.measure(events, result) if experiment.measure else {}
-    summary = {**stored, **result.to_json(), "measured": measured, "valid": valid,
-               "expectation": sentence}
+    valid, sentence = experiment.verdict(result, stored.get("ledger_integrity", {}))
+    summary: Summary = {**stored, **result.to_json(),  # type: ignore[typeddict-item]
+                        "measured": experiment.figures(events, result), "valid": valid,
+                        "expectation": sentence}
     differences = [f"{k}: stored {stored['counts'].get(k)}, re-checked {v}"
                    for k, v in result.counts.items() if stored["counts"].get(k) != v]
-    differences += [f"{k}: stored {stored.get(k)}, re-checked {summary[k]}"
-                    for k in (*COMPARED, "valid") if k in stored and stored[k] != summary[k]]
-    return Recheck(directory, summary, result, events, differences)
+    before, after = dict(stored), dict(summary)
+    differences += [f"{k}: stored {before[k]}, re-checked {after.get(k)}"
+                    for k in (*COMPARED, "valid") if k in before and before[k] != after.get(k)]
+    return Recheck(directory, summary, result, events, differences,
+                   rule_notes(stored, experiment))

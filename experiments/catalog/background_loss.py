@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.faults import Action, FaultStep
+from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result
 from experiments.model import (
     BadInput,
+    Cell,
     Experiment,
     ExperimentSpec,
     Param,
+    Params,
     RequestLoad,
     Verdict,
     Workload,
 )
+from experiments.summary import n, param, processes, ran_in
 
 NAME = "background-loss"
 
@@ -42,14 +45,33 @@ PARAMS = (
 )
 
 
-def judge(mechanism: str, kills: int) -> Any:
-    def verdict(r: Result) -> Verdict:
-        lost, due = r.counts["lost"], r.expected
-        if mechanism == "celery" or kills == 0:
-            return lost == 0, f"{mechanism}: lost {lost}/{due} (want 0)"
-        return lost > 0, f"{mechanism}: lost {lost}/{due} accepted units on {kills} kill(s)"
+def judge(p: Params, r: Result) -> Verdict:
+    mechanism, kills = p["mechanism"], p["kills"]
+    lost, due = r.counts["lost"], r.expected
+    if mechanism == "celery" or kills == 0:
+        return lost == 0, f"{mechanism}: lost {lost}/{due} (want 0)"
+    return lost > 0, f"{mechanism}: lost {lost}/{due} accepted units on {kills} kill(s)"
 
-    return verdict
+
+BACKGROUND = {"mechanism": "background"}
+CELERY = {"mechanism": "celery"}
+CELLS = (
+    Cell("seed", "Runs outside FastAPI", "BackgroundTasks", BACKGROUND, ran_in),
+    Cell("seed", "Runs outside FastAPI", "Celery", CELERY, ran_in),
+    Cell("seed", "Infrastructure needed", "BackgroundTasks", BACKGROUND, processes),
+    Cell("seed", "Infrastructure needed", "Celery", CELERY,
+         lambda s: processes(s) + " broker"),
+    Cell("seed", "Survives restarts", "BackgroundTasks", {**BACKGROUND, "kill": "sigkill"},
+         lambda s: f"{n(s, 'lost')} on SIGKILL of {param(s, 'kills')} replica(s)"),
+    Cell("seed", "Survives restarts", "BackgroundTasks", {**BACKGROUND, "kill": "sigterm"},
+         lambda s: f"{n(s, 'lost')} on SIGTERM ({param(s, 'shutdown_grace')} s grace)"),
+    Cell("seed", "Survives restarts", "Celery", CELERY,
+         lambda s: f"{n(s, 'lost')} when API replicas were killed"),
+    Cell("seed", "Retries", "BackgroundTasks", BACKGROUND,
+         lambda s: f"{n(s, 'recovered')} after {param(s, 'kill')} (none retried)"),
+    Cell("seed", "Horizontal scaling", "BackgroundTasks", {**BACKGROUND, "kill": "sigkill"},
+         lambda s: f"{param(s, 'replicas')} replicas: {n(s, 'duplicated')}"),
+)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -57,7 +79,7 @@ def build(p: dict[str, Any]) -> Experiment:
         raise BadInput("the kills must fall inside the run: kill-at + (kills-1) * kill-every "
                        "< duration")
     celery = p["mechanism"] == "celery"
-    action: Action = "kill" if p["kill"] == "sigkill" else "terminate"
+    action = "kill" if p["kill"] == "sigkill" else "terminate"
     faults = tuple(
         # BackgroundTasks: strike the replica the moment it starts a job. Celery: the
         # replica runs no job, so strike a (seeded) random replica at the same times.
@@ -75,9 +97,7 @@ def build(p: dict[str, Any]) -> Experiment:
         workload=Workload(duration=p["duration"], requests=(
             RequestLoad(f"/work/{p['mechanism']}", p["rate"], p["work_seconds"]),)),
         faults=faults,
-        expectation=judge(p["mechanism"], p["kills"]),
         drain=p["work_seconds"] * 2 + 5,
-        parameters=p,
     )
 
 
@@ -86,6 +106,8 @@ SPEC = ExperimentSpec(
     summary="BackgroundTasks work accepted (202) dies with its replica; Celery's does not",
     params=PARAMS,
     build=build,
+    judge=judge,
+    cells=CELLS,
     quick={"duration": 5.0, "rate": 4.0, "kills": 1},
     variants=({"mechanism": "background", "kill": "sigkill"},
               {"mechanism": "background", "kill": "sigterm"},

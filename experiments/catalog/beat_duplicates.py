@@ -15,8 +15,18 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
-from experiments.model import BadInput, Experiment, ExperimentSpec, Param, Verdict, Workload
-from services.ledger import Event
+from experiments.model import (
+    BadInput,
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    Verdict,
+    Workload,
+)
+from experiments.summary import n, param
+from services.history import Event
 
 NAME = "beat-duplicates"
 
@@ -31,24 +41,35 @@ PARAMS = (
 )
 
 
-def lost_ticks(events: Sequence[Event], result: Result) -> dict[str, Any]:
+def lost_ticks(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
     return {"missed_ticks": result.counts["lost"]}
 
 
-def judge(p: dict[str, Any]) -> Any:
+def judge(p: Params, r: Result) -> Verdict:
     guarded = p["guard"] == "redbeat" or p["beat_replicas"] == 1
+    dup, lost, due = r.counts["duplicated"], r.counts["lost"], r.expected
+    text = (f"{p['beat_replicas']} beat(s), guard {p['guard']}: duplicated {dup}/{due}, "
+            f"lost {lost}")
+    if guarded:
+        # a killed holder's ticks are missed until its lock expires: bounded, not zero
+        bound = (p["lock_timeout"] / p["interval"] + 3) if p["kill_holder"] else 1
+        return dup == 0 and lost <= bound, text + f" (want 0 duplicated, lost <= {bound:g})"
+    return dup > 0, text + " (want duplicated > 0)"
 
-    def verdict(r: Result) -> Verdict:
-        dup, lost, due = r.counts["duplicated"], r.counts["lost"], r.expected
-        text = (f"{p['beat_replicas']} beat(s), guard {p['guard']}: duplicated {dup}/{due}, "
-                f"lost {lost}")
-        if guarded:
-            # a killed holder's ticks are missed until its lock expires: bounded, not zero
-            bound = (p["lock_timeout"] / p["interval"] + 3) if p["kill_holder"] else 1
-            return dup == 0 and lost <= bound, text + f" (want 0 duplicated, lost <= {bound:g})"
-        return dup > 0, text + " (want duplicated > 0)"
 
-    return verdict
+UNGUARDED = {"guard": "none"}
+CELLS = (
+    Cell("seed", "Survives restarts", "Celery", {"kill_holder": True},
+         lambda s: f"{s['counts'].get('lost', 0)} tick(s) missed when the lock-holding beat "
+                   "was killed"),
+    Cell("seed", "Scheduling", "Celery", UNGUARDED,
+         lambda s: f"{param(s, 'beat_replicas')} beats: {s.get('expected', 0)} due ticks ran "
+                   f"{s.get('executions', 0)} times"),
+    Cell("seed", "Scheduling", "Celery", {"guard": "redbeat", "kill_holder": False},
+         lambda s: f"redbeat lock: {n(s, 'duplicated')}"),
+    Cell("seed", "Horizontal scaling", "Celery", UNGUARDED,
+         lambda s: f"{param(s, 'beat_replicas')} beat replicas: {n(s, 'duplicated')}"),
+)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -69,10 +90,7 @@ def build(p: dict[str, Any]) -> Experiment:
         workload=Workload(duration=p["duration"]),
         faults=faults,
         schedules=(Schedule("beat", p["interval"]),),
-        expectation=judge(p),
         drain=3.0,
-        parameters=p,
-        measure=lost_ticks,
     )
 
 
@@ -81,6 +99,9 @@ SPEC = ExperimentSpec(
     summary="two beat replicas send every periodic task twice; a redbeat lock sends it once",
     params=PARAMS,
     build=build,
+    judge=judge,
+    measure=lost_ticks,
+    cells=CELLS,
     quick={"duration": 5.0},
     quick_variants=({"beat_replicas": 2, "guard": "none"},
                     {"beat_replicas": 2, "guard": "redbeat"}),

@@ -16,8 +16,17 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
-from experiments.model import BadInput, Experiment, ExperimentSpec, Param, TaskLoad, Workload
-from services.ledger import Event, Kind, parse_scheduled
+from experiments.model import (
+    BadInput,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    TaskLoad,
+    Verdict,
+    Workload,
+)
+from services.history import Event, Kind, parse_scheduled
 
 NAME = "broker-outage"
 
@@ -33,13 +42,13 @@ PARAMS = (
 )
 
 
-def outage_effects(events: Sequence[Event], result: Result) -> dict[str, Any]:
+def outage_effects(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
     faults = [e for e in events if e.kind == Kind.FAULT]
     down = next((e.t for e in faults if e.mechanism == "broker-outage"), None)
     up = next((e.t for e in faults if e.mechanism == "broker-back"), None)
     during = [u for u in result.units.values()
-              if (p := parse_scheduled(u.work_id)) and down is not None and up is not None
-              and down <= p[1] <= up]
+              if (fired := parse_scheduled(u.work_id)) and down is not None and up is not None
+              and down <= fired[1] <= up]
     tasks = [u for u in result.units.values() if u.work_id.startswith("task-")]
     return {
         "ticks_duplicated_during_outage": sum(u.verdict == "duplicated" for u in during),
@@ -49,7 +58,7 @@ def outage_effects(events: Sequence[Event], result: Result) -> dict[str, Any]:
     }
 
 
-def judge(r: Result) -> tuple[bool, str]:
+def judge(p: Params, r: Result) -> Verdict:
     # The runner adds the ledger's integrity to the verdict (see experiments.runner).
     return True, (f"broker outage: {r.counts['lost']} lost, {r.counts['duplicated']} "
                   f"duplicated of {r.expected}")
@@ -70,10 +79,7 @@ def build(p: dict[str, Any]) -> Experiment:
         faults=(FaultStep("broker-outage", "broker", at=p["outage_at"],
                           duration=p["outage_seconds"]),),
         schedules=(Schedule("tick", p["interval"]),),
-        expectation=judge,
         drain=p["task_seconds"] * 2 + 5,
-        parameters=p,
-        measure=outage_effects,
         requires_intact_ledger=True,
     )
 
@@ -83,5 +89,7 @@ SPEC = ExperimentSpec(
     summary="the broker dies and comes back empty: queued tasks and locks go, the ledger stays",
     params=PARAMS,
     build=build,
+    judge=judge,
+    measure=outage_effects,
     quick={"duration": 6.0},
 )

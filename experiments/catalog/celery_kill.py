@@ -27,14 +27,17 @@ from chaos.platform import Topology
 from experiments.checker import Result
 from experiments.model import (
     BadInput,
+    Cell,
     Experiment,
     ExperimentSpec,
     Param,
+    Params,
     TaskLoad,
     Verdict,
     Workload,
 )
-from services.ledger import Event, Kind
+from experiments.summary import Summary, n, param, some
+from services.history import Event, Kind
 
 NAME = "celery-kill"
 
@@ -72,7 +75,7 @@ def redelivery_seconds(events: Sequence[Event]) -> list[float]:
     return found
 
 
-def measure(events: Sequence[Event], result: Result) -> dict[str, Any]:
+def measure(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
     times = redelivery_seconds(events)
     return {
         "kill_to_redelivery_seconds": times,
@@ -81,25 +84,48 @@ def measure(events: Sequence[Event], result: Result) -> dict[str, Any]:
     }
 
 
-def judge(p: dict[str, Any]) -> Any:
+def judge(p: Params, r: Result) -> Verdict:
     overrun = p["task_seconds"] > p["visibility_timeout"]
+    c, due = r.counts, r.expected
+    text = (f"acks {p['acks']}{' idempotent' if p['idempotent'] else ''}: lost {c['lost']}, "
+            f"recovered {c['recovered']}, duplicated {c['duplicated']} of {due}")
+    if p["acks"] == "early":
+        if p["kills"] == 0:
+            return c["lost"] == 0 and c["duplicated"] == 0, text
+        return c["lost"] > 0, text + " (want lost > 0)"
+    if p["idempotent"]:
+        return c["lost"] == 0 and c["duplicated"] == 0, text + " (want 0 lost, 0 duplicated)"
+    if p["kill_at"] == "after-effect" or overrun:
+        return c["lost"] == 0 and c["duplicated"] > 0, text + " (want duplicated > 0)"
+    return (c["lost"] == 0 and c["recovered"] + c["duplicated"] > 0,
+            text + " (want 0 lost, recovered > 0)")
 
-    def verdict(r: Result) -> Verdict:
-        c, due = r.counts, r.expected
-        text = (f"acks {p['acks']}{' idempotent' if p['idempotent'] else ''}: lost {c['lost']}, "
-                f"recovered {c['recovered']}, duplicated {c['duplicated']} of {due}")
-        if p["acks"] == "early":
-            if p["kills"] == 0:
-                return c["lost"] == 0 and c["duplicated"] == 0, text
-            return c["lost"] > 0, text + " (want lost > 0)"
-        if p["idempotent"]:
-            return c["lost"] == 0 and c["duplicated"] == 0, text + " (want 0 lost, 0 duplicated)"
-        if p["kill_at"] == "after-effect" or overrun:
-            return c["lost"] == 0 and c["duplicated"] > 0, text + " (want duplicated > 0)"
-        return (c["lost"] == 0 and c["recovered"] + c["duplicated"] > 0,
-                text + " (want 0 lost, recovered > 0)")
 
-    return verdict
+def _redelivered(s: Summary) -> str:
+    median = (s.get("measured") or {}).get("kill_to_redelivery_median")
+    return (f"acks late: {n(s, 'recovered')} by redelivery"
+            + (f", median {median:.1f} s after the kill" if median is not None else ""))
+
+
+def _after_effect(s: Summary) -> str:
+    idempotent = " (idempotent)" if param(s, "idempotent") else ""
+    return f"acks late, kill after the effect{idempotent}: {n(s, 'duplicated')}"
+
+
+EARLY = {"acks": "early", "kill_at": "mid-job"}
+LATE = {"acks": "late", "kill_at": "mid-job", "kills": some}
+CELLS = (
+    Cell("seed", "Survives restarts", "Celery", EARLY,
+         lambda s: f"{n(s, 'lost')} on worker SIGKILL with default (early) acks"),
+    Cell("seed", "Survives restarts", "Celery", LATE,
+         lambda s: f"{n(s, 'lost')}, {n(s, 'recovered')} on worker SIGKILL with acks late"),
+    Cell("seed", "Retries", "Celery", EARLY, lambda s: f"early acks: {n(s, 'recovered')}"),
+    Cell("seed", "Retries", "Celery", LATE, _redelivered),
+    Cell("seed", "Horizontal scaling", "Celery", {"acks": "late", "kill_at": "after-effect"},
+         _after_effect),
+    Cell("seed", "Horizontal scaling", "Celery", {"acks": "late", "kills": 0},
+         lambda s: f"task longer than the visibility timeout: {n(s, 'duplicated')}"),
+)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -129,11 +155,8 @@ def build(p: dict[str, Any]) -> Experiment:
         workload=Workload(duration=p["duration"],
                           tasks=TaskLoad(p["rate"], p["task_seconds"], kill_window)),
         faults=faults,
-        expectation=judge(p),
         drain=drain,
         redelivers=p["acks"] == "late",
-        parameters=p,
-        measure=measure,
     )
 
 
@@ -142,6 +165,9 @@ SPEC = ExperimentSpec(
     summary="a worker SIGKILLed mid-task: acks early loses it, acks late runs it again",
     params=PARAMS,
     build=build,
+    judge=judge,
+    measure=measure,
+    cells=CELLS,
     quick={"duration": 5.0, "kills": 1},
     variants=({"acks": "early"},
               {"acks": "late"},

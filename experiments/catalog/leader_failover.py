@@ -18,8 +18,18 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
-from experiments.model import BadInput, Experiment, ExperimentSpec, Param, Verdict, Workload
-from services.ledger import Event, Kind
+from experiments.model import (
+    BadInput,
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    Verdict,
+    Workload,
+)
+from experiments.summary import n, param
+from services.history import Event, Kind
 
 NAME = "leader-failover"
 
@@ -35,7 +45,7 @@ PARAMS = (
 )
 
 
-def failover(events: Sequence[Event], result: Result) -> dict[str, Any]:
+def failover(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
     finishes = sorted(e.t for e in events if e.kind == Kind.FINISH and e.mechanism == "apscheduler")
     gaps = [b - a for a, b in itertools.pairwise(finishes)]
     leaders = sorted({e.instance for e in events
@@ -45,17 +55,23 @@ def failover(events: Sequence[Event], result: Result) -> dict[str, Any]:
             "leaders": leaders}
 
 
-def judge(p: dict[str, Any]) -> Any:
-    def verdict(r: Result) -> Verdict:
-        dup, refused = r.counts["duplicated"], r.refused
-        text = (f"leader paused {p['pause_seconds']:g}s past a {p['lease']:g}s lease, fencing "
-                f"{'on' if p['fencing'] else 'off'}: duplicated {dup}/{r.expected}, "
-                f"refused {refused}, lost {r.counts['lost']}")
-        if p["fencing"]:
-            return dup == 0, text + " (want 0 duplicated)"
-        return dup > 0, text + " (want duplicated > 0)"
+def judge(p: Params, r: Result) -> Verdict:
+    dup, refused = r.counts["duplicated"], r.refused
+    text = (f"leader paused {p['pause_seconds']:g}s past a {p['lease']:g}s lease, fencing "
+            f"{'on' if p['fencing'] else 'off'}: duplicated {dup}/{r.expected}, "
+            f"refused {refused}, lost {r.counts['lost']}")
+    if p["fencing"]:
+        return dup == 0, text + " (want 0 duplicated)"
+    return dup > 0, text + " (want duplicated > 0)"
 
-    return verdict
+
+CELLS = (
+    Cell("seed", "Retries", "AsyncIOScheduler", {"fencing": False},
+         lambda s: f"{s['counts'].get('lost', 0)} tick(s) lost in a failover, none re-run"),
+    Cell("seed", "Horizontal scaling", "AsyncIOScheduler", {},
+         lambda s: f"leader election, leader paused{' (fenced)' if param(s, 'fencing') else ''}"
+                   f": {n(s, 'duplicated')}, {s.get('refused', 0)} refused"),
+)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -78,10 +94,7 @@ def build(p: dict[str, Any]) -> Experiment:
         faults=(FaultStep("pause", "api", at=p["pause_at"], on="finish",
                           mechanism="apscheduler", duration=p["pause_seconds"]),),
         schedules=(Schedule("tick", p["interval"]),),
-        expectation=judge(p),
         drain=p["tick_seconds"] + 2.0,
-        parameters=p,
-        measure=failover,
     )
 
 
@@ -90,6 +103,9 @@ SPEC = ExperimentSpec(
     summary="a leader paused past its lease runs ticks the new leader also runs, unless fenced",
     params=PARAMS,
     build=build,
+    judge=judge,
+    measure=failover,
+    cells=CELLS,
     quick={"duration": 8.0},
     variants=({"fencing": False}, {"fencing": True}),
 )

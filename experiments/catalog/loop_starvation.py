@@ -15,8 +15,18 @@ from typing import Any
 
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
-from experiments.model import Experiment, ExperimentSpec, Param, RequestLoad, Verdict, Workload
-from services.ledger import Event
+from experiments.model import (
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    RequestLoad,
+    Verdict,
+    Workload,
+)
+from experiments.summary import param
+from services.history import Event
 
 NAME = "loop-starvation"
 
@@ -30,22 +40,29 @@ PARAMS = (
 )
 
 
-def lateness(events: Sequence[Event], result: Result) -> dict[str, Any]:
+def lateness(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
     late = [u.lateness for u in result.units.values() if u.due and u.lateness is not None]
     return {"max_lateness_seconds": round(max(late), 3) if late else None,
             "missing_ticks": result.counts["lost"], "late_ticks": result.late}
 
 
-def judge(p: dict[str, Any]) -> Any:
-    def verdict(r: Result) -> Verdict:
-        hurt = r.late + r.counts["lost"]
-        text = (f"blocking {p['block_seconds']:g}s requests: {r.late} late and "
-                f"{r.counts['lost']} missing of {r.expected} ticks")
-        if p["block_seconds"] == 0:
-            return hurt == 0, text + " (control: want none)"
-        return hurt > 0, text + " (want some)"
+def judge(p: Params, r: Result) -> Verdict:
+    hurt = r.late + r.counts["lost"]
+    text = (f"blocking {p['block_seconds']:g}s requests: {r.late} late and "
+            f"{r.counts['lost']} missing of {r.expected} ticks")
+    if p["block_seconds"] == 0:
+        return hurt == 0, text + " (control: want none)"
+    return hurt > 0, text + " (want some)"
 
-    return verdict
+
+def _starved(s: Any) -> str:
+    if not param(s, "block_seconds"):
+        return f"no blocking: {s.get('late', 0)}/{s.get('expected', 0)} ticks late"
+    return (f"requests blocking the loop {param(s, 'block_seconds')} s: {s.get('late', 0)}/"
+            f"{s.get('expected', 0)} ticks late, {s['counts'].get('lost', 0)} missed")
+
+
+CELLS = (Cell("seed", "Heavy tasks", "AsyncIOScheduler", {}, _starved),)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -61,11 +78,8 @@ def build(p: dict[str, Any]) -> Experiment:
             RequestLoad("/block", p["block_rate"], p["block_seconds"], acknowledged=False),
         ) if blocking else ()),
         schedules=(Schedule("tick", p["interval"]),),
-        expectation=judge(p),
         drain=p["block_seconds"] + 2.0,
         late_after=min(0.5, p["interval"] / 2),
-        parameters=p,
-        measure=lateness,
     )
 
 
@@ -74,6 +88,9 @@ SPEC = ExperimentSpec(
     summary="requests that block the event loop make the embedded scheduler late or skip ticks",
     params=PARAMS,
     build=build,
+    judge=judge,
+    measure=lateness,
+    cells=CELLS,
     quick={"duration": 5.0},
     quick_variants=({"block_seconds": 1.5},),
     variants=({"block_seconds": 0.0}, {"block_seconds": 1.5}),

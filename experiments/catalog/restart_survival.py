@@ -15,13 +15,16 @@ from chaos.platform import Topology
 from experiments.checker import Result
 from experiments.model import (
     BadInput,
+    Cell,
     Experiment,
     ExperimentSpec,
     Param,
+    Params,
     RequestLoad,
     Verdict,
     Workload,
 )
+from experiments.summary import n
 
 NAME = "restart-survival"
 
@@ -36,14 +39,19 @@ PARAMS = (
 )
 
 
-def judge(mechanism: str) -> Any:
-    def verdict(r: Result) -> Verdict:
-        lost, due = r.counts["lost"], r.expected
-        if mechanism == "celery":
-            return lost == 0, f"celery through a rolling restart: lost {lost}/{due} (want 0)"
-        return lost > 0, f"BackgroundTasks through a rolling restart: lost {lost}/{due}"
+def judge(p: Params, r: Result) -> Verdict:
+    lost, due = r.counts["lost"], r.expected
+    if p["mechanism"] == "celery":
+        return lost == 0, f"celery through a rolling restart: lost {lost}/{due} (want 0)"
+    return lost > 0, f"BackgroundTasks through a rolling restart: lost {lost}/{due}"
 
-    return verdict
+
+CELLS = (
+    Cell("seed", "Survives restarts", "BackgroundTasks", {"mechanism": "background"},
+         lambda s: f"{n(s, 'lost')} in a rolling restart"),
+    Cell("seed", "Survives restarts", "Celery", {"mechanism": "celery"},
+         lambda s: f"{n(s, 'lost')} in a rolling restart of the API"),
+)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -61,9 +69,7 @@ def build(p: dict[str, Any]) -> Experiment:
         workload=Workload(duration=p["duration"], requests=(
             RequestLoad(f"/work/{p['mechanism']}", p["rate"], p["work_seconds"]),)),
         faults=(FaultStep("rolling-restart", "api", at=p["restart_at"]),),
-        expectation=judge(p["mechanism"]),
         drain=p["work_seconds"] * 2 + 5,
-        parameters=p,
     )
 
 
@@ -72,6 +78,8 @@ SPEC = ExperimentSpec(
     summary="a rolling restart of every API instance: BackgroundTasks work is lost, Celery's not",
     params=PARAMS,
     build=build,
+    judge=judge,
+    cells=CELLS,
     # Requests keep coming until every replica has been replaced, even on a busy machine
     # where a new replica takes seconds to start: the restart begins early.
     quick={"duration": 7.0, "restart_at": 1.0},

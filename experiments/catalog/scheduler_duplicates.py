@@ -13,7 +13,17 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
-from experiments.model import BadInput, Experiment, ExperimentSpec, Param, Verdict, Workload
+from experiments.model import (
+    BadInput,
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    Verdict,
+    Workload,
+)
+from experiments.summary import n, param, processes, ran_in
 
 NAME = "scheduler-duplicates"
 
@@ -30,24 +40,38 @@ PARAMS = (
 )
 
 
-def expectation(guard: str, replicas: int, scale_to: int) -> Any:
-    most = max(replicas, scale_to)
+def judge(p: Params, r: Result) -> Verdict:
+    guard, most = p["guard"], max(p["replicas"], p["scale_to"])
+    due = r.expected
+    if guard == "none" and most > 1:
+        ok = r.counts["duplicated"] > 0
+        return ok, (f"unguarded with {most} replicas, ticks run more than once: "
+                    f"{r.counts['duplicated']}/{due} duplicated, "
+                    f"{r.extra_executions} extra executions")
+    if guard == "none":
+        ok = r.counts["duplicated"] == 0
+        return ok, f"one replica runs each tick once: {r.counts['duplicated']}/{due} duplicated"
+    ok = r.counts["duplicated"] == 0 and r.counts["lost"] <= 1
+    return ok, (f"guard {guard}: {r.counts['duplicated']}/{due} duplicated (want 0), "
+                f"{r.counts['lost']} lost (want at most 1)")
 
-    def judge(r: Result) -> Verdict:
-        due = r.expected
-        if guard == "none" and most > 1:
-            ok = r.counts["duplicated"] > 0
-            return ok, (f"unguarded with {most} replicas, ticks run more than once: "
-                        f"{r.counts['duplicated']}/{due} duplicated, "
-                        f"{r.extra_executions} extra executions")
-        if guard == "none":
-            ok = r.counts["duplicated"] == 0
-            return ok, f"one replica runs each tick once: {r.counts['duplicated']}/{due} duplicated"
-        ok = r.counts["duplicated"] == 0 and r.counts["lost"] <= 1
-        return ok, (f"guard {guard}: {r.counts['duplicated']}/{due} duplicated (want 0), "
-                    f"{r.counts['lost']} lost (want at most 1)")
 
-    return judge
+def _unguarded(s: Any) -> str:
+    scaled = f"→{param(s, 'scale_to')}" if param(s, "scale_to") else ""
+    return (f"{param(s, 'replicas')}{scaled} replicas unguarded: {n(s, 'duplicated')}, "
+            f"{s.get('extra_executions', 0)} extra runs")
+
+
+UNGUARDED = {"guard": "none"}
+CELLS = (
+    Cell("seed", "Runs outside FastAPI", "AsyncIOScheduler", UNGUARDED, ran_in),
+    Cell("seed", "Infrastructure needed", "AsyncIOScheduler", UNGUARDED, processes),
+    Cell("seed", "Scheduling", "AsyncIOScheduler", UNGUARDED,
+         lambda s: f"{s.get('expected', 0)} due ticks ran {s.get('executions', 0)} times"),
+    Cell("seed", "Horizontal scaling", "AsyncIOScheduler", UNGUARDED, _unguarded),
+    Cell("seed", "Horizontal scaling", "AsyncIOScheduler", {"guard": "redis-lock"},
+         lambda s: f"Redis lock per tick: {n(s, 'duplicated')}, {n(s, 'lost')}"),
+)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -74,9 +98,7 @@ def build(p: dict[str, Any]) -> Experiment:
         workload=Workload(duration=p["duration"]),
         faults=faults,
         schedules=(Schedule("tick", p["interval"], aligned=p["align"] == "aligned"),),
-        expectation=expectation(p["guard"], p["replicas"], p["scale_to"]),
         drain=p["tick_seconds"] + 2.0,
-        parameters=p,
     )
 
 
@@ -85,6 +107,8 @@ SPEC = ExperimentSpec(
     summary="every API replica's AsyncIOScheduler runs each tick: N replicas, N executions",
     params=PARAMS,
     build=build,
+    judge=judge,
+    cells=CELLS,
     quick={"replicas": 3, "interval": 1.0, "duration": 5.0},
     variants=({"guard": "none"}, {"guard": "redis-lock"}),
 )

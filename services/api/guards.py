@@ -18,14 +18,15 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from services import keys
 from services.settings import LabSettings
 
 log = logging.getLogger("scalelab.guard")
 
 # Broker keys (not ledger keys): the locks are part of the system under test.
-TICK_LOCK_PREFIX = "scalelab:lock:tick:"  # one per (job, fire time): prevents a duplicate tick
-LEADER_KEY = "scalelab:leader"  # holder of the scheduler lease
-LEADER_TOKEN_KEY = "scalelab:leader:token"  # fencing token, incremented per new term
+TICK_LOCK_PREFIX = keys.TICK_LOCK_PREFIX
+LEADER_KEY = keys.LEADER
+LEADER_TOKEN_KEY = keys.LEADER_TOKEN
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.checker import Schedule, check
-from services.ledger import Event, scheduled_work_id
+from services.history import Event, scheduled_work_id
 
 _clock = itertools.count(1)
 

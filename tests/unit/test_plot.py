@@ -10,7 +10,7 @@ from matplotlib.collections import PolyCollection
 
 from experiments.checker import Schedule, check
 from experiments.plot import NEVER_RAN, save_timeline, timeline
-from services.ledger import Event, scheduled_work_id
+from services.history import Event, scheduled_work_id
 
 T0 = 1_800_000_000.0
 

@@ -12,7 +12,7 @@ from experiments import store
 from experiments.checker import Schedule, check
 from experiments.model import BadInput
 from experiments.report import markdown_summary
-from services.ledger import Event, scheduled_work_id
+from services.history import Event, scheduled_work_id
 
 T0 = 1_800_000_000.0  # a whole second, so the 1 s schedule fires at T0, T0+1, ...
 

@@ -1,0 +1,63 @@
+"""The report's tables: their rows, columns and the claims each cell is measured against.
+
+Experiments fill the cells (``Cell`` in their own modules); a table here says only
+what it asks and what was claimed. ``seed`` is the seed document's comparison table
+(celery-vs-backgroundtasks-vs-apscheduler.md, in the project's shared seed folder);
+``left-out`` is what users report and the seed's table does not ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str
+    title: str
+    columns: tuple[str, ...]
+    claims: Mapping[str, tuple[str, ...]]  # row -> the claim per column ("" none stated)
+    note: str = ""
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        return tuple(self.claims)
+
+
+MECHANISMS = ("BackgroundTasks", "AsyncIOScheduler", "Celery")
+
+SEED = TableSpec(
+    key="seed",
+    title="the seed's comparison table, measured",
+    columns=MECHANISMS,
+    claims={
+        "Runs outside FastAPI": ("❌", "❌", "✅"),
+        "Survives restarts": ("❌", "❌", "✅"),
+        "Heavy tasks": ("❌", "❌", "✅"),
+        "Scheduling": ("❌", "✅", "✅"),
+        "Retries": ("❌", "❌", "✅"),
+        "Horizontal scaling": ("❌", "❌", "✅"),
+        "Infrastructure needed": ("❌", "❌", "✅"),
+    },
+)
+
+LEFT_OUT = TableSpec(
+    key="left-out",
+    title="what the seed's table leaves out, measured",
+    columns=MECHANISMS,
+    claims={
+        "Workers per replica": ("", "", ""),
+        "ETA past the visibility timeout": ("", "", ""),
+        "Prefetched tasks on a kill": ("", "", ""),
+        "Pool child killed": ("", "", ""),
+        "Network partition": ("", "", ""),
+        "Clock skew": ("", "", ""),
+        "Broker eviction": ("", "", ""),
+        "Client disconnect": ("", "", ""),
+    },
+    note="failures users report in the trackers of APScheduler, Celery, celery-redbeat "
+         "and FastAPI; no claim of the seed's to compare with",
+)
+
+TABLES: dict[str, TableSpec] = {t.key: t for t in (SEED, LEFT_OUT)}

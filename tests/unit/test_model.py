@@ -1,0 +1,105 @@
+"""The experiment model: parameters as bounded options, declared cells, native help."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from experiments import catalog
+from experiments.cli import app
+from experiments.model import BadInput, Cell, ExperimentSpec, Param, rule_of
+from experiments.tables import TABLES
+
+
+@pytest.mark.parametrize(("param", "value", "expected"), [
+    (Param("n", 3, "", 1, 32), "7", 7),
+    (Param("n", 3, "", 1, 32), 1, 1),
+    (Param("x", 1.0, "", 0.1, 60), "0.5", 0.5),
+    (Param("x", 1.0, "", 0.1, 60), 60, 60.0),
+    (Param("g", "none", "", choices=("none", "lock")), "lock", "lock"),
+    (Param("f", False, ""), True, True),
+])
+def test_a_value_within_bounds_is_taken(param: Param, value: Any, expected: Any) -> None:
+    converted = param.convert(value)
+    assert converted == expected and type(converted) is type(expected)
+
+
+@pytest.mark.parametrize(("param", "value", "words"), [
+    (Param("n", 3, "", 1, 32), 0, "at least 1"),
+    (Param("n", 3, "", 1, 32), 33, "at most 32"),
+    (Param("n", 3, "", 1, 32), "2.5", "integer"),
+    (Param("x", 1.0, "", 0.1, 60), "nan", "finite"),
+    (Param("x", 1.0, "", 0.1, 60), math.inf, "finite"),
+    (Param("x", 1.0, "", None, None), "-inf", "finite"),
+    (Param("x", 1.0, "", 0.1, 60), "abc", "number"),
+    (Param("x", 1.0, "", 0.1, 60), True, "number"),
+    (Param("g", "none", "", choices=("none", "lock")), "bogus", "bogus"),
+    (Param("f", False, ""), "yes", "true or false"),
+])
+def test_a_value_out_of_bounds_is_bad_input_naming_the_option(param: Param, value: Any,
+                                                              words: str) -> None:
+    with pytest.raises(BadInput) as refused:
+        param.convert(value)
+    assert refused.value.args[0].startswith(param.flag) and words in refused.value.args[0]
+
+
+def test_values_are_the_defaults_overridden_and_checked() -> None:
+    spec = catalog.get("scheduler-duplicates")
+    values = spec.values({"replicas": 5})
+    assert values == {**spec.defaults(), "replicas": 5}
+    with pytest.raises(BadInput, match="has no option --replica "):
+        spec.values({"replica": 5})
+
+
+def test_a_cell_or_a_variant_naming_no_parameter_fails_at_declaration() -> None:
+    spec = catalog.get("scheduler-duplicates")
+    cell = Cell("seed", "Scheduling", "AsyncIOScheduler", {"guards": "none"}, lambda s: "")
+    with pytest.raises(ValueError, match="no parameter 'guards'"):
+        ExperimentSpec(spec.name, "", spec.params, spec.build, spec.judge, cells=(cell,))
+    with pytest.raises(ValueError, match="no parameter 'replica'"):
+        ExperimentSpec(spec.name, "", spec.params, spec.build, spec.judge,
+                       variants=({"replica": 2},))
+
+
+def test_every_declared_cell_is_a_cell_of_a_declared_table() -> None:
+    for spec in catalog.CATALOG.values():
+        for cell in spec.cells:
+            table = TABLES[cell.table]
+            assert cell.row in table.claims, (spec.name, cell.row)
+            assert cell.column in table.columns, (spec.name, cell.column)
+
+
+def test_every_experiment_builds_its_suite_settings() -> None:
+    for spec in catalog.CATALOG.values():
+        for quick in (False, True):
+            for variant in spec.suite_variants(quick):
+                values = spec.values({**(spec.quick if quick else {}), **variant})
+                experiment = spec.experiment(values)
+                assert experiment.judge is spec.judge
+                assert dict(experiment.parameters) == values
+
+
+@pytest.mark.parametrize("name", list(catalog.CATALOG))
+def test_run_name_help_lists_the_experiments_own_options(name: str) -> None:
+    spec = catalog.get(name)
+    r = CliRunner().invoke(app, ["run", name, "--help"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert spec.summary in r.output
+    for param in spec.params:
+        assert param.flag in r.output, param.flag
+        if param.choices:
+            assert "|".join(param.choices) in r.output
+        elif not isinstance(param.default, bool) and param.minimum is not None:
+            assert f"[{param.minimum:g}.." in r.output, param.flag
+    assert "--seed" in r.output and "--platform" in r.output
+
+
+def test_the_judge_record_names_the_function_and_fingerprints_its_rule() -> None:
+    spec = catalog.get("celery-kill")
+    record = rule_of(spec.judge)
+    assert record["name"] == "experiments.catalog.celery_kill.judge"
+    assert record != rule_of(catalog.get("scheduler-duplicates").judge)
+    assert rule_of(spec.judge) == record  # stable

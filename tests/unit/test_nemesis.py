@@ -1,0 +1,123 @@
+"""The nemesis against the in-memory platform: routing, marks, mid-job picks, seeding."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from chaos.faults import ENDING, FAULTS, MARKS, FaultStep
+from chaos.nemesis import Nemesis
+from chaos.platform import Topology
+from chaos.stub import MemoryLedger, StubPlatform
+from experiments.checker import check
+from experiments.runner import settled
+from services.history import Kind
+
+
+def lab(**replicas: int) -> tuple[StubPlatform, MemoryLedger]:
+    platform = StubPlatform()
+    platform.deploy(Topology(replicas=replicas))
+    return platform, MemoryLedger()
+
+
+def run(platform: StubPlatform, ledger: MemoryLedger, steps: list[FaultStep], seed: int = 1,
+        timeout: float = 5.0) -> Nemesis:
+    nemesis = Nemesis(platform, ledger, ledger.run, steps, random.Random(seed), time.monotonic(),
+                      mid_job_timeout=2.0)
+    nemesis.start()
+    deadline = time.monotonic() + timeout
+    while not nemesis.done and time.monotonic() < deadline:
+        time.sleep(0.005)
+    nemesis.stop()
+    assert nemesis.done
+    return nemesis
+
+
+def marks(ledger: MemoryLedger) -> list[tuple[str, str]]:
+    return [(e.mechanism, e.instance) for e in ledger.events if e.kind == Kind.FAULT]
+
+
+def test_every_fault_is_one_entry_whose_marks_are_declared_once() -> None:
+    for name, fault in FAULTS.items():
+        assert fault.marks, name
+        assert FaultStep(name).describe()
+    assert set(MARKS) >= {"kill", "terminate", "pause", "resume", "scale-down", "restart"}
+    assert ENDING == {"kill", "terminate", "restart-in-place", "scale-down", "restart"}
+    with pytest.raises(ValueError, match="unknown fault 'explode'"):
+        FaultStep("explode")
+
+
+def test_a_timed_kill_strikes_a_seeded_choice_and_is_recorded() -> None:
+    chosen = []
+    for _ in range(2):
+        platform, ledger = lab(api=4)
+        run(platform, ledger, [FaultStep("kill", "api")], seed=7)
+        chosen.append(platform.calls[-1])
+    assert chosen[0] == chosen[1] and chosen[0][0] == "kill"
+    assert marks(ledger) == [("kill", chosen[0][1])]
+    assert len(platform.instances("api")) == 4 and chosen[0][1] not in {
+        i.name for i in platform.instances("api")}
+
+
+def test_a_mid_job_kill_strikes_the_instance_that_started_work() -> None:
+    platform, ledger = lab(worker=3)
+    target = platform.instances("worker")[2].name
+    threading.Timer(0.1, ledger.start, args=("task-1", target)).start()
+    nemesis = run(platform, ledger, [FaultStep("kill", "worker", on="start")])
+    assert ("kill", target) in platform.calls
+    assert nemesis.records[0].inflight == 1 and nemesis.records[0].mid_job
+
+
+def test_a_pause_stopped_early_still_resumes_and_records_it() -> None:
+    platform, ledger = lab(api=1)
+    nemesis = Nemesis(platform, ledger, ledger.run, [FaultStep("pause", "api", duration=60)],
+                      random.Random(1), time.monotonic())
+    nemesis.start()
+    while not platform.paused:
+        time.sleep(0.005)
+    nemesis.stop()
+    assert not platform.paused
+    assert [m for m, _ in marks(ledger)] == ["pause", "resume"]
+
+
+def test_a_scale_down_marks_each_instance_it_removed_and_their_work_is_interrupted() -> None:
+    platform, ledger = lab(api=3)
+    names = [i.name for i in platform.instances("api")]
+    ledger.start("job-1", names[2], "background")
+    ledger.record(Kind.INTENT, "job-1", "background", "harness")
+    run(platform, ledger, [FaultStep("scale", "api", replicas=1)])
+    assert sorted(marks(ledger)) == [("scale-down", names[1]), ("scale-down", names[2])]
+    assert check(ledger.events).units["job-1"].verdict == "lost"  # not "in doubt"
+
+
+def test_a_rolling_restart_marks_every_instance_and_replaces_them_all() -> None:
+    platform, ledger = lab(api=2)
+    before = {i.name for i in platform.instances("api")}
+    run(platform, ledger, [FaultStep("rolling-restart", "api")])
+    assert {t for _, t in marks(ledger)} == before
+    assert not before & {i.name for i in platform.instances("api")}
+
+
+def test_a_fault_that_finds_no_target_is_an_error_not_a_crash() -> None:
+    platform, ledger = lab(worker=1)
+    nemesis = run(platform, ledger, [FaultStep("kill", "worker", on="start"),
+                                     FaultStep("broker-outage", "broker", at=0.01)])
+    assert nemesis.errors and "had a start event in time" in nemesis.errors[0]
+    assert [m for m, _ in marks(ledger)] == ["broker-outage", "broker-back"]
+
+
+def test_the_drain_waits_for_acknowledged_work_to_start_or_finish() -> None:
+    ledger = MemoryLedger()
+    ledger.record(Kind.INTENT, "task-1", "celery", "harness")
+    assert not settled(ledger.events, redelivers=False)
+    ledger.start("task-1", "worker-1")
+    assert not settled(ledger.events, redelivers=False)  # running: in doubt
+    ledger.record(Kind.FAULT, "f1", "kill", "worker-1")
+    assert settled(ledger.events, redelivers=False)  # killed: it will not finish
+    assert not settled(ledger.events, redelivers=True)  # it may be delivered again
+    ledger.start("task-1", "worker-2")
+    ledger.record(Kind.FINISH, "task-1", "celery", "worker-2", exec_id="worker-2:task-1")
+    assert settled(ledger.events, redelivers=True)
