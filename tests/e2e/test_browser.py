@@ -1,0 +1,147 @@
+"""The results browser in a real browser: Debian's Chromium, driven by Playwright.
+
+Two real short runs (unguarded, then with the per-tick Redis lock) go into a results
+directory; ``scalelab serve`` serves it on a free loopback port in its own process;
+Chromium opens the index, clicks through to the unguarded run, counts the timeline's
+bars against the run's finish events, filters the units to ``duplicated`` and compares
+the two runs. Every request the page makes must stay on the server (no CDN), and no
+script or policy error may reach the console. Screenshots go to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(400),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"no {CHROMIUM} (apt-get install chromium; .ci/run does)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed (pip install -e '.[dev]')")
+
+
+@pytest.fixture
+def results(scalelab: Any, tmp_path: Path) -> Path:
+    """Two real runs: 2 unguarded replicas, then the same with the Redis lock per tick."""
+    for guard in ("none", "redis-lock"):
+        r = scalelab("run", "scheduler-duplicates", "--replicas", "2", "--duration", "3",
+                     "--guard", guard, timeout=150)
+        assert r.returncode == 0, f"{guard}: {r.stderr[-2000:]}"
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def server(results: Path, tmp_path: Path) -> Iterator[str]:
+    """``scalelab serve`` on any free loopback port; stopped (SIGTERM) at teardown."""
+    stderr = tmp_path / "serve.stderr"
+    with open(stderr, "w") as err, subprocess.Popen(
+            [sys.executable, "-m", "experiments.cli", "serve", "--results", str(results),
+             "--port", "0"], stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            line = proc.stdout.readline() if ready else ""
+            assert " at http://127.0.0.1:" in line, \
+                f"serve printed {line!r}; stderr: {stderr.read_text()}"
+            yield line.split(" at ")[1].split()[0].rstrip("/")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail("scalelab serve did not stop within 10 s of SIGTERM")
+
+
+def finish_events(run_dir: Path) -> int:
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    return sum(1 for line in lines if line.strip() and json.loads(line)["kind"] == "finish")
+
+
+def test_browse_a_run_its_timeline_units_and_a_comparison(
+        server: str, results: Path, tmp_path: Path) -> None:
+    unguarded = next(d for d in results.iterdir()
+                     if json.loads((d / "summary.json").read_text())["parameters"]["guard"]
+                     == "none")
+    summary = json.loads((unguarded / "summary.json").read_text())
+    assert summary["counts"]["duplicated"] > 0
+    foreign: list[str] = []
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=ARGS, viewport={"width": 1280, "height": 900})
+        try:
+            def only_the_server(route: Any) -> None:
+                if route.request.url.startswith(server + "/"):
+                    route.continue_()
+                else:
+                    foreign.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", only_the_server)
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+
+            page.goto(server + "/")
+            links = page.locator("a.run-link")
+            assert links.count() == 2
+            page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
+
+            page.locator("tr", has_text=unguarded.name).locator("a.run-link").click()
+            page.wait_for_url(f"**/runs/{unguarded.name}")
+            assert "held" in page.locator("h1 .badge").inner_text()
+            timeline = page.locator("svg.timeline")
+            timeline.wait_for()
+            finished = page.locator('svg.timeline rect.bar[data-ended-by="finish"]')
+            assert finished.count() == finish_events(unguarded) > 0
+            first = finished.first
+            first.hover()
+            hover_text = first.locator("title").text_content() or ""
+            assert first.get_attribute("data-work-id") in hover_text
+            lanes = page.locator("svg.timeline g.lanes text").all_text_contents()
+            assert lanes == ["api-1", "api-2"]
+            page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+
+            page.locator('a.filter[data-verdict="duplicated"]').click()
+            page.wait_for_url("**verdict=duplicated*")
+            rows = page.locator("table.units tr.unit")
+            assert rows.count() == summary["counts"]["duplicated"]
+            assert set(rows.evaluate_all("rs => rs.map(r => r.dataset.verdict)")) == {"duplicated"}
+            # each duplicated unit: which instances ran its copies, and when
+            assert "api-1" in rows.first.inner_text() and "api-2" in rows.first.inner_text()
+            page.screenshot(path=str(tmp_path / "units-duplicated.png"), full_page=True)
+
+            page.locator("form.compare button").click()
+            page.wait_for_url("**/compare?**")
+            assert page.locator("svg.timeline").count() == 2
+            differing = page.locator("table.params-diff").inner_text()
+            assert "guard" in differing and "redis-lock" in differing
+            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+        finally:
+            context.close()
+    assert not foreign, f"the pages asked for something off the server: {foreign}"
+    assert not problems, f"the browser console reported: {problems}"
+    for shot in ("index", "run", "units-duplicated", "compare"):
+        assert (tmp_path / f"{shot}.png").stat().st_size > 0
