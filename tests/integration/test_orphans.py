@@ -1,4 +1,4 @@
-"""No process the lab starts outlives it: normal end, Ctrl-C, and the harness SIGKILLed."""
+"""No process the lab starts outlives it: normal end, Ctrl-C, SIGTERM, the harness SIGKILLed."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def running_replicas(tag: str) -> int:
     return sum("services.api" in cmd for _, cmd in lab_processes(tag))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["ctrl-c", "sigterm", "sigkill"])
 def test_nothing_outlives_an_interrupted_or_killed_harness(
         lab_tag: str, tmp_path: Path, sig: signal.Signals) -> None:
     harness = start_harness(lab_tag, tmp_path)
@@ -42,8 +43,13 @@ def test_nothing_outlives_an_interrupted_or_killed_harness(
             harness.kill()
         harness.communicate()
     wait_for(lambda: not lab_processes(lab_tag), 10, "every lab process to end")
-    if sig == signal.SIGINT:
-        assert harness.returncode == 130
-        assert "interrupted" in err and "Traceback" not in err
+    if sig != signal.SIGKILL:  # Ctrl-C and SIGTERM (timeout, a CI cancel) end the same way
+        assert harness.returncode == (130 if sig == signal.SIGINT else 143)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert ("interrupted" if sig == signal.SIGINT else "terminated") in lines[0]
+        # the run is left as failed, with its logs
+        failed = list((tmp_path / "results").glob("*.failed"))
+        assert len(failed) == 1 and list((failed[0] / "logs").glob("api-*.log"))
     # no directory claims to be a complete run
     assert not list((tmp_path / "results").glob("*/summary.json"))

@@ -103,3 +103,28 @@ def test_the_judge_record_names_the_function_and_fingerprints_its_rule() -> None
     assert record["name"] == "experiments.catalog.celery_kill.judge"
     assert record != rule_of(catalog.get("scheduler-duplicates").judge)
     assert rule_of(spec.judge) == record  # stable
+
+
+def _probe_many(results: str, times: int) -> None:
+    from pathlib import Path
+
+    from experiments.cli import check_results_dir
+
+    for _ in range(times):
+        check_results_dir(Path(results))
+
+
+def test_harnesses_checking_one_new_results_directory_at_once_never_fail(
+        tmp_path: Any) -> None:
+    import multiprocessing
+
+    for attempt in range(3):
+        target = tmp_path / f"try{attempt}" / "results" / "suite"  # does not exist yet
+        ctx = multiprocessing.get_context("fork")
+        workers = [ctx.Process(target=_probe_many, args=(str(target), 200)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+        assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+        assert not list(target.iterdir()), "no probe left behind"

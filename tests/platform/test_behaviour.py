@@ -1,0 +1,158 @@
+"""One behaviour suite for every platform: what each fault does to real instances.
+
+Parametrized over the registered platforms (``chaos.platforms``); ``kubernetes`` runs
+when its cluster is reachable (``make cluster-up``, or the project's own node) and
+skips saying why otherwise. Assertions go through the Platform protocol and the
+ledger only, so they hold for any platform. One lab per platform is deployed for the
+module; each test leaves it with the replica counts it found.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from chaos.platform import Instance, Platform, Topology
+from chaos.platforms import PLATFORMS
+from services.ledger import Event, Kind, Ledger
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+RUN = "behaviour"
+REPLICAS = {"api": 2, "worker": 1}
+
+
+def _options(name: str) -> dict[str, str]:
+    if name == "kubernetes":
+        return {"context": os.environ.get("KUBE_CONTEXT", "kind-scalelab")}
+    return {}
+
+
+@pytest.fixture(scope="module", params=list(PLATFORMS))
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+        ) -> Iterator[tuple[Platform, Ledger]]:
+    name = request.param
+    if name == "kubernetes":
+        from tests.kind.conftest import cluster_problem
+
+        if why := cluster_problem():
+            pytest.skip(f"no cluster for the kubernetes platform: {why}")
+    workdir: Path = tmp_path_factory.mktemp(f"behaviour-{name}")
+    platform = PLATFORMS[name].make(workdir, _options(name))
+    try:
+        platform.deploy(Topology(
+            replicas=REPLICAS,
+            settings={"scheduler_interval": 0.25, "scheduler_guard": "none",
+                      "tick_seconds": 0.01, "worker_concurrency": 1},
+            replace_delay=0.5, grace=3.0))
+        ledger = Ledger.from_url(platform.ledger_url)
+        ledger.begin_run(RUN)
+        try:
+            yield platform, ledger
+        finally:
+            ledger.end_run()
+            ledger.client.close()
+    finally:
+        platform.teardown()
+
+
+def names(platform: Platform, component: str) -> set[str]:
+    return {i.name for i in platform.instances(component)}
+
+
+def ticks_of(ledger: Ledger, instance: str, since: float) -> list[Event]:
+    return [e for e in ledger.read_history(RUN)
+            if e.kind == Kind.FINISH and e.instance == instance and e.t > since]
+
+
+def one(platform: Platform, component: str) -> Instance:
+    return sorted(platform.instances(component), key=lambda i: i.name)[0]
+
+
+def test_a_killed_instance_is_replaced_under_a_new_name(lab: tuple[Platform, Ledger]) -> None:
+    platform, _ = lab
+    before = names(platform, "worker")
+    victim = one(platform, "worker")
+    platform.kill(victim)
+    after = wait_for(lambda: (n := names(platform, "worker")) and victim.name not in n
+                     and len(n) == len(before) and n, 90, "a replacement worker")
+    assert not after & {victim.name}
+
+
+def test_a_paused_instance_does_nothing_until_resumed(lab: tuple[Platform, Ledger]) -> None:
+    platform, ledger = lab
+    api = one(platform, "api")
+    wait_for(lambda: ticks_of(ledger, api.name, ledger.now()), 20, "a tick before the pause")
+    platform.pause(api)
+    try:
+        paused_at = ledger.now()
+        other = next(i for i in platform.instances("api") if i.name != api.name)
+        # the other replica keeps ticking meanwhile: time passes for the lab, not for api
+        wait_for(lambda: len(ticks_of(ledger, other.name, paused_at)) >= 4, 20,
+                 "the other replica's ticks")
+        assert len(ticks_of(ledger, api.name, paused_at + 0.3)) == 0
+    finally:
+        platform.resume(api)
+    resumed = ledger.now()
+    wait_for(lambda: ticks_of(ledger, api.name, resumed), 20, "a tick after the resume")
+
+
+def test_a_terminated_instance_goes_within_its_grace(lab: tuple[Platform, Ledger]) -> None:
+    platform, ledger = lab
+    api = one(platform, "api")
+    platform.terminate(api, grace=2.0)
+    gone = ledger.now()
+    wait_for(lambda: api.name not in names(platform, "api"), 15, "the terminated instance")
+    # nothing from it after the grace period ran out
+    wait_for(lambda: ledger.now() > gone + 3.0, 10, "the grace period")
+    assert not ticks_of(ledger, api.name, gone + 2.5)
+    wait_for(lambda: len(names(platform, "api")) == REPLICAS["api"], 90, "its replacement")
+
+
+def test_a_restart_in_place_keeps_the_name(lab: tuple[Platform, Ledger]) -> None:
+    platform, ledger = lab
+    api = one(platform, "api")
+    platform.restart_in_place(api)
+    restarted = ledger.now()
+    wait_for(lambda: ticks_of(ledger, api.name, restarted + 0.5), 90,
+             "ticks of the restarted instance, under its own name")
+    assert api.name in names(platform, "api")
+    new_pid = next(i.pid for i in platform.instances("api") if i.name == api.name)
+    if api.pid and new_pid:  # a platform that knows process ids: a new process
+        assert new_pid != api.pid
+
+
+def test_scale_up_and_down(lab: tuple[Platform, Ledger]) -> None:
+    platform, _ = lab
+    platform.scale("api", 3)
+    platform.wait_ready("api", 3, timeout=90)
+    assert len(names(platform, "api")) == 3
+    platform.scale("api", REPLICAS["api"])
+    wait_for(lambda: len(names(platform, "api")) == REPLICAS["api"], 60, "the scale-down")
+
+
+def test_a_rolling_restart_replaces_every_instance(lab: tuple[Platform, Ledger]) -> None:
+    platform, _ = lab
+    before = names(platform, "api")
+    platform.rolling_restart("api")
+    after = wait_for(lambda: (n := names(platform, "api")) and len(n) == len(before) and n,
+                     90, "the restarted replicas")
+    assert not before & after
+
+
+def test_a_broker_outage_empties_the_broker(lab: tuple[Platform, Ledger]) -> None:
+    platform, ledger = lab
+    broker = redis.Redis.from_url(platform.broker_url, socket_timeout=5)
+    try:
+        broker.set("scalelab:behaviour:marker", "1")
+        platform.broker_outage(1.0)
+        assert wait_for(lambda: broker.ping(), 60, "the broker back")
+        assert broker.get("scalelab:behaviour:marker") is None
+        assert ledger.client.ping()  # the ledger is never the fault's target
+    finally:
+        broker.close()
