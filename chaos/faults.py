@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from chaos.platform import Instance, Platform
+from chaos.platform import Instance, Platform, PlatformError
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class FaultStep:
     replicas: int = 0  # scale: the new replica count
     duration: float = 0.0
     grace: float | None = None  # terminate: override the topology's grace period
+    offset: float = 0.0  # skew: seconds the target's wall clock is set off the real time
 
     def __post_init__(self) -> None:
         if self.action not in FAULTS:
@@ -137,6 +138,37 @@ def _rolling_restart(s: Strike, step: FaultStep) -> None:
     s.platform.rolling_restart(step.component)
 
 
+def _target(s: Strike, step: FaultStep) -> Instance:
+    """The step's target: the instance its ``component`` names (``api-2``), else ``pick``."""
+    kind, sep, serial = step.component.rpartition("-")
+    if sep and serial.isdigit():
+        for instance in s.platform.instances(kind):
+            if instance.name == step.component:
+                return instance
+        raise PlatformError(f"no instance {step.component} to {step.action}")
+    return s.pick(step)
+
+
+def _partition(s: Strike, step: FaultStep) -> None:
+    target = _target(s, step)
+    inflight = s.inflight(target.name)
+    s.platform.partition(target)
+    s.record(step, "partition", target.name, inflight)
+    s.wait(step.duration)  # stopped early or not, the partition is healed and recorded
+    s.platform.heal(target)
+    s.record(step, "heal", target.name, None)
+
+
+def _skew(s: Strike, step: FaultStep) -> None:
+    target = _target(s, step)
+    s.platform.skew(target, step.offset)
+    s.record(step, "skew", target.name, None, seconds=step.offset)
+
+
+def _kill_child(platform: Platform, instance: Instance) -> None:
+    platform.kill_child(instance)
+
+
 def _broker_outage(s: Strike, step: FaultStep) -> None:
     s.record(step, "broker-outage", "broker", None, seconds=step.duration)
     s.platform.broker_outage(step.duration)
@@ -171,6 +203,20 @@ FAULTS: dict[str, Fault] = {
         lambda step: f"rolling restart of {step.component}",
         # Recorded when the restart begins; the instance ends later (see the checker).
         {"restart": Mark(ends_work=True, colour="#D6604D")}),
+    "partition": Fault(
+        _partition,
+        lambda step: f"partition {step.component} from the broker for {step.duration:g}s",
+        {"partition": Mark(ends_work=False, colour="#2166AC", span_to="heal"),
+         "heal": Mark(ends_work=False, colour="#2166AC")}),
+    "skew": Fault(
+        _skew,
+        lambda step: f"skew the clock of {step.component} by {step.offset:+g}s",
+        {"skew": Mark(ends_work=False, colour="#8C510A")}),
+    "kill-child": Fault(
+        _strike(lambda p, i, step: _kill_child(p, i), "kill-child"),
+        lambda step: f"SIGKILL one pool process of {step.component}",
+        # The pool process's task dies with it; the instance (and its other work) lives.
+        {"kill-child": Mark(ends_work=True, colour="#F46D43")}),
     "broker-outage": Fault(
         _broker_outage,
         lambda step: f"broker outage for {step.duration:g}s",

@@ -410,6 +410,20 @@ class KubernetesPlatform:
         stamp = self._restart(component, {})
         self._wait_rollout(component, component, replicas, stamp, self.ready_timeout)
 
+    def partition(self, instance: Instance) -> None:
+        raise PlatformError("the partition fault is not yet on kubernetes (a NetworkPolicy "
+                            "isolating the pod from the broker)")
+
+    def heal(self, instance: Instance) -> None:
+        raise PlatformError("the partition fault is not yet on kubernetes")
+
+    def skew(self, instance: Instance, seconds: float) -> None:
+        raise PlatformError("clock skew is not yet on kubernetes (the image's entrypoint "
+                            "would need libfaketime)")
+
+    def kill_child(self, instance: Instance) -> int:
+        raise PlatformError("killing one pool process is not yet on kubernetes")
+
     def broker_outage(self, seconds: float) -> None:
         cluster = self.cluster
         scale_deployment(cluster, BROKER_DEPLOYMENT, 0)

@@ -103,6 +103,19 @@ class Platform(Protocol):
     def broker_outage(self, seconds: float) -> None:
         """Kill the broker Redis and bring it back (empty) after ``seconds``."""
 
+    def partition(self, instance: Instance) -> None:
+        """Cut the instance off the broker: open connections dropped, new ones refused.
+        The ledger stays reachable (it observes; it is never partitioned)."""
+
+    def heal(self, instance: Instance) -> None:
+        """End the instance's partition: it reaches the broker again."""
+
+    def skew(self, instance: Instance, seconds: float) -> None:
+        """Set the instance's wall clock ``seconds`` off the real time (within ±3600)."""
+
+    def kill_child(self, instance: Instance) -> int:
+        """SIGKILL one pool process of a worker instance (not the instance); its pid."""
+
     def stop_instances(self) -> None:
         """Stop every instance gracefully (each reports its own counts); the ledger stays."""
 

@@ -116,6 +116,19 @@ class StubPlatform:
     def broker_outage(self, seconds: float) -> None:
         self.calls.append(("broker_outage", "broker"))
 
+    def partition(self, instance: Instance) -> None:
+        self.calls.append(("partition", instance.name))
+
+    def heal(self, instance: Instance) -> None:
+        self.calls.append(("heal", instance.name))
+
+    def skew(self, instance: Instance, seconds: float) -> None:
+        self.calls.append(("skew", instance.name))
+
+    def kill_child(self, instance: Instance) -> int:
+        self.calls.append(("kill_child", instance.name))
+        return 0
+
     def stop_instances(self) -> None:
         self.calls.append(("stop_instances", ""))
 
