@@ -138,10 +138,26 @@ run_group = _Experiments("run", help="Run one experiment: `scalelab run NAME --h
 # --- the other commands -------------------------------------------------------------------
 
 @app.command("list")
-def list_experiments() -> None:
+@click.option("--markdown", is_flag=True, help="the catalogue as the README's table")
+def list_experiments(markdown: bool) -> None:
     """List the experiments."""
+    if markdown:
+        click.echo(catalogue_markdown())
+        return
     for spec in catalog.CATALOG.values():
         out.print(f"[bold]{spec.name}[/bold]  {spec.summary}")
+
+
+def catalogue_markdown() -> str:
+    """The README's catalogue table, made from the experiments' own declarations."""
+    lines = ["| experiment | what it shows | its options | suite variants |",
+             "| --- | --- | --- | --- |"]
+    for spec in catalog.CATALOG.values():
+        options = " ".join(f"`{p.flag}`" for p in spec.params)
+        variants = "; ".join(" ".join(f"{k}={v}" for k, v in v.items()) or "defaults"
+                             for v in spec.variants)
+        lines.append(f"| `{spec.name}` | {spec.summary} | {options} | {variants} |")
+    return "\n".join(lines)
 
 
 @app.command()
