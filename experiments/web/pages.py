@@ -130,6 +130,7 @@ class RunView:
     rechecked: bool = False
     error: str | None = None
     differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how today's rule compares with the run's
     timeline: timeline.Timeline | None = None
     units: list[UnitRow] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -162,7 +163,8 @@ def run_view(results: Results, path: Path) -> RunView:
             view.error = str(exc)
             view.summary = entry.summary
         else:
-            view.summary, view.rechecked, view.differences = dict(r.summary), True, r.differences
+            view.summary, view.rechecked = dict(r.summary), True
+            view.differences, view.notes = r.differences, r.notes
             window = (float(r.summary["window"]["start"]), float(r.summary["window"]["end"]))
             view.timeline = timeline.build(r.events, r.result, window)
             bars = view.timeline.by_work_id()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.checker import ENDING_FAULTS, Result
-from services.ledger import Event, Kind, parse_scheduled
+from services.history import Event, Kind, parse_scheduled
 
 # Execution categories: legend text (colours live in the stylesheet, class ``cat-<key>``).
 CATEGORIES: dict[str, str] = {
