@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
 SEED   ?= 1
 JOBS   ?= 4
+PORT   ?= 8765
 
-.PHONY: lock setup lab suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
+.PHONY: lock setup lab serve suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
 
 # --- installing -------------------------------------------------------------------
 # Every install takes its versions from one lock (every extra resolved together, for
@@ -76,6 +77,9 @@ setup: $(DEV)  ## create .venv and install the lab and its development tools int
 
 lab: $(STAMP)  ## run the catalogue on the local platform (quick settings, JOBS at a time)
 	$(VENV)/bin/scalelab suite --quick --seed $(SEED) --jobs $(JOBS)
+
+serve: $(STAMP)  ## browse results/ at http://127.0.0.1:$(PORT)/ (read-only, until Ctrl-C)
+	$(VENV)/bin/scalelab serve --results results --port $(PORT)
 
 suite: $(STAMP)  ## the full catalogue, longer runs, one at a time
 	$(VENV)/bin/scalelab suite --seed $(SEED)
