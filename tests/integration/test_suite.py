@@ -17,13 +17,15 @@ from tests.conftest import REPO, wait_for
 pytestmark = pytest.mark.slow
 
 
-def test_two_runs_at_a_time_make_one_report(scalelab: Any, tmp_path: Path) -> None:
-    r = scalelab("suite", "--quick", "--only", "scheduler-duplicates", "--jobs", "2",
-                 timeout=120)
+def test_four_runs_at_a_time_into_a_new_directory_make_one_report(scalelab: Any,
+                                                                  tmp_path: Path) -> None:
+    results = tmp_path / "not" / "yet" / "results"  # each harness checks it as it starts
+    r = scalelab("suite", "--quick", "--only", "scheduler-duplicates,beat-duplicates",
+                 "--jobs", "4", "--results", str(results), timeout=180)
     assert r.returncode == 0, r.stderr
-    (suite,) = (tmp_path / "results").iterdir()
+    (suite,) = results.iterdir()
     runs = sorted(d for d in suite.iterdir() if (d / "summary.json").is_file())
-    assert len(runs) == 2  # guard none and redis-lock, side by side
+    assert len(runs) == 4  # two variants of each, side by side
     report = (suite / "report.md").read_text()
     for run in runs:
         assert f"({run.name}/summary.md)" in report

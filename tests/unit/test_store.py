@@ -190,3 +190,23 @@ def test_summary_md_says_what_ran_the_faults_and_the_verdict() -> None:
     assert "| 3.00 | scale-up | api | n/a | no | scale api to 5 at 3s (replicas=5) |" in md
     assert "| lost | 7 |" in md
     assert "![timeline of the run](timeline.png)" in md
+
+
+def test_recheck_says_which_rule_judged_the_run(tmp_path: Path) -> None:
+    from experiments import catalog
+    from experiments.model import rule_of
+
+    stored_run(tmp_path / "old")  # stored by an older lab: no judge recorded
+    old = store.recheck(tmp_path / "old")
+    assert len(old.notes) == 1 and "does not record its judge" in old.notes[0]
+
+    today = rule_of(catalog.get("scheduler-duplicates").judge)
+    path = tmp_path / "old" / "summary.json"
+    s = json.loads(path.read_text())
+    path.write_text(json.dumps({**s, "judge": today}))
+    assert store.recheck(tmp_path / "old").notes == []  # the same rule: nothing to say
+
+    path.write_text(json.dumps({**s, "judge": {**today, "rule": "0123456789ab"}}))
+    changed = store.recheck(tmp_path / "old").notes
+    assert len(changed) == 1 and "today's rule differs" in changed[0]
+    assert "0123456789ab" in changed[0] and today["rule"] in changed[0]
