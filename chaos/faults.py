@@ -169,6 +169,12 @@ def _kill_child(platform: Platform, instance: Instance) -> None:
     platform.kill_child(instance)
 
 
+def _datastore_outage(s: Strike, step: FaultStep) -> None:
+    s.record(step, "datastore-outage", "datastore", None, seconds=step.duration)
+    s.platform.datastore_outage(step.duration)
+    s.record(step, "datastore-back", "datastore", None)
+
+
 def _broker_outage(s: Strike, step: FaultStep) -> None:
     s.record(step, "broker-outage", "broker", None, seconds=step.duration)
     s.platform.broker_outage(step.duration)
@@ -222,6 +228,12 @@ FAULTS: dict[str, Fault] = {
         lambda step: f"broker outage for {step.duration:g}s",
         {"broker-outage": Mark(ends_work=False, colour="#555555", span_to="broker-back"),
          "broker-back": Mark(ends_work=False, colour="#555555")}),
+    "datastore-outage": Fault(
+        _datastore_outage,
+        lambda step: f"data-store (PostgreSQL) outage for {step.duration:g}s",
+        {"datastore-outage": Mark(ends_work=False, colour="#7F3B08",
+                                  span_to="datastore-back"),
+         "datastore-back": Mark(ends_work=False, colour="#7F3B08")}),
 }
 
 MARKS: dict[str, Mark] = {name: mark for fault in FAULTS.values()

@@ -410,6 +410,10 @@ class KubernetesPlatform:
         stamp = self._restart(component, {})
         self._wait_rollout(component, component, replicas, stamp, self.ready_timeout)
 
+    def datastore_outage(self, seconds: float) -> None:
+        raise PlatformError("the data-store outage is not yet on kubernetes (a PostgreSQL "
+                            "Deployment in an overlay for apscheduler4)")
+
     def partition(self, instance: Instance) -> None:
         raise PlatformError("the partition fault is not yet on kubernetes (a NetworkPolicy "
                             "isolating the pod from the broker)")

@@ -103,6 +103,10 @@ class Platform(Protocol):
     def broker_outage(self, seconds: float) -> None:
         """Kill the broker Redis and bring it back (empty) after ``seconds``."""
 
+    def datastore_outage(self, seconds: float) -> None:
+        """Kill the data store (PostgreSQL, where a lab has one) and bring it back, its
+        data intact, after ``seconds``."""
+
     def partition(self, instance: Instance) -> None:
         """Cut the instance off the broker: open connections dropped, new ones refused.
         The ledger stays reachable (it observes; it is never partitioned)."""

@@ -116,6 +116,9 @@ class StubPlatform:
     def broker_outage(self, seconds: float) -> None:
         self.calls.append(("broker_outage", "broker"))
 
+    def datastore_outage(self, seconds: float) -> None:
+        self.calls.append(("datastore_outage", "datastore"))
+
     def partition(self, instance: Instance) -> None:
         self.calls.append(("partition", instance.name))
 

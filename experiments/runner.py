@@ -226,9 +226,12 @@ def settled(events: list[Event], redelivers: bool) -> bool:
 def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis) -> None:
     """Wait, at most ``experiment.drain`` seconds, until the run has settled."""
     deadline = time.monotonic() + experiment.drain
+    # A tick due just before the window's end may start up to late_after later.
+    earliest = time.monotonic() + (experiment.late_after if experiment.schedules else 0.0)
     tail = LedgerTail(ledger, run_id)  # reads only what was appended since the last look
     while time.monotonic() < deadline:
         tail.poll()
-        if nemesis.done and settled(tail.events, experiment.redelivers):
+        if (nemesis.done and time.monotonic() >= earliest
+                and settled(tail.events, experiment.redelivers)):
             return
         time.sleep(0.2)

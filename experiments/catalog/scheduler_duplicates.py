@@ -4,6 +4,15 @@ Claim (the seed): "Each instance executes the same scheduled job". With N replic
 and no guard, every due tick finishes N times; a per-tick Redis lock
 (``--guard redis-lock``) brings it back to once. ``--scale-to M --scale-at S``
 starts with N replicas and scales to M at S seconds: duplicates start only then.
+
+``--scheduler`` swaps the mechanism for the fixes users reach for (the guards apply
+to APScheduler 3 only): ``apscheduler4`` — APScheduler 4.0.0a6, a pre-release, in
+every API replica, all on one PostgreSQL data store and a Redis event broker, whose
+user guide claims the schedules are not processed more than once; ``arq`` — arq
+workers with a ``cron`` job (``unique=True``), claimed to run "only once even if
+multiple workers are running". ``--fault`` strikes while ticks run: ``kill`` or
+``pause`` (``--fault-for`` seconds, past ``--lease``) the instance running a tick,
+mid-job; a rolling restart; a broker or a data-store (PostgreSQL) outage.
 """
 
 from __future__ import annotations
@@ -26,9 +35,15 @@ from experiments.model import (
 from experiments.summary import n, param, processes, ran_in
 
 NAME = "scheduler-duplicates"
+SCHEDULERS = ("apscheduler3", "apscheduler4", "arq")
+FAULTS = ("none", "kill", "pause", "rolling-restart", "broker-outage", "datastore-outage",
+          "partition", "clock-skew")
+# what each scheduler's ticks say in the ledger, and which component runs them
+MECHANISM = {"apscheduler3": "apscheduler", "apscheduler4": "apscheduler4", "arq": "arq"}
+COMPONENT = {"apscheduler3": "api", "apscheduler4": "api", "arq": "arq"}
 
 PARAMS = (
-    Param("replicas", 3, "API replicas, each with its own AsyncIOScheduler", 1, 32),
+    Param("replicas", 3, "API replicas (arq: arq workers), each with its own scheduler", 1, 32),
     Param("interval", 1.0, "seconds between ticks", 0.1, 60),
     Param("duration", 10.0, "seconds of the run window", 1, 3600),
     Param("guard", "none", "scheduler guard", choices=("none", "redis-lock", "leader")),
@@ -37,12 +52,33 @@ PARAMS = (
     Param("scale_to", 0, "scale the API to this many replicas (0: no scaling)", 0, 32),
     Param("scale_at", 0.0, "seconds into the run when to scale", 0, 3600),
     Param("tick_seconds", 0.05, "how long each tick's work takes", 0, 60),
+    Param("scheduler", "apscheduler3", "what schedules the tick: APScheduler 3 in each API "
+          "replica, APScheduler 4.0.0a6 (a pre-release) in each API replica on one "
+          "PostgreSQL data store, or arq cron workers", choices=SCHEDULERS),
+    Param("fencing", False, "--guard leader: the ledger refuses a deposed leader's effect"),
+    Param("fault", "none", "kill, pause or cut off the broker (partition) the instance "
+          "running a tick (mid-job); a rolling restart; a broker or data-store outage; one "
+          "instance's clock set ahead (clock-skew)", choices=FAULTS),
+    Param("fault_at", 3.0, "seconds into the run when the fault is due", 0, 3600),
+    Param("fault_for", 5.0, "seconds a pause, a partition or an outage lasts", 0.1, 600),
+    Param("skew", 2.0, "clock-skew: seconds one instance's wall clock is set off", -3600,
+          3600),
+    Param("lease", 0.0, "lease seconds: apscheduler4's lease_duration, the leader guard's "
+          "lease (0: the default, 30 and 3)", 0, 3600),
 )
 
 
 def judge(p: Params, r: Result) -> Verdict:
     guard, most = p["guard"], max(p["replicas"], p["scale_to"])
     due = r.expected
+    if p.get("scheduler", "apscheduler3") != "apscheduler3":
+        name = {"apscheduler4": "APScheduler 4.0.0a6 (pre-release)",
+                "arq": "arq cron"}[p["scheduler"]]
+        fault = p.get("fault", "none")
+        under = "" if fault == "none" else f", {fault} at {p['fault_at']:g}s"
+        return r.counts["duplicated"] == 0, (
+            f"{name} with {most} replicas{under}: {r.counts['duplicated']}/{due} duplicated "
+            f"(its claim: 0), {r.counts['lost']} lost, {r.extra_executions} extra executions")
     if guard == "none" and most > 1:
         ok = r.counts["duplicated"] > 0
         return ok, (f"unguarded with {most} replicas, ticks run more than once: "
@@ -62,43 +98,100 @@ def _unguarded(s: Any) -> str:
             f"{s.get('extra_executions', 0)} extra runs")
 
 
-UNGUARDED = {"guard": "none"}
+# The seed's AsyncIOScheduler cells: APScheduler 3 runs with no fault (a run stored
+# before --scheduler and --fault existed has neither parameter).
+AS_SEEDED = {"scheduler": lambda v: v in (None, "apscheduler3"),
+             "fault": lambda v: v in (None, "none")}
+UNGUARDED = {"guard": "none", **AS_SEEDED}
 CELLS = (
     Cell("seed", "Runs outside FastAPI", "AsyncIOScheduler", UNGUARDED, ran_in),
     Cell("seed", "Infrastructure needed", "AsyncIOScheduler", UNGUARDED, processes),
     Cell("seed", "Scheduling", "AsyncIOScheduler", UNGUARDED,
          lambda s: f"{s.get('expected', 0)} due ticks ran {s.get('executions', 0)} times"),
     Cell("seed", "Horizontal scaling", "AsyncIOScheduler", UNGUARDED, _unguarded),
-    Cell("seed", "Horizontal scaling", "AsyncIOScheduler", {"guard": "redis-lock"},
+    Cell("seed", "Horizontal scaling", "AsyncIOScheduler", {"guard": "redis-lock", **AS_SEEDED},
          lambda s: f"Redis lock per tick: {n(s, 'duplicated')}, {n(s, 'lost')}"),
 )
 
 
+def _check(p: dict[str, Any]) -> None:
+    scheduler = p["scheduler"]
+    if scheduler != "apscheduler3" and p["guard"] != "none":
+        raise BadInput(f"--guard {p['guard']} applies to --scheduler apscheduler3 only "
+                       f"(not {scheduler})")
+    if scheduler != "apscheduler3" and p["align"] != "aligned":
+        raise BadInput("--align per-instance applies to --scheduler apscheduler3 only")
+    if p["fencing"] and p["guard"] != "leader":
+        raise BadInput("--fencing needs --guard leader")
+    if scheduler == "arq":
+        whole = int(p["interval"])
+        if whole != p["interval"] or 60 % whole:
+            raise BadInput(f"--scheduler arq: --interval must be whole seconds dividing 60 "
+                           f"(arq cron), not {p['interval']:g}")
+    if p["fault"] == "datastore-outage" and scheduler != "apscheduler4":
+        raise BadInput(f"--fault datastore-outage: {scheduler} has no data store "
+                       "(only apscheduler4 uses one)")
+    if p["fault"] != "none" and not 0 <= p["fault_at"] < p["duration"]:
+        raise BadInput("--fault-at must fall inside the run (0 <= fault-at < duration)")
+
+
+def _faults(p: dict[str, Any]) -> tuple[FaultStep, ...]:
+    component, mechanism = COMPONENT[p["scheduler"]], MECHANISM[p["scheduler"]]
+    steps: list[FaultStep] = []
+    if p["scale_to"]:
+        steps.append(FaultStep("scale", component, at=p["scale_at"], replicas=p["scale_to"]))
+    fault, at, lasting = p["fault"], p["fault_at"], p["fault_for"]
+    if fault in ("kill", "pause", "partition"):
+        # mid-job: the instance whose tick just started in the ledger
+        steps.append(FaultStep(fault, component, at=at, on="start", mechanism=mechanism,
+                               duration=0.0 if fault == "kill" else lasting))
+    elif fault == "clock-skew":
+        steps.append(FaultStep("skew", component, at=at, on="start", mechanism=mechanism,
+                               offset=p["skew"]))
+    elif fault == "rolling-restart":
+        steps.append(FaultStep("rolling-restart", component, at=at))
+    elif fault in ("broker-outage", "datastore-outage"):
+        steps.append(FaultStep(fault, component, at=at, duration=lasting))
+    return tuple(steps)
+
+
 def build(p: dict[str, Any]) -> Experiment:
+    _check(p)
     if p["scale_to"] and not 0 < p["scale_at"] < p["duration"]:
         raise BadInput("--scale-at must fall inside the run (0 < scale-at < duration)")
     if p["tick_seconds"] >= p["interval"] * 10:
         raise BadInput("--tick-seconds must be shorter than ten intervals")
-    topology = Topology(
-        replicas={"api": p["replicas"]},
-        settings={
-            "scheduler_interval": p["interval"],
-            "scheduler_guard": p["guard"],
-            "scheduler_align": p["align"],
-            "tick_seconds": p["tick_seconds"],
-            "lock_ttl": max(30.0, p["interval"] * 10),
-        },
-    )
-    faults: tuple[FaultStep, ...] = ()
-    if p["scale_to"]:
-        faults = (FaultStep("scale", "api", at=p["scale_at"], replicas=p["scale_to"]),)
+    settings: dict[str, Any] = {
+        "scheduler_interval": p["interval"],
+        "scheduler_guard": p["guard"],
+        "scheduler_align": p["align"],
+        "tick_seconds": p["tick_seconds"],
+        "lock_ttl": max(30.0, p["interval"] * 10),
+    }
+    if p["scheduler"] == "apscheduler4":
+        settings["scheduler_library"] = "apscheduler4"
+        if p["lease"]:
+            settings["apscheduler4_lease"] = p["lease"]
+    if p["guard"] == "leader":
+        settings["fencing"] = p["fencing"]
+        if p["lease"]:
+            settings["lease_seconds"] = p["lease"]
+    if p["fault"] == "partition":
+        settings["partitionable"] = True  # every instance reaches the broker through a proxy
+    if p["fault"] == "clock-skew":
+        settings["skewable"] = True  # every instance's clock can be set off
+    topology = Topology(replicas={COMPONENT[p["scheduler"]]: p["replicas"]}, settings=settings)
+    faults = _faults(p)
+    lasting = p["fault_for"] if p["fault"] in ("pause", "partition", "broker-outage",
+                                               "datastore-outage") else 0.0
     return Experiment(
         name=NAME,
         topology=topology,
         workload=Workload(duration=p["duration"]),
         faults=faults,
         schedules=(Schedule("tick", p["interval"], aligned=p["align"] == "aligned"),),
-        drain=p["tick_seconds"] + 2.0,
+        drain=p["tick_seconds"] + 2.0 + lasting,
+        late_after=1.0 if p["scheduler"] == "arq" else 0.5,  # arq polls its queue every 0.5 s
     )
 
 
