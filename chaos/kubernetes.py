@@ -17,20 +17,27 @@ app as its only child (services/Dockerfile), and has its own PID namespace:
   app and all its children; stopping tini would stop nothing (SIGSTOP is not
   forwarded). A paused API replica fails its probes: it leaves the Service at
   once and kubelet restarts it after 30 s (k8s/base/api.yaml).
-- *kill*: a pod deletion with grace 0 is not a SIGKILL: kubelet still sends
-  SIGTERM and waits at least 2 s (its minimum grace), so the app would shut down
-  gracefully. The default ``kill_mode="freeze"`` therefore first SIGSTOPs every
-  app process (from that instant no code of the instance runs, as after
-  SIGKILL), then force-deletes the pod, so the ReplicaSet starts a replacement
-  at once; the frozen processes are SIGKILLed by kubelet 2 s later, which is when
-  their sockets close. ``kill_mode="signal"`` sends SIGKILL through exec instead:
-  the container dies at once and kubelet restarts it *in the same pod* (same
-  instance name, with kubelet's restart back-off). ``kill_mode="delete"`` is the
-  plain force delete (SIGTERM, then SIGKILL after 2 s).
+- *kill*: deleting a pod, even with ``gracePeriodSeconds=0``, is not a SIGKILL:
+  the API object goes at once, but kubelet still sends SIGTERM and waits the
+  pod's own ``terminationGracePeriodSeconds`` before SIGKILL
+  (kubernetes/kubernetes#120449, #108741, #110507), so a plain delete is a
+  graceful terminate. ``kill`` therefore first SIGSTOPs every app process (from
+  that instant no code of the instance runs, as after SIGKILL), then force-deletes
+  the pod, so the ReplicaSet starts a replacement (a new instance, a new name) at
+  once. The frozen processes are SIGKILLed when the pod's grace period ends
+  (``Topology.grace``, whole seconds, set at deploy): until then their sockets
+  stay open and the pod keeps its IP. SIGKILL through exec is no alternative: it
+  ends tini with the app, and kubelet restarts the container *in the same pod*,
+  under the same instance name.
 
 The harness reaches the API, the ledger and the broker through the NodePorts that
 k8s/kind-config.yaml maps to 127.0.0.1; an API ``Instance.url`` is therefore the
-Service's URL (any ready replica answers), not one replica's.
+Service's URL, not one replica's. kube-proxy picks a backend per *connection*
+(kubernetes/kubernetes#38456), so a client must open one per request to spread
+its requests over the replicas, and learns which replica took a request from the
+reply. What runs differs from the topology in three ways, recorded by ``as_run``:
+a killed pod is replaced at once (no ``replace_delay``), grace periods are whole
+seconds, and so is a Lease's ``leaseDurationSeconds``.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import kubernetes
 import urllib3
@@ -76,7 +83,6 @@ RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollou
 PYTHON = "/opt/venv/bin/python"  # the image's interpreter (services/Dockerfile)
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: an unreachable cluster fails fast
-KillMode = Literal["freeze", "signal", "delete"]
 
 # The client is untyped; bind it as Any once rather than silence every call.
 kube: Any = kubernetes
@@ -191,6 +197,14 @@ def patch_deployment(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
             name, cluster.namespace, body, _request_timeout=REQUEST_TIMEOUT)
 
 
+def deployment_replicas(cluster: Cluster, name: str) -> int:
+    """The Deployment's desired replica count (its scale subresource's spec)."""
+    with _errors(cluster, f"read Deployment {name}"):
+        scale = cluster.apps.read_namespaced_deployment_scale(
+            name, cluster.namespace, _request_timeout=REQUEST_TIMEOUT)
+    return int(scale.spec.replicas or 0)
+
+
 def scale_deployment(cluster: Cluster, name: str, replicas: int) -> None:
     with _errors(cluster, f"scale Deployment {name}"):
         cluster.apps.patch_namespaced_deployment_scale(
@@ -265,6 +279,17 @@ def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> 
 # --- the platform ----------------------------------------------------------------------
 
 
+def as_run(topology: Topology) -> dict[str, Any]:
+    """Where this platform runs ``topology`` otherwise than it says (empty: exactly)."""
+    ran: dict[str, Any] = {}
+    if topology.replace_delay:
+        ran["replace_delay"] = 0.0  # the ReplicaSet replaces a deleted pod at once
+    grace = max(1, math.ceil(topology.grace))  # terminationGracePeriodSeconds is whole
+    if grace != topology.grace:
+        ran["grace"] = float(grace)
+    return ran
+
+
 def signal_argv(signame: str) -> list[str]:
     """Signal every process of the container but tini (PID 1) and the caller."""
     return [PYTHON, "-S", "-c", f"import os, signal; os.kill(-1, signal.{signame})"]
@@ -289,7 +314,6 @@ class KubernetesPlatform:
         api_port: int = API_PORT,
         ledger_port: int = LEDGER_PORT,
         broker_port: int = BROKER_PORT,
-        kill_mode: KillMode = "freeze",
         ready_timeout: float = 180.0,
         await_announcements: bool = True,
     ) -> None:
@@ -300,10 +324,10 @@ class KubernetesPlatform:
         self.api_port = api_port
         self.ledger_port = ledger_port
         self.broker_port = broker_port
-        self.kill_mode = kill_mode
         self.ready_timeout = ready_timeout
         self.await_announcements = await_announcements
         self.grace = 5.0
+        self.as_run: dict[str, Any] = {}  # how the last deployed topology really runs
         self._cluster: Cluster | None = None
 
     # Connect on first use: building a platform must not need a cluster.
@@ -329,9 +353,11 @@ class KubernetesPlatform:
     def deploy(self, topology: Topology) -> None:
         cluster = self.cluster
         self.grace = topology.grace
+        self.as_run = as_run(topology)
         replace_settings(cluster, topology.environment())
         # A fresh, empty broker per deploy, as locally: no task of an earlier run survives.
-        stamp = self._restart(BROKER_DEPLOYMENT, {})
+        # Its replica count is set too: a broker outage cut short leaves it at 0.
+        stamp = self._restart(BROKER_DEPLOYMENT, {"replicas": 1})
         self._wait_rollout(BROKER_DEPLOYMENT, "broker", 1, stamp, self.ready_timeout)
         grace = max(1, math.ceil(topology.grace))
         stamps = {
@@ -377,12 +403,9 @@ class KubernetesPlatform:
 
     # --- faults ----------------------------------------------------------------------
     def kill(self, instance: Instance) -> None:
+        # Freeze, then force-delete: see the module docstring for why not a plain delete.
         cluster = self.cluster
-        if self.kill_mode == "signal":
-            exec_in_pod(cluster, instance.name, instance.component, signal_argv("SIGKILL"))
-            return
-        if self.kill_mode == "freeze":
-            exec_in_pod(cluster, instance.name, instance.component, signal_argv("SIGSTOP"))
+        exec_in_pod(cluster, instance.name, instance.component, signal_argv("SIGSTOP"))
         delete_pod(cluster, instance.name, 0)
 
     def terminate(self, instance: Instance, grace: float | None = None) -> None:
@@ -404,9 +427,10 @@ class KubernetesPlatform:
 
     def rolling_restart(self, component: str) -> None:
         # The Deployments' RollingUpdate (maxSurge 1, maxUnavailable 0) replaces one
-        # pod at a time, each with its graceful termination; returns when done.
-        pods, _ = list_pods(self.cluster, selector(component))
-        replicas = sum(not p.terminating for p in pods)
+        # pod at a time, each with its graceful termination; returns when done. The
+        # count to wait for is the Deployment's own: just after a scale, the pods
+        # have not caught up with it yet.
+        replicas = deployment_replicas(self.cluster, component)
         stamp = self._restart(component, {})
         self._wait_rollout(component, component, replicas, stamp, self.ready_timeout)
 

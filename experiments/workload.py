@@ -54,8 +54,11 @@ class RequestClient(_Client):
                  duration: float, started: float) -> None:
         super().__init__(f"requests-{prefix}", load.rate, duration, started)
         self.platform, self.ledger, self.load, self.prefix = platform, ledger, load, prefix
+        # A connection per request: behind a Kubernetes Service every instance has the
+        # same URL and kube-proxy picks a backend per connection, not per request.
         self._http = httpx.Client(timeout=httpx.Timeout(2.0 + load.seconds
-                                                        if load.path == "/block" else 2.0))
+                                                        if load.path == "/block" else 2.0),
+                                  limits=httpx.Limits(max_keepalive_connections=0))
         self._next = 0
 
     def send(self, k: int) -> None:
@@ -76,12 +79,21 @@ class RequestClient(_Client):
                 self.acknowledged += 1
                 if self.load.acknowledged:
                     self.ledger.record(Kind.INTENT, work_id, self.load.path.rsplit("/", 1)[-1],
-                                       inst.name)
+                                       _taker(r, inst.name))
                 return
         self.failed += 1
 
     def close(self) -> None:
         self._http.close()
+
+
+def _taker(reply: httpx.Response, asked: str) -> str:
+    """The replica that took the request, as its reply names it (behind a Service it
+    need not be the one the client picked)."""
+    try:
+        return str(reply.json().get("instance") or asked)
+    except (ValueError, AttributeError):
+        return asked
 
 
 class TaskClient(_Client):

@@ -19,6 +19,10 @@ The algorithm is the one of client-go's leader election, reduced to one call:
 - The holder identity is the instance name plus a per-process nonce: a container
   restarted in the same pod (same name) starts a new term instead of silently
   continuing the dead process's one.
+- ``leaseDurationSeconds`` is a whole number, so a lease shorter than a second (or
+  not whole) is written rounded up there, and exactly in the annotation
+  ``scalelab.io/lease-seconds``, which the lab's contenders judge expiry by: the
+  lease that runs is the one the experiment asked for.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = ["LEASE_NAME", "KubernetesLease", "LeaseError"]
 log = logging.getLogger("scalelab.lease")
 
 LEASE_NAME = "scalelab-scheduler"  # the name RBAC lets the API replicas get/update
+LEASE_SECONDS_ANNOTATION = "scalelab.io/lease-seconds"  # the exact duration (see above)
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -72,7 +77,8 @@ class KubernetesLease:
         self.name = name
         self.namespace = namespace
         self.identity = f"{holder}_{secrets.token_hex(4)}"
-        # leaseDurationSeconds is a whole number of seconds.
+        self.seconds = float(lease_seconds)
+        # leaseDurationSeconds is a whole number of seconds; the annotation is exact.
         self.duration = max(1, math.ceil(lease_seconds))
         self._token_path = service_account_dir / "token"
         self._clock = clock
@@ -117,7 +123,11 @@ class KubernetesLease:
             self._observed, self._observed_at = record, now
         if holder == self.identity:
             return await self._write(lease, transitions, acquire=False)
-        duration = float(spec.get("leaseDurationSeconds") or self.duration)
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        try:
+            duration = float(annotations[LEASE_SECONDS_ANNOTATION])
+        except (KeyError, ValueError):
+            duration = float(spec.get("leaseDurationSeconds") or self.duration)
         if holder and now < self._observed_at + duration:
             self._held = None
             return None  # someone else holds an unexpired lease
@@ -145,7 +155,8 @@ class KubernetesLease:
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {"name": self.name, "namespace": self.namespace,
+                         "annotations": {LEASE_SECONDS_ANNOTATION: repr(self.seconds)}},
             "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
                      "acquireTime": now, "renewTime": now, "leaseTransitions": 0},
         }
@@ -164,7 +175,10 @@ class KubernetesLease:
                     renewTime=now, leaseTransitions=transitions)
         if acquire:
             spec["acquireTime"] = now
-        body = {**lease, "spec": spec}  # metadata keeps resourceVersion: the precondition
+        metadata = dict(lease.get("metadata") or {})  # keeps resourceVersion: the precondition
+        metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                                   LEASE_SECONDS_ANNOTATION: repr(self.seconds)}
+        body = {**lease, "metadata": metadata, "spec": spec}
         reply = await self._http.put(self._path, json=body, headers=self._headers())
         if reply.status_code == 409:
             self._held = None

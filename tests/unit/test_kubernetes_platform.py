@@ -14,18 +14,26 @@ from __future__ import annotations
 import ast
 import asyncio
 import copy
+import http.server
+import inspect
 import itertools
 import json
+import threading
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
 from chaos import kubernetes as k
 from chaos.platform import Instance, Platform, PlatformError, Topology
-from services.api.lease_k8s import LEASE_NAME, KubernetesLease, LeaseError
+from services.api.lease_k8s import (
+    LEASE_NAME,
+    LEASE_SECONDS_ANNOTATION,
+    KubernetesLease,
+    LeaseError,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +46,7 @@ class FakeCluster:
         self.settings: dict[str, str] = {"SCALELAB_OLD": "1"}
         self.calls: list[tuple[Any, ...]] = []
         self.deployed = True
+        self.desired: dict[str, int] = {}  # each Deployment's spec.replicas, once set
         self.counter = itertools.count()
         self.clock = itertools.count(1000)
 
@@ -67,19 +76,25 @@ class FakeCluster:
         self.calls.append(("patch", name, body))
         component = "broker" if name == k.BROKER_DEPLOYMENT else name
         stamp = body["spec"]["template"]["metadata"]["annotations"][k.RESTART_ANNOTATION]
-        replicas = body["spec"].get("replicas", len(self.of(component)))
+        replicas = body["spec"].get("replicas", self.desired.get(name, len(self.of(component))))
+        self.desired[name] = replicas
         self.pods = [p for p in self.pods if p.component != component]
         for _ in range(replicas):
             self.pod(component, stamp)
 
     def scale_deployment(self, cluster: object, name: str, replicas: int) -> None:
         self.calls.append(("scale", name, replicas))
+        self.desired[name] = replicas
         component = "broker" if name == k.BROKER_DEPLOYMENT else name
         current = self.of(component)
         for p in current[replicas:]:
             self.pods.remove(p)
         for _ in range(replicas - len(current)):
             self.pod(component)
+
+    def deployment_replicas(self, cluster: object, name: str) -> int:
+        component = "broker" if name == k.BROKER_DEPLOYMENT else name
+        return self.desired.get(name, len(self.of(component)))
 
     def list_pods(self, cluster: object, selector: str) -> tuple[list[k.PodState], str]:
         component = selector.rsplit("=", 1)[1]
@@ -104,7 +119,8 @@ class FakeCluster:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     cluster = FakeCluster()
     for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
-                 "scale_deployment", "list_pods", "watch_pods", "delete_pod", "exec_in_pod"):
+                 "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
+                 "delete_pod", "exec_in_pod"):
         monkeypatch.setattr(k, name, getattr(cluster, name))
     monkeypatch.setattr("chaos.kubernetes.time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
@@ -190,11 +206,13 @@ def test_kill_freezes_every_process_then_force_deletes(
     assert len(fake.of("worker")) == 1 and fake.of("worker")[0].name != pod.name
 
 
-@pytest.mark.parametrize(("mode", "calls"), [("signal", ["exec:SIGKILL"]), ("delete", ["delete"])])
-def test_other_kill_modes(fake: FakeCluster, mode: k.KillMode, calls: list[str]) -> None:
-    pod = fake.pod("api")
-    k.KubernetesPlatform(kill_mode=mode).kill(Instance(pod.name, "api"))
-    assert [f"exec:{signal_of(c)}" if c[0] == "exec" else c[0] for c in fake.calls] == calls
+def test_kill_has_no_mode_that_is_not_a_kill() -> None:
+    # A plain (even force) delete is a graceful terminate: kubelet sends SIGTERM and
+    # waits the pod's grace period (kubernetes/kubernetes#120449). SIGKILL through
+    # exec ends tini too, and kubelet restarts the container in the same pod under
+    # the same instance name. Neither is the Platform's kill.
+    assert "kill_mode" not in inspect.signature(k.KubernetesPlatform).parameters
+    assert not hasattr(k, "KillMode")
 
 
 def test_terminate_grace_values(platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
@@ -218,6 +236,33 @@ def test_pause_and_resume_signal_every_app_process(
         (pod.name, "beat", "SIGSTOP"), (pod.name, "beat", "SIGCONT")]
     # kill(-1, ...) spares PID 1 (tini) and the caller: it reaches the app and its children
     assert k.signal_argv("SIGSTOP")[-1] == "import os, signal; os.kill(-1, signal.SIGSTOP)"
+
+
+def test_rolling_restart_waits_for_the_deployments_count_not_the_pods(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    fake.pod("api")
+    fake.pod("api")
+    fake.desired["api"] = 3  # just scaled to 3: the third pod is not there yet
+    platform.rolling_restart("api")
+    assert len(fake.of("api")) == 3
+
+
+def test_deploy_brings_the_broker_back_after_an_outage_cut_short(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    fake.scale_deployment("cluster", k.BROKER_DEPLOYMENT, 0)  # the run died mid-outage
+    platform.deploy(Topology(replicas={"api": 1}))
+    (patch,) = [c for c in fake.calls if c[0] == "patch" and c[1] == k.BROKER_DEPLOYMENT]
+    assert patch[2]["spec"]["replicas"] == 1
+    assert len(fake.of("broker")) == 1
+
+
+def test_as_run_says_where_the_topology_runs_otherwise(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    assert k.as_run(Topology(replicas={}, replace_delay=30, grace=2.5)) == {
+        "replace_delay": 0.0, "grace": 3.0}
+    assert k.as_run(Topology(replicas={}, replace_delay=0, grace=3)) == {}
+    platform.deploy(Topology(replicas={"beat": 2}, replace_delay=30))
+    assert platform.as_run == {"replace_delay": 0.0}
 
 
 def test_rolling_restart_replaces_every_pod(
@@ -446,6 +491,28 @@ def test_a_held_lease_is_taken_over_only_once_it_stops_changing(
     asyncio.run(go())
 
 
+def test_a_sub_second_lease_runs_as_asked(api: FakeLeaseAPI, sa_dir: Path) -> None:
+    async def go() -> None:
+        clock_a, clock_b = Clock(), Clock()
+        transport = httpx.MockTransport(lambda r: api.handle(r))
+        a, b = (KubernetesLease(LEASE_NAME, "scalelab", name, 0.5, transport=transport,
+                                service_account_dir=sa_dir, api_server="https://10.96.0.1:443",
+                                clock=clock)
+                for name, clock in (("api-a", clock_a), ("api-b", clock_b)))
+        assert await a.try_acquire() == 0
+        assert api.lease is not None
+        # the API's field is whole seconds; the exact lease is in the annotation
+        assert api.lease["spec"]["leaseDurationSeconds"] == 1
+        assert api.lease["metadata"]["annotations"][LEASE_SECONDS_ANNOTATION] == "0.5"
+        assert await b.try_acquire() is None
+        clock_b.now += 0.6  # longer than the lease asked for, shorter than its rounding
+        assert await b.try_acquire() == 1
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(go())
+
+
 def test_a_restarted_process_with_the_same_name_starts_a_new_term(
         api: FakeLeaseAPI, sa_dir: Path) -> None:
     async def go() -> None:
@@ -522,3 +589,74 @@ def test_outside_a_pod_it_says_so(sa_dir: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(LeaseError, match="needs to run in a pod"):
         KubernetesLease(LEASE_NAME, "scalelab", "api-a", 3.0, service_account_dir=sa_dir)
+
+
+# --- the harness's requests behind a Service ------------------------------------------------
+
+
+class _OneService(http.server.BaseHTTPRequestHandler):
+    """Answers as the replica ``api-b`` whatever the client asked for, on keep-alive
+    connections (HTTP/1.1), counting the connections it was given."""
+
+    protocol_version = "HTTP/1.1"
+    connections: ClassVar[list[int]] = []
+
+    def handle(self) -> None:  # once per connection
+        self.connections.append(1)
+        super().handle()
+
+    def do_POST(self) -> None:
+        body = json.dumps({"work_id": "x", "instance": "api-b"}).encode()
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_requests_are_spread_per_request_and_credited_to_the_replica_that_took_them() -> None:
+    # kube-proxy picks a backend per connection (kubernetes/kubernetes#38456): one
+    # keep-alive connection would send every request to one replica.
+    from experiments.model import RequestLoad
+    from experiments.workload import RequestClient
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OneService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    recorded: list[tuple[Any, ...]] = []
+
+    class Platform:  # every instance has the Service's URL, as on kubernetes
+        def instances(self, component: str) -> list[Instance]:
+            return [Instance("api-a", "api", 0, url)]
+
+    class Ledger:
+        def record(self, *args: Any) -> None:
+            recorded.append(args)
+
+    client = RequestClient(Platform(), Ledger(), RequestLoad("/work/background", 1, 0),  # type: ignore[arg-type]
+                           "req", 10, 0.0)
+    try:
+        for k in range(3):
+            client.send(k)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    assert client.acknowledged == 3
+    assert len(_OneService.connections) == 3, "one connection per request"
+    assert {r[3] for r in recorded} == {"api-b"}, "the replica that answered took the work"
+
+
+def test_parallel_suite_on_kubernetes_is_refused_in_one_line(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # The runs would share the cluster's Deployments, settings ConfigMap and run key.
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["suite", "--platform", "kubernetes", "--jobs", "2", "--results", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--jobs 2" in err and "use --jobs 1" in err

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds the local node's binaries from the Go module proxy into a cache outside
+# the repository, keyed by release, so later bring-ups (and CI on this machine)
+# skip the build:
+#
+#   $SCALELAB_KUBE_CACHE/<release>/bin/   kube-apiserver kube-controller-manager
+#                                         kube-scheduler kubelet kube-proxy kubectl
+#                                         coredns pause
+#   $SCALELAB_KUBE_CACHE/<release>/build.log   what was built, and how long it took
+#
+# The Kubernetes binaries come from ./go.mod (its `tool` lines), CoreDNS from
+# ./coredns/go.mod, the pause binary from ./pause.c (static, as the upstream
+# build/pause image is). A binary already in the cache is not built again; the
+# stamp file `complete` is written once all of them are there.
+#
+# Usage: build.sh [--check]   (--check: exit 0 if the cache is complete, 1 if not)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=k8s/node/versions.sh
+. "$here/versions.sh"
+bin="$KUBE_CACHE_DIR/bin"
+
+case "${1:-}" in
+  "") ;;
+  --check) [ -f "$KUBE_CACHE_DIR/complete" ]; exit ;;
+  *) echo "build.sh: unknown argument '$1' (usage: build.sh [--check])" >&2; exit 2 ;;
+esac
+
+mkdir -p "$bin"
+log="$KUBE_CACHE_DIR/build.log"
+say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
+missing() { for b in "$@"; do [ -x "$bin/$b" ] || return 0; done; return 1; }
+
+kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
+start=$(date +%s)
+
+if missing "${kube_tools[@]}"; then
+  # The version the binaries report (the same variables upstream's hack/lib/version.sh sets).
+  ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$KUBE_MAJOR"
+    ldflags+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
+    ldflags+=" -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  say "kubernetes $KUBE_VERSION: building ${kube_tools[*]}"
+  t0=$(date +%s)
+  tmp="$(mktemp -d "$KUBE_CACHE_DIR/tmp.XXXXXX")"
+  (cd "$here" && go build -ldflags "$ldflags" -o "$tmp/" \
+     $(for t in "${kube_tools[@]}"; do echo "k8s.io/kubernetes/cmd/$t"; done))
+  mv "$tmp"/* "$bin/" && rmdir "$tmp"
+  say "kubernetes $KUBE_VERSION: built in $(( $(date +%s) - t0 )) s"
+fi
+
+if missing coredns; then
+  say "coredns $COREDNS_VERSION: building"
+  t0=$(date +%s)
+  (cd "$here/coredns" && go build -ldflags "-s -w" -o "$bin/coredns.tmp" .)
+  mv "$bin/coredns.tmp" "$bin/coredns"
+  say "coredns $COREDNS_VERSION: built in $(( $(date +%s) - t0 )) s"
+fi
+
+if missing pause; then
+  say "pause: building"
+  gcc -Os -static -Wall -Werror -o "$bin/pause.tmp" "$here/pause.c"
+  strip "$bin/pause.tmp"
+  mv "$bin/pause.tmp" "$bin/pause"
+fi
+
+touch "$KUBE_CACHE_DIR/complete"
+say "complete: $bin ($(( $(date +%s) - start )) s this run)"
