@@ -7,10 +7,12 @@ from experiments.catalog import (
     beat_duplicates,
     broker_outage,
     celery_kill,
+    eta_redelivery,
     leader_failover,
     loop_starvation,
     restart_survival,
     scheduler_duplicates,
+    workers_per_replica,
 )
 from experiments.model import BadInput, ExperimentSpec
 
@@ -25,6 +27,8 @@ CATALOG: dict[str, ExperimentSpec] = {
         restart_survival.SPEC,
         leader_failover.SPEC,
         broker_outage.SPEC,
+        workers_per_replica.SPEC,
+        eta_redelivery.SPEC,
     )
 }
 

@@ -2,7 +2,7 @@
 
 Users' most common report (APScheduler #218, fastapi #12010, uvicorn-gunicorn-fastapi-docker
 #227): a scheduler started in the app's lifespan runs in every worker *process*, and
-each API replica has W of them. Unguarded, every tick runs R×W times (R×W−1 extra);
+each API replica has W of them. Unguarded, every tick runs RxW times (RxW-1 extra);
 the per-tick Redis lock (``--guard redis-lock``) brings it back to once. The ledger
 keeps the replica's name on each event (what the platform and its faults know) and the
 worker process's pid, so the summary counts the processes that ran ticks.
@@ -61,12 +61,12 @@ def judge(p: Params, r: Result) -> Verdict:
     if p["guard"] == "none":
         held = (median == processes and c["lost"] == 0
                 and (processes == 1 or c["duplicated"] > 0))
-        return held, (f"{p['replicas']} replicas × {p['workers']} workers, unguarded: "
+        return held, (f"{p['replicas']} replicas x {p['workers']} workers, unguarded: "
                       f"{median:g} executions per tick (want {processes}), "
                       f"{c['duplicated']}/{r.expected} duplicated, "
                       f"{r.extra_executions} extra")
     held = c["duplicated"] == 0 and c["lost"] <= 1
-    return held, (f"{p['replicas']} replicas × {p['workers']} workers, per-tick lock: "
+    return held, (f"{p['replicas']} replicas x {p['workers']} workers, per-tick lock: "
                   f"{c['duplicated']}/{r.expected} duplicated (want 0), {c['lost']} lost "
                   "(want at most 1)")
 
@@ -74,7 +74,7 @@ def judge(p: Params, r: Result) -> Verdict:
 def _unguarded(s: Summary) -> str:
     p, m = s["parameters"], s.get("measured") or {}
     median = m.get("executions_per_tick_median")
-    return (f"{p['replicas']} replicas × {p['workers']} workers: "
+    return (f"{p['replicas']} replicas x {p['workers']} workers: "
             f"{median:g} executions per tick, {len(m.get('processes_that_ran_ticks', []))} "
             f"processes ran ticks" if median is not None else "no tick was due")
 
@@ -105,7 +105,7 @@ def build(p: dict[str, Any]) -> Experiment:
 
 SPEC = ExperimentSpec(
     name=NAME,
-    summary="uvicorn --workers W in R replicas: every tick runs R×W times unguarded",
+    summary="uvicorn --workers W in R replicas: every tick runs RxW times unguarded",
     params=PARAMS,
     build=build,
     judge=judge,

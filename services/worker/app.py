@@ -51,6 +51,7 @@ from services.settings import LabSettings, load_settings
 from services.worker import tasks
 from services.worker.context import WorkerContext
 from services.worker.names import BEAT_ENTRY, BEAT_TICK_TASK, WORK_TASK
+from services.worker.restore import RestoreSweep
 from services.worker.schedules import EpochAligned
 
 BROKER_SOCKET_TIMEOUT = 5.0
@@ -131,6 +132,7 @@ def make_celery(settings: LabSettings) -> LabCelery:
         redbeat_lock_timeout=settings.beat_lock_timeout,
     )
     tasks.register(app, app.lab)
+    app.steps["consumer"].add(RestoreSweep)  # the sweep's cadence, whatever kombu's version
     return app
 
 
