@@ -259,6 +259,13 @@ def delete_pod(cluster: Cluster, name: str, grace: int) -> None:
             name, cluster.namespace, grace_period_seconds=grace, _request_timeout=REQUEST_TIMEOUT)
 
 
+def pod_log(cluster: Cluster, name: str, container: str) -> str:
+    with _errors(cluster, f"read the log of pod {name}"):
+        return str(cluster.core.read_namespaced_pod_log(
+            name, cluster.namespace, container=container, tail_lines=5000,
+            _request_timeout=REQUEST_TIMEOUT))
+
+
 def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> None:
     """Run ``argv`` in the container; PlatformError unless it exits 0."""
     with _errors(cluster, f"exec in pod {pod}"):
@@ -316,6 +323,7 @@ class KubernetesPlatform:
         broker_port: int = BROKER_PORT,
         ready_timeout: float = 180.0,
         await_announcements: bool = True,
+        logs: Path | None = None,
     ) -> None:
         self.context = context
         self.namespace = namespace
@@ -326,6 +334,7 @@ class KubernetesPlatform:
         self.broker_port = broker_port
         self.ready_timeout = ready_timeout
         self.await_announcements = await_announcements
+        self.logs = logs  # where teardown keeps each app pod's log (the run's logs/)
         self.grace = 5.0
         self.as_run: dict[str, Any] = {}  # how the last deployed topology really runs
         self._cluster: Cluster | None = None
@@ -396,6 +405,7 @@ class KubernetesPlatform:
             cluster = self.cluster
         except PlatformError:
             return
+        self._keep_logs(cluster)
         for c in COMPONENTS:
             scale_deployment(cluster, c, 0)
         for c in COMPONENTS:
@@ -464,6 +474,20 @@ class KubernetesPlatform:
         self.wait_ready("broker", 1, self.ready_timeout)
 
     # --- helpers ---------------------------------------------------------------------
+    def _keep_logs(self, cluster: Cluster) -> None:
+        """Each app pod's log into ``logs``, before the pods go (as the local platform
+        keeps each instance's); a pod that cannot be read is skipped."""
+        if self.logs is None:
+            return
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for c in COMPONENTS:
+            for pod in list_pods(cluster, selector(c))[0]:
+                try:
+                    text = pod_log(cluster, pod.name, c)
+                except PlatformError:
+                    continue
+                (self.logs / f"{pod.name}.log").write_text(text)
+
     def _restart(self, deployment: str, spec: dict[str, Any],
                  pod_spec: dict[str, Any] | None = None) -> str:
         """Patch the Deployment with a new restart stamp; returns the stamp."""

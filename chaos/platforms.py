@@ -43,7 +43,7 @@ def _local(workdir: Path, options: Mapping[str, Any]) -> Platform:
 def _kubernetes(workdir: Path, options: Mapping[str, Any]) -> Platform:
     from chaos.kubernetes import KubernetesPlatform
 
-    return KubernetesPlatform(context=options.get("context") or "kind-scalelab")
+    return KubernetesPlatform(context=options.get("context") or "kind-scalelab", logs=workdir)
 
 
 PLATFORMS: dict[str, PlatformEntry] = {

@@ -50,6 +50,7 @@ class Summary(TypedDict):
     expectation: NotRequired[str]
     judge: NotRequired[JudgeRecord]
     platform_options: NotRequired[dict[str, Any]]
+    as_run: NotRequired[dict[str, Any]]  # where the platform ran the topology otherwise
     versions: NotRequired[dict[str, str]]
     wall_seconds: NotRequired[float]
 

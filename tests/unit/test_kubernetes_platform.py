@@ -114,13 +114,19 @@ class FakeCluster:
     def exec_in_pod(self, cluster: object, pod: str, container: str, argv: list[str]) -> None:
         self.calls.append(("exec", pod, container, argv[-1]))
 
+    def pod_log(self, cluster: object, name: str, container: str) -> str:
+        self.calls.append(("log", name))
+        if not any(p.name == name for p in self.pods):
+            raise PlatformError(f"pod {name} not found")
+        return f"the log of {name}\n"
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     cluster = FakeCluster()
     for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
                  "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
-                 "delete_pod", "exec_in_pod"):
+                 "delete_pod", "exec_in_pod", "pod_log"):
         monkeypatch.setattr(k, name, getattr(cluster, name))
     monkeypatch.setattr("chaos.kubernetes.time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
@@ -307,6 +313,19 @@ def test_teardown_scales_the_app_to_zero_and_is_idempotent(
     platform.teardown()
     assert not [p for p in fake.pods if p.component in ("api", "worker", "beat")]
     assert fake.of("broker")  # the Redis pair stays
+
+
+def test_teardown_keeps_every_app_pods_log_before_the_pods_go(
+        fake: FakeCluster, tmp_path: Path) -> None:
+    # A failing run's evidence: once scaled to zero, the pods and their logs are gone.
+    platform = k.KubernetesPlatform(await_announcements=False, ready_timeout=5, logs=tmp_path)
+    platform.deploy(Topology(replicas={"api": 2, "worker": 1}))
+    names = {p.name for p in fake.pods if p.component in ("api", "worker")}
+    fake.calls.clear()
+    platform.teardown()
+    assert {f.stem for f in tmp_path.glob("*.log")} == names
+    kinds = [c[0] for c in fake.calls]
+    assert kinds.index("scale") > max(i for i, kind in enumerate(kinds) if kind == "log")
 
 
 def test_teardown_without_a_lab_does_nothing(fake: FakeCluster) -> None:
