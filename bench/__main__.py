@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import check_cost, end_to_end, ledger_write, redelivery, topology
+from bench import check_cost, end_to_end, ledger_write, redelivery, serve_index, topology
 from bench.common import machine
 from bench.report import write_readme
 
@@ -26,7 +26,7 @@ RESULTS = HERE / "results.json"
 BUDGET = 600.0  # seconds, all of `make bench`
 MARGIN = 20.0  # kept back for writing the results
 
-SECTIONS = ("ledger_write", "check_cost", "topology", "redelivery", "end_to_end")
+SECTIONS = ("ledger_write", "check_cost", "topology", "redelivery", "serve_index", "end_to_end")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "check_cost": check_cost.run,
         "topology": topology.run,
         "redelivery": redelivery.run,
+        "serve_index": serve_index.run,
         "end_to_end": lambda: end_to_end.run(remaining(), cold=cold),
     }
     failed = False

@@ -45,6 +45,9 @@ def templates() -> Environment:
 
 def create_app(results_dir: Path) -> FastAPI:
     """The browser over ``results_dir``; it reads the directory on every request."""
+    from experiments import catalog  # every page names experiments: load it now, not at a click
+
+    assert catalog.CATALOG
     results = Results(results_dir)
     env = templates()
     app = FastAPI(title="scalelab results", docs_url=None, redoc_url=None, openapi_url=None)
