@@ -15,8 +15,8 @@ app as its only child (services/Dockerfile), and has its own PID namespace:
 - *pause*/*resume*: exec ``kill(-1, SIGSTOP/SIGCONT)`` in the container. Signal -1
   reaches every process of the container except PID 1 and the caller, i.e. the
   app and all its children; stopping tini would stop nothing (SIGSTOP is not
-  forwarded). A paused API replica fails its probes: it leaves the Service at
-  once and kubelet restarts it after 30 s (k8s/base/api.yaml).
+  forwarded). A paused API replica fails its probes: it leaves the Service within
+  about 6 s and kubelet restarts it after 30 s (k8s/base/api.yaml).
 - *kill*: deleting a pod, even with ``gracePeriodSeconds=0``, is not a SIGKILL:
   the API object goes at once, but kubelet still sends SIGTERM and waits the
   pod's own ``terminationGracePeriodSeconds`` before SIGKILL

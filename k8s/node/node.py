@@ -832,6 +832,14 @@ def unmerge_kubeconfig() -> None:
         run(BIN / "kubectl", "config", *args, check=False)
 
 
+def empty_settings() -> None:
+    """Empty the settings ConfigMap before an apply: client-side apply deletes only the
+    keys it applied itself, so the harness's last settings would outlive the overlay."""
+    if kubectl("-n", NAMESPACE, "get", "configmap/scalelab-settings", check=False):
+        kubectl("-n", NAMESPACE, "patch", "configmap/scalelab-settings", "--type=json",
+                "-p", '[{"op": "add", "path": "/data", "value": {}}]')
+
+
 def cmd_up(overlay: str) -> int:
     preflight()
     started = time.monotonic()
@@ -869,6 +877,7 @@ def cmd_up(overlay: str) -> int:
         for archive in ("pause", "redis", "scalelab"):
             import_image(IMAGES / f"{archive}.tar")
     merge_kubeconfig()
+    empty_settings()
     kubectl("apply", "-k", str(STATE / "overlay"), timeout=120)
     # Same tag, perhaps a new image: restart so running pods pick up what was imported.
     kubectl("-n", NAMESPACE, "rollout", "restart",

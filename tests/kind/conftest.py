@@ -1,7 +1,8 @@
 """Tests that need a live kind cluster (marker ``kind``) or a docker daemon (``docker``).
 
 They skip, saying why, when what they need is not there: run ``make cluster-up``
-then ``make test-kind``; for the image test, see tests/kind/test_image.py.
+then ``make test-kind``; for the image test, see tests/kind/test_image.py. The same
+tests run against the local node (k8s/node/) with KUBE_CONTEXT=scalelab-local.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 
 from chaos.platform import PlatformError
 
 CONTEXT = os.environ.get("KUBE_CONTEXT", "kind-scalelab")
+# A failed test keeps its app pods' logs here, before the fixture scales them away.
+DIAGNOSTICS = Path(__file__).resolve().parents[2] / "results" / "kind" / "failed"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,10 +63,24 @@ def kube_context() -> str:
     return CONTEXT
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def platform() -> Iterator[object]:
+def platform(request: pytest.FixtureRequest) -> Iterator[object]:
     from chaos.kubernetes import KubernetesPlatform
 
     p = KubernetesPlatform(context=CONTEXT)
     yield p
+    if request.node.stash.get(FAILED, False):
+        p.logs = DIAGNOSTICS / request.node.name
     p.teardown()
