@@ -39,6 +39,7 @@ CATEGORIES: dict[str, str] = {
 }
 NEVER_RAN = "(never ran)"  # the lane of due units no instance started
 MAX_SUBROWS = 6
+MAX_BARS = 20_000  # beyond this an SVG grows past ~8 MB; the units table has the rest
 LANE_FAULT = re.compile(r"-\d+$")  # an instance name (api-2), not a component (worker)
 
 
@@ -275,6 +276,7 @@ class Drawing:
     labels: list[Text]
     ticks: list[Text]
     categories: list[tuple[str, str, int]]  # key, legend, how many bars
+    left_out: int = 0  # executions not drawn (beyond MAX_BARS, the latest ones)
 
 
 def _step(span: float) -> float:
@@ -308,9 +310,13 @@ def draw(t: Timeline, x_range: tuple[float, float] | None = None) -> Drawing:
                      "before the run window (warm-up)"),
                 Rect(x(t.window_end), TOP, x(hi) - x(t.window_end), bottom - TOP, "outside",
                      "after the run window (drain)")]
-    rows = _subrows(t.bars)
+    drawn = t.bars
+    if len(drawn) > MAX_BARS:
+        drawn = sorted(drawn, key=lambda b: b.start)[:MAX_BARS]
+        d.left_out = len(t.bars) - MAX_BARS
+    rows = _subrows(drawn)
     counts: dict[str, int] = defaultdict(int)
-    for i, b in enumerate(t.bars):
+    for i, b in enumerate(drawn):
         row, n = rows[i]
         h = (LANE - 4) / n
         x0 = x(b.start)

@@ -356,3 +356,52 @@ def test_only_loopback_is_private() -> None:
     assert is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     assert not is_loopback("example.org")
+
+
+# --- the timeline, pure -------------------------------------------------------------------
+
+def test_timeline_marks_pauses_component_faults_and_unfinished_work() -> None:
+    from experiments.checker import Schedule, check
+    from experiments.store import parse_event
+    from experiments.web import timeline
+
+    raw = [*tick(0, "api-1"), *tick(0, "api-2", 0.02),
+           event(T0 + 0.5, "fault", "fault:pause", "api-2", mechanism="pause"),
+           event(T0 + 1.01, "start", f"tick@{T0 + 1:.3f}", "api-1", "api-1:1"),
+           event(T0 + 1.2, "fault", "fault:kill", "api-1", mechanism="kill", inflight=1),
+           event(T0 + 1.5, "fault", "fault:resume", "api-2", mechanism="resume"),
+           event(T0 + 2.0, "fault", "fault:scale", "api", mechanism="scale-up", replicas=3),
+           event(T0 + 2.5, "fault", "fault:broker", "broker", mechanism="broker-outage")]
+    events = [parse_event(json.dumps(e), f"line {i}") for i, e in enumerate(raw, 1)]
+    window = (T0, T0 + 3)
+    result = check(events, window, [Schedule("tick", 1.0)])
+    t = timeline.build(events, result, window)
+    assert t.lanes == ["api-1", "api-2", "(never ran)"]
+    ended = sorted((b.lane, b.ended_by, b.category) for b in t.bars)
+    assert ended == [("api-1", "fault", "interrupted"), ("api-1", "finish", "duplicated"),
+                     ("api-2", "finish", "duplicated")]
+    # lost: the tick the kill interrupted, on its lane; the tick nobody ran, on its own lane
+    assert {(lane, work_id) for lane, _, work_id in t.lost} == {
+        ("api-1", f"tick@{T0 + 1:.3f}"), ("(never ran)", f"tick@{T0 + 2:.3f}")}
+    marks = {(f.lane, f.action, f.start, f.end) for f in t.faults}
+    assert ("api-2", "pause", 0.5, 1.5) in marks  # shaded from the pause to the resume
+    assert (None, "scale-up", 2.0, None) in marks  # a component: across every lane
+    assert any(f.action == "broker-outage" and f.end is not None for f in t.faults)
+    d = timeline.draw(t)
+    assert len(d.bars) == 3 and len(d.spans) == 2 and len(d.lines) == 2
+    assert all(r.w >= 1.5 for r in d.bars)
+
+    in_progress = timeline.build(events, None, None)  # a run not yet judged
+    assert {b.category for b in in_progress.bars} == {"pending", "interrupted"}
+    assert not in_progress.lost
+
+
+def test_timeline_draws_at_most_max_bars(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments.store import parse_event
+    from experiments.web import timeline
+
+    monkeypatch.setattr(timeline, "MAX_BARS", 10)
+    raw = [e for s in range(30) for e in tick(s, "api-1")]
+    events = [parse_event(json.dumps(e), f"line {i}") for i, e in enumerate(raw, 1)]
+    d = timeline.draw(timeline.build(events, None, (T0, T0 + 30)))
+    assert len(d.bars) == 10 and d.left_out == 20
