@@ -10,6 +10,7 @@ from experiments.catalog import (
     eta_redelivery,
     leader_failover,
     loop_starvation,
+    prefetch_loss,
     restart_survival,
     scheduler_duplicates,
     workers_per_replica,
@@ -29,6 +30,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         broker_outage.SPEC,
         workers_per_replica.SPEC,
         eta_redelivery.SPEC,
+        prefetch_loss.SPEC,
     )
 }
 
