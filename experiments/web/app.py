@@ -13,7 +13,13 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -90,9 +96,12 @@ def create_app(results_dir: Path) -> FastAPI:
         return JSONResponse(state)
 
     @app.get("/runs/{run_id:path}", response_class=HTMLResponse)
-    def run(run_id: str, verdict: Text = "") -> HTMLResponse:
+    def run(run_id: str, verdict: Text = "") -> Response:
         path = results.resolve(run_id)
         if path is None:
+            state = results.progress(run_id)  # a run in progress that has finished since
+            if state is not None and state["href"]:
+                return RedirectResponse(f"/runs/{quote(state['href'], safe='/')}", 303)
             return not_found(run_id)
         if results.entry(path, nested="/" in run_id).kind == Kind.SUITE:
             return not_found(f"{run_id} (a suite: /suites/{run_id})")

@@ -292,6 +292,14 @@ def test_progress_of_a_finished_run_points_to_its_page(tmp_path: Path) -> None:
     assert results.progress("../x.partial") is None
 
 
+def test_a_finished_partial_redirects_to_the_run(client: httpx.Client, results: Path) -> None:
+    """A link to ``<name>.partial`` kept from before the rename leads to the run."""
+    r = client.get("/runs/20261130T120000Z-suite/20261130T120001Z-scheduler-duplicates.partial",
+                   follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/runs/{SUITE_RUN}"
+
+
 # --- a suite, and two runs ----------------------------------------------------------------
 
 def test_suite_page_links_every_cell_to_its_runs(client: httpx.Client) -> None:
