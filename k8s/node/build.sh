@@ -31,26 +31,34 @@ log="$KUBE_CACHE_DIR/build.log"
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 missing() { for b in "$@"; do [ -x "$bin/$b" ] || return 0; done; return 1; }
 
-kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+# In the order the node needs them (the API server alone is already a layer to
+# test against), each its own `go build`: the build cache shares their packages,
+# and each lands in the cache as soon as it is linked. kubectl comes last; until
+# it is there, node.py uses the kubectl on PATH.
+kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 start=$(date +%s)
 
-if missing "${kube_tools[@]}"; then
-  # The version the binaries report (the same variables upstream's hack/lib/version.sh sets).
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$KUBE_MAJOR"
-    ldflags+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
-    ldflags+=" -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  done
-  say "kubernetes $KUBE_VERSION: building ${kube_tools[*]}"
+# The version the binaries report (the same variables upstream's hack/lib/version.sh sets).
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$KUBE_MAJOR"
+  ldflags+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
+done
+
+build_kube() {  # build_kube NAME
+  [ -x "$bin/$1" ] && return 0
+  say "kubernetes $KUBE_VERSION: building $1"
+  local t0
   t0=$(date +%s)
-  tmp="$(mktemp -d "$KUBE_CACHE_DIR/tmp.XXXXXX")"
-  (cd "$here" && go build -ldflags "$ldflags" -o "$tmp/" \
-     $(for t in "${kube_tools[@]}"; do echo "k8s.io/kubernetes/cmd/$t"; done))
-  mv "$tmp"/* "$bin/" && rmdir "$tmp"
-  say "kubernetes $KUBE_VERSION: built in $(( $(date +%s) - t0 )) s"
-fi
+  (cd "$here" && go build -ldflags "$ldflags" -o "$bin/$1.tmp" "k8s.io/kubernetes/cmd/$1")
+  mv "$bin/$1.tmp" "$bin/$1"
+  say "kubernetes $KUBE_VERSION: $1 built in $(( $(date +%s) - t0 )) s"
+}
+
+for tool in "${kube_tools[@]}"; do
+  build_kube "$tool"
+done
 
 if missing coredns; then
   say "coredns $COREDNS_VERSION: building"
@@ -69,3 +77,4 @@ fi
 
 touch "$KUBE_CACHE_DIR/complete"
 say "complete: $bin ($(( $(date +%s) - start )) s this run)"
+build_kube kubectl

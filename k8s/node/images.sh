@@ -49,7 +49,9 @@ from_tree() {  # from_tree DIR IMAGE [buildah config args...]: a one-layer image
   local dir="$1" image="$2" c
   shift 2
   c="$(buildah from scratch)"
-  tar -C "$dir" --exclude=./.complete -cf - . | buildah add "$c" - / >/dev/null
+  tar -C "$dir" --exclude=./.complete -cf "$out/tree.tar" .
+  buildah add "$c" "$out/tree.tar" / >/dev/null  # a local tar is unpacked, as ADD does
+  rm -f "$out/tree.tar"
   buildah config "$@" "$c"
   buildah commit -q --rm "$c" "$image" >/dev/null
 }

@@ -10,6 +10,7 @@ kernel settings kubelet and kube-proxy change. ``leftovers`` lists whatever is l
 
     node.py up [--overlay NAME]   start the node (if not running), build and import
                                   the images, apply k8s/overlays/NAME, wait for it
+    node.py images                only build the images (skipped when nothing changed)
     node.py down                  stop everything; exit 1 if anything is left
     node.py status | leftovers | kubeconfig
 
@@ -118,9 +119,15 @@ def run(*argv: str | Path, check: bool = True, timeout: float = 120,
     return proc.stdout
 
 
+def kubectl_bin() -> str:
+    """The release's own kubectl once built.sh has it (it comes last), else the one on PATH."""
+    own = BIN / "kubectl"
+    return str(own) if own.exists() else shutil.which("kubectl") or str(own)
+
+
 def kubectl(*args: str, timeout: float = 120, stdin: str | None = None,
             check: bool = True) -> str:
-    return run(BIN / "kubectl", "--kubeconfig", ADMIN_KUBECONFIG, *args, timeout=timeout,
+    return run(kubectl_bin(), "--kubeconfig", ADMIN_KUBECONFIG, *args, timeout=timeout,
                stdin=stdin, check=check)
 
 
@@ -261,6 +268,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "{v['PAUSE_IMAGE']}"
   stream_server_address = "127.0.0.1"
   enable_selinux = false
+  # network namespaces under our state directory, not /run/netns
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -637,14 +646,18 @@ def our_rules() -> list[str]:
 def our_processes() -> list[str]:
     """Processes of the node: its binaries, its containerd and shims, containers' cgroups."""
     found = []
-    markers = (str(BIN), str(STATE), str(RUN))
+    markers = (f"{STATE}/", f"{RUN}/")  # containerd's config, the shims' address
     for proc in Path("/proc").glob("[0-9]*"):
         if int(proc.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             cgroup = (proc / "cgroup").read_text()
-            if any(m in cmdline for m in markers) or "/kubepods" in cgroup:
+            exe = ""
+            with contextlib.suppress(OSError):
+                exe = os.readlink(proc / "exe")
+            if (exe.startswith(f"{BIN}/") or any(m in cmdline for m in markers)
+                    or "/kubepods" in cgroup or ("node.py" in cmdline and "supervise" in cmdline)):
                 if "node.py" in cmdline and "supervise" not in cmdline:
                     continue  # this command itself
                 found.append(f"{proc.name} {cmdline.strip()[:120]}")
@@ -823,13 +836,13 @@ def merge_kubeconfig() -> None:
          f"--client-key={PKI / 'admin.key'}", "--embed-certs"],
         ["set-context", CONTEXT, f"--cluster={CONTEXT}", f"--user={CONTEXT}"],
     ):
-        run(BIN / "kubectl", "config", *args)
+        run(kubectl_bin(), "config", *args)
 
 
 def unmerge_kubeconfig() -> None:
     for args in (["delete-context", CONTEXT], ["delete-cluster", CONTEXT],
                  ["delete-user", CONTEXT]):
-        run(BIN / "kubectl", "config", *args, check=False)
+        run(kubectl_bin(), "config", *args, check=False)
 
 
 def empty_settings() -> None:
@@ -906,7 +919,7 @@ def cmd_down() -> int:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(line.split()[0]), signal.SIGKILL)
     sweep()
-    if BIN.joinpath("kubectl").exists():
+    if Path(kubectl_bin()).exists():
         unmerge_kubeconfig()
     left = {k: v for k, v in leftovers().items() if v}
     for kind, items in left.items():
@@ -921,6 +934,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the node and deploy the lab")
     up.add_argument("--overlay", default=os.environ.get("OVERLAY", "kind"))
+    sub.add_parser("images", help="build the images `up` imports (if their inputs changed)")
     sub.add_parser("down", help="stop the node; leave nothing behind")
     sub.add_parser("status", help="say whether the node runs")
     sub.add_parser("leftovers", help="list what the node left (exit 1 if anything)")
@@ -932,6 +946,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(args.overlay)
         if args.command == "down":
             return cmd_down()
+        if args.command == "images":
+            preflight()
+            IMAGES.mkdir(parents=True, exist_ok=True)
+            build_images()
+            return 0
         if args.command == "supervise":
             return supervise()
         if args.command == "kubeconfig":

@@ -1,0 +1,136 @@
+"""The local node (k8s/node/): from cached binaries to the running lab, and back to nothing.
+
+Opt-in: ``make test-node`` (it sets SCALELAB_NODE_TESTS=1). It needs root, the
+binaries ``make node-binaries`` caches, and a few minutes; it brings the node up
+with the kind overlay, checks what the lab relies on, and takes the node down.
+Elsewhere every test here skips and says why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "k8s" / "node" / "node.py"
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+def _load_node() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("scalelab_node", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+node = _load_node()
+
+
+def why_not() -> str | None:
+    if os.environ.get("SCALELAB_NODE_TESTS") != "1":
+        return "opt-in: `make test-node` (brings the local node up and down)"
+    if os.geteuid() != 0:
+        return "needs root"
+    if not (Path(node.V["KUBE_CACHE_DIR"]) / "complete").exists():
+        return f"no local-node binaries cached in {node.BIN}: `make node-binaries`"
+    if node.supervisor_pid() is not None:
+        return "the local node is already running: `make cluster-down-local` first"
+    return None
+
+
+def run_node(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def bring_up() -> Iterator[float]:
+    """Seconds `node.py up` took from cached binaries and images; down at the end."""
+    if why := why_not():
+        pytest.skip(why)
+    built = run_node("images", timeout=1800)  # depends on the code, not the node: untimed
+    assert built.returncode == 0, built.stderr[-2000:]
+    started = time.monotonic()
+    up = run_node("up", "--overlay", "kind", timeout=600)
+    took = time.monotonic() - started
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        yield took
+    finally:
+        run_node("down", timeout=300)
+
+
+def pods() -> list[dict[str, object]]:
+    return list(json.loads(node.kubectl("-n", "scalelab", "get", "pods", "-o", "json"))["items"])
+
+
+def exec_python(deployment: str, code: str) -> str:
+    return str(node.kubectl("-n", "scalelab", "exec", f"deployment/{deployment}", "--",
+                            "/opt/venv/bin/python", "-c", code, timeout=60))
+
+
+def test_up_from_cache_within_two_minutes(bring_up: float) -> None:
+    print(f"node up with the lab in {bring_up:.0f}s")
+    assert bring_up < 120
+
+
+def test_every_pod_of_the_kind_overlay_runs_and_is_ready(bring_up: float) -> None:
+    items = pods()
+    components = sorted(str(p["metadata"]["labels"]["app.kubernetes.io/component"])  # type: ignore[index]
+                        for p in items)
+    assert components == sorted(["api"] * 3 + ["worker", "beat", "ledger", "broker"])
+    for p in items:
+        status: dict[str, object] = p["status"]  # type: ignore[assignment]
+        assert status["phase"] == "Running"
+        conditions = {c["type"]: c["status"] for c in status["conditions"]}  # type: ignore[attr-defined]
+        assert conditions["Ready"] == "True", p["metadata"]
+
+
+def test_the_harness_reaches_the_nodeports_on_loopback(bring_up: float) -> None:
+    # The same ports kind maps to 127.0.0.1 (k8s/kind-config.yaml).
+    assert httpx.get("http://127.0.0.1:30800/healthz", timeout=5).status_code == 200
+    for port in (30379, 30380):
+        assert redis.Redis(port=port, socket_timeout=5).ping()
+
+
+def test_pods_find_services_by_name_and_have_no_route_off_the_machine(bring_up: float) -> None:
+    got = exec_python("api", "import socket; print(socket.gethostbyname('redis-broker'))")
+    assert got.strip().startswith("10.96.")
+    # Routes (from /proc/net/route): the pod subnet on the link, the pod and Service
+    # ranges through the bridge, and no default route.
+    table = exec_python("api", "print(open('/proc/net/route').read())").splitlines()[1:]
+    destinations = {int(line.split()[1], 16) for line in table if line.strip()}
+    assert 0 not in destinations, "a default route leads off the machine"
+
+
+def test_restricted_pod_security_is_enforced(bring_up: float) -> None:
+    manifest = json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged"},
+        "spec": {"containers": [{"name": "c", "image": "scalelab:dev",
+                                 "securityContext": {"privileged": True}}]}})
+    out = subprocess.run([node.kubectl_bin(), "--kubeconfig", str(node.ADMIN_KUBECONFIG),
+                          "-n", "scalelab", "create", "--dry-run=server", "-f", "-"],
+                         input=manifest, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "violates PodSecurity" in out.stderr
+
+
+def test_down_leaves_no_process_mount_link_or_rule(bring_up: float) -> None:
+    down = run_node("down", timeout=300)
+    assert down.returncode == 0, down.stderr[-2000:]
+    left = run_node("leftovers", timeout=60)
+    assert left.returncode == 0, left.stdout
+    assert not Path(f"/sys/class/net/{node.BRIDGE}").exists()
