@@ -44,7 +44,9 @@ def templates() -> Environment:
     env = Environment(loader=PackageLoader("experiments.web", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(validity=VALIDITY, verdicts=VERDICTS)
+    # the seed's marks in words too: a browser without an emoji font shows them as boxes
+    env.globals.update(validity=VALIDITY, verdicts=VERDICTS,
+                       claims={"✅": "✅ yes", "❌": "❌ no"})
     env.filters["path"] = lambda value: quote(str(value), safe="/")
     return env
 
