@@ -137,9 +137,9 @@ def make_celery(settings: LabSettings) -> LabCelery:
 
 
 def send_work(app: LabCelery, work_id: str, seconds: float, kill_window: float = 0.0) -> str:
-    """Send one ``scalelab.work``; its Celery task id is the ``work_id`` (DESIGN: a Celery
-    task's work_id is its task id), with the sender's countdown if it has one. Returns once
-    the broker has the message."""
+    """Send one ``scalelab.work``; its Celery task id is the ``work_id`` (the unit of work
+    the ledger counts), with the sender's countdown if it has one. Returns once the broker
+    has the message."""
     countdown = app.lab.settings.countdown or None
     app.send_task(WORK_TASK, args=[work_id, seconds, kill_window], task_id=work_id,
                   countdown=countdown)
