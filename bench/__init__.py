@@ -1,1 +1,1 @@
-"""``make bench``: what the lab costs, and how it grows (issue 7). See bench/README.md."""
+"""``make bench``: what the lab costs, and how it grows. See bench/README.md."""

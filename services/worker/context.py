@@ -3,7 +3,7 @@
 A prefork worker forks its pool children after the app is built, so the ledger client is
 created lazily per process (a Redis connection must never be shared across a fork). Each
 process also counts, per run, the events it recorded, and reports the counts at shutdown;
-issue 6 checks them against the ledger independently of the ledger itself.
+the runner checks them against the ledger, an account kept apart from the ledger itself.
 """
 
 from __future__ import annotations
