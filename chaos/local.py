@@ -37,6 +37,7 @@ from services.ledger import Ledger
 
 _POLL = 0.05
 COMPONENTS = (*APP_COMPONENTS, "arq")  # locally also arq workers (services.arq_worker)
+KUBERNETES_ONLY = {"cronjob": "a Kubernetes CronJob"}  # components with no local process
 
 
 @dataclass
@@ -99,6 +100,11 @@ class LocalPlatform:
         return self.broker_server.url
 
     def deploy(self, topology: Topology) -> None:
+        for component, what in KUBERNETES_ONLY.items():
+            if topology.count(component):
+                raise PlatformError(f"{what} needs the kubernetes platform (--platform "
+                                    "kubernetes, after make cluster-up); the local platform "
+                                    "has none")
         self.topology = topology
         if topology.settings.get("scheduler_library") == "apscheduler4":
             self._apscheduler4 = apscheduler4.ensure_installed()

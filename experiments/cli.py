@@ -282,6 +282,31 @@ def report(run_dir: Path, as_json: bool) -> None:
     raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
 
 
+@app.command()
+@click.option("--quick", is_flag=True, help="short runs, the main rows (what `make matrix` runs)")
+@click.option("--jobs", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="runs at once (each its own harness process)")
+@click.option("--only", default=None, help="comma-separated rows, e.g. apscheduler4,arq")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="where the matrix directory goes")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="drives every random choice; recorded")
+def matrix(quick: bool, jobs: int, only: str | None, results: Path, seed: int) -> None:
+    """The fixes matrix: each scheduling mechanism under each fault, counted from the ledger."""
+    from experiments import matrix as fixes
+
+    fixes.select_rows(only, quick)  # an unknown row fails before anything runs
+    check_results_dir(results)
+    cells, directory = fixes.run(quick=quick, jobs=jobs, only=only, results=results, seed=seed)
+    # Piped (make, CI logs), the grid keeps one line per row rather than 80 columns.
+    (out if out.is_terminal else Console(width=180)).print(fixes.terminal_grid(cells))
+    out.print(f"matrix: {directory / 'matrix.md'}")
+    failed = [c for c in cells if not c.reason and c.counts is None]
+    for cell in failed:
+        console.print(f"scalelab: {cell.label} did not run: {cell.error}", highlight=False)
+    raise click.exceptions.Exit(1 if failed else 0)
+
+
 app.add_command(run_group)
 app.add_command(click.Command(
     "run-child", hidden=True, callback=run_child,

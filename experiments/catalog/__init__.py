@@ -8,8 +8,10 @@ from experiments.catalog import (
     broker_outage,
     celery_kill,
     eta_redelivery,
+    k8s_cronjob,
     leader_failover,
     loop_starvation,
+    pool_child_kill,
     prefetch_loss,
     restart_survival,
     scheduler_duplicates,
@@ -28,9 +30,11 @@ CATALOG: dict[str, ExperimentSpec] = {
         restart_survival.SPEC,
         leader_failover.SPEC,
         broker_outage.SPEC,
+        k8s_cronjob.SPEC,
         workers_per_replica.SPEC,
         eta_redelivery.SPEC,
         prefetch_loss.SPEC,
+        pool_child_kill.SPEC,
     )
 }
 

@@ -1,0 +1,367 @@
+"""The fixes matrix: scheduling mechanism (rows) by fault (columns), each cell counted.
+
+The answers users reach for when several replicas run one schedule — the lab's own
+guards on APScheduler 3, APScheduler 4 on a shared data store, arq cron, one Celery
+beat or two with celery-redbeat's lock, a Kubernetes CronJob — each make a claim
+(``shared/USERS.md`` quotes them). Every cell of the matrix is one ordinary run of
+an experiment of the catalogue (``scheduler-duplicates`` or ``beat-duplicates``)
+with the row's mechanism and the column's fault, so its run directory holds the
+history, the summary and the timeline like any other run; the matrix gathers the
+ledger's counts and writes them, beside each row's claim, to ``matrix.md`` and
+``matrix.json``.
+
+A cell that cannot be measured says why instead: ``kind only`` (the mechanism
+needs the kubernetes platform), ``n/a`` (the fault has nothing to hit, e.g. a
+data-store outage without a data store), ``not measured`` (the row's experiment has
+no such fault option), ``not yet`` (the fault is not in the lab).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.model import BadInput
+
+# Timing: 1 s ticks of 0.3 s work, a fault 2.5 s in, leases short enough to pause past.
+INTERVAL = 1.0
+TICK_SECONDS = 0.3
+FAULT_AT = 2.5
+LEASE = 2.0  # APScheduler 4's lease_duration and the leader guard's lease, in the matrix
+PAUSE_FOR = LEASE + 2.0  # a pause or a partition: past the lease and redbeat's lock
+OUTAGE_FOR = 2.0
+SKEW = 3.0  # seconds one instance's clock is set ahead: past the interval
+BEAT_LOCK = 2.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """A scheduling mechanism: which experiment runs it, with which values, and its claim."""
+
+    key: str
+    label: str
+    experiment: str
+    values: Mapping[str, Any]
+    claim: str  # what the mechanism's documentation (or the lab's guard) promises
+    source: str  # where the claim comes from
+    quick: bool = True  # in ``--quick``
+    kind_only: bool = False  # needs the kubernetes platform
+    faults: frozenset[str] = field(default_factory=frozenset)  # the columns it can take
+    # columns whose effect shows only after longer: their run's duration, quick or not
+    durations: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    short: str  # its heading in the terminal grid
+
+
+COLUMNS = (
+    Column("none", "none (steady)", "none"),
+    Column("kill", "kill mid-job", "kill"),
+    Column("pause", "pause past the lease", "pause"),
+    Column("rolling-restart", "rolling restart", "restart"),
+    Column("broker-outage", "broker outage", "broker"),
+    Column("datastore-outage", "data-store outage", "datastore"),
+    Column("partition", "partition from the broker", "partition"),
+    Column("clock-skew", "clock skew", "skew"),
+)
+# A rolling restart of three replicas takes longer than the quick window.
+COLUMN_DURATIONS = {"rolling-restart": 20.0}
+NOT_YET: frozenset[str] = frozenset()  # faults the lab does not have yet
+
+_SCHEDULER_FAULTS = frozenset({"none", "kill", "pause", "rolling-restart", "broker-outage",
+                               "partition", "clock-skew"})
+_SD = "scheduler-duplicates"
+_BD = "beat-duplicates"
+
+ROWS = (
+    Row("apscheduler3", "APScheduler 3, no guard", _SD,
+        {"scheduler": "apscheduler3", "guard": "none"},
+        "no leader election, no locking, no shared state: each replica runs each tick",
+        "the seed; APScheduler 3 FAQ", faults=_SCHEDULER_FAULTS),
+    Row("apscheduler3-redis-lock", "APScheduler 3 + per-tick Redis lock", _SD,
+        {"scheduler": "apscheduler3", "guard": "redis-lock"},
+        "the lab's guard: SET NX PX per tick, one replica runs it",
+        "services/api/guards.py", faults=_SCHEDULER_FAULTS),
+    Row("apscheduler3-leader", "APScheduler 3 + leader lease", _SD,
+        {"scheduler": "apscheduler3", "guard": "leader", "fencing": False},
+        "the lab's guard: only the lease holder runs ticks",
+        "services/api/guards.py", quick=False, faults=_SCHEDULER_FAULTS),
+    Row("apscheduler3-leader-fencing", "APScheduler 3 + leader lease + fencing", _SD,
+        {"scheduler": "apscheduler3", "guard": "leader", "fencing": True},
+        "the lab's guard: a deposed leader's effect is refused by its fencing token",
+        "services/api/guards.py", quick=False, faults=_SCHEDULER_FAULTS),
+    Row("apscheduler4", "APScheduler 4.0.0a6 (pre-release), shared data store", _SD,
+        {"scheduler": "apscheduler4"},
+        "schedulers sharing a data store coordinate \"so that the schedules don't get "
+        "processed more than once\"",
+        "APScheduler 4 user guide, \"Using multiple schedulers\" (4.0.0a6 is a pre-release)",
+        faults=_SCHEDULER_FAULTS | {"datastore-outage"}),
+    Row("arq", "arq cron (unique=True)", _SD, {"scheduler": "arq"},
+        "the job \"will only be run once even if multiple workers are running\"",
+        "arq docs, cron(unique=True)", faults=_SCHEDULER_FAULTS,
+        # arq keeps a cron job's in-progress key 60 s after it ends (keep_cronjob_progress):
+        # a paused worker's stale re-enqueue of a tick runs when that key expires.
+        durations={"pause": 70.0}),
+    Row("celery-beat", "Celery beat, one beat", _BD, {"beat_replicas": 1, "guard": "none"},
+        "beat must be a singleton; one beat sends each task once", "Celery docs",
+        quick=False, faults=frozenset({"none", "kill"})),
+    Row("celery-beat-2", "Celery beat, two beats", _BD, {"beat_replicas": 2, "guard": "none"},
+        "two beats send every periodic task twice", "Celery docs",
+        faults=frozenset({"none"})),
+    Row("celery-redbeat", "Celery beat, two beats + celery-redbeat lock", _BD,
+        {"beat_replicas": 2, "guard": "redbeat"},
+        "a lock in Redis lets one beat send", "celery-redbeat docs",
+        faults=frozenset({"none", "kill"})),
+    Row("k8s-cronjob", "Kubernetes CronJob", "", {},
+        "a Job \"about once per execution time\" — two or none may be created; jobs "
+        "should be idempotent", "Kubernetes docs, CronJob", kind_only=True),
+)
+
+
+def column_values(row: Row, column: str, quick: bool) -> dict[str, Any]:
+    """The experiment's values for this row under this column's fault."""
+    values: dict[str, Any] = dict(row.values)
+    if row.experiment == _BD:
+        values.update(interval=INTERVAL, duration=6.0 if quick else 12.0,
+                      lock_timeout=BEAT_LOCK)
+        if column == "kill":
+            values.update(kill_holder=True, kill_at=FAULT_AT)
+        return values
+    values.update(replicas=3, interval=INTERVAL, duration=9.0 if quick else 20.0,
+                  tick_seconds=TICK_SECONDS, lease=LEASE)
+    if column in COLUMN_DURATIONS:
+        values["duration"] = max(values["duration"], COLUMN_DURATIONS[column])
+    if column in row.durations:
+        values["duration"] = row.durations[column]
+    if column != "none":
+        values.update(fault=column, fault_at=FAULT_AT, skew=SKEW,
+                      fault_for=PAUSE_FOR if column in ("pause", "partition") else OUTAGE_FOR)
+    return values
+
+
+@dataclass
+class Cell:
+    """One cell: a planned run, or the reason there is none; then its counts."""
+
+    row: str
+    column: str
+    experiment: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""  # why no run: "kind only", "n/a ...", "not yet"
+    counts: dict[str, Any] | None = None  # filled after the run
+    run_dir: str = ""
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"matrix {self.row} / {self.column}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"row": self.row, "column": self.column}
+        if self.reason:
+            data["measured"] = False
+            data["reason"] = self.reason
+            return data
+        data.update(measured=self.counts is not None, experiment=self.experiment,
+                    parameters=self.values, run_dir=self.run_dir)
+        if self.counts is not None:
+            data.update(self.counts)
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def select_rows(only: str | None, quick: bool) -> list[Row]:
+    if not only:
+        return [r for r in ROWS if r.quick or not quick]
+    by_key = {r.key: r for r in ROWS}
+    chosen = []
+    for key in only.split(","):
+        key = key.strip()
+        if key not in by_key:
+            raise BadInput(f"--only: unknown row {key!r} (rows: {', '.join(by_key)})")
+        chosen.append(by_key[key])
+    return chosen
+
+
+def plan(rows: Sequence[Row], quick: bool, platform: str = "local") -> list[Cell]:
+    cells = []
+    for row in rows:
+        for col in COLUMNS:
+            cell = Cell(row.key, col.key)
+            if row.kind_only and platform != "kubernetes":
+                cell.reason = "kind only"
+            elif col.key in NOT_YET:
+                cell.reason = "not yet"
+            elif col.key == "datastore-outage" and col.key not in row.faults:
+                cell.reason = "n/a: no data store"
+            elif col.key not in row.faults:
+                cell.reason = "not measured"
+            else:
+                cell.experiment = row.experiment
+                cell.values = column_values(row, col.key, quick)
+            cells.append(cell)
+    return cells
+
+
+def counts_of(summary: Mapping[str, Any]) -> dict[str, Any]:
+    c = summary.get("counts") or {}
+    return {"due": int(summary.get("expected", 0)), "ok": int(c.get("ok", 0)),
+            "lost": int(c.get("lost", 0)), "duplicated": int(c.get("duplicated", 0)),
+            "recovered": int(c.get("recovered", 0)),
+            "extra_executions": int(summary.get("extra_executions", 0)),
+            "in_doubt": int(c.get("in_doubt", 0)), "valid": bool(summary.get("valid")),
+            "fault_errors": list(summary.get("fault_errors") or [])}
+
+
+def run_cells(cells: list[Cell], results: Path, *, seed: int, jobs: int,
+              platform: str = "local", platform_options: Mapping[str, Any] | None = None,
+              ) -> None:
+    """Run every planned cell (``jobs`` at a time, each its own harness) and fill its counts."""
+    from experiments.parallel import ChildRun, run_children
+
+    todo = [c for c in cells if not c.reason]
+    children = [ChildRun(c.label, {"experiment": c.experiment, "values": c.values,
+                                   "seed": seed, "results": str(results.resolve()),
+                                   "platform": platform,
+                                   "platform_options": dict(platform_options or {}),
+                                   "label": c.label})
+                for c in todo]
+    run_children(children, jobs, results / "harness-logs")
+    by_run: dict[str, Path] = {}
+    for d in results.iterdir():
+        summary_json = d / "summary.json"
+        if summary_json.is_file():
+            by_run[json.loads(summary_json.read_text())["run_id"]] = d
+    for cell, child in zip(todo, children, strict=True):
+        if child.summary is None:
+            cell.error = child.error or f"exit {child.returncode}"
+            continue
+        cell.counts = counts_of(child.summary)
+        run_dir = by_run.get(str(child.summary.get("run_id")))
+        cell.run_dir = run_dir.relative_to(results).as_posix() if run_dir else ""
+
+
+# --- what a person reads ---------------------------------------------------------------------
+
+def compact(cell: Cell) -> str:
+    """``dup 3/10 · lost 0``, or the reason there is no count."""
+    if cell.reason:
+        return cell.reason
+    if cell.counts is None:
+        return f"failed: {cell.error}" if cell.error else "not run"
+    c = cell.counts
+    return f"dup {c['duplicated']}/{c['due']} · lost {c['lost']}"
+
+
+def tone(cell: Cell) -> str:
+    """``bad`` (work duplicated or lost), ``good`` (neither), ``none`` (no count)."""
+    if cell.counts is None:
+        return "none"
+    return "bad" if cell.counts["duplicated"] or cell.counts["lost"] else "good"
+
+
+def grid(cells: Sequence[Cell]) -> tuple[list[Row], dict[tuple[str, str], Cell]]:
+    keys = {c.row for c in cells}
+    rows = [r for r in ROWS if r.key in keys]
+    return rows, {(c.row, c.column): c for c in cells}
+
+
+def markdown(cells: Sequence[Cell], *, seed: int, quick: bool) -> str:
+    rows, at = grid(cells)
+    head = ["mechanism", "claim", *(col.label for col in COLUMNS)]
+    lines = [
+        "# The fixes matrix",
+        "",
+        f"Seed {seed}, {'quick' if quick else 'full'} settings, local platform. Each cell: "
+        "ticks duplicated / due and ticks lost, counted from the ledger; the run "
+        "directory holds its history and timeline. Claim: what the mechanism's "
+        "documentation promises (source in brackets).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for row in rows:
+        parts = [row.label, f"{row.claim} [{row.source}]"]
+        for col in COLUMNS:
+            cell = at[(row.key, col.key)]
+            text = compact(cell)
+            if cell.run_dir:
+                text = f"[{text}]({cell.run_dir}/summary.md)"
+            parts.append(text.replace("|", "\\|"))
+        lines.append("| " + " | ".join(parts) + " |")
+    lines += ["", "Per cell (due, ok, lost, duplicated, recovered, extra executions):", ""]
+    for row in rows:
+        for col in COLUMNS:
+            cell = at[(row.key, col.key)]
+            if cell.counts is None:
+                continue
+            c = cell.counts
+            lines.append(f"- {row.label} / {col.label}: due {c['due']}, ok {c['ok']}, "
+                         f"lost {c['lost']}, duplicated {c['duplicated']}, recovered "
+                         f"{c['recovered']}, extra {c['extra_executions']} — `{cell.run_dir}`"
+                         + (f" (fault errors: {'; '.join(c['fault_errors'])})"
+                            if c["fault_errors"] else ""))
+    return "\n".join(lines) + "\n"
+
+
+def to_json(cells: Sequence[Cell], *, seed: int, quick: bool) -> dict[str, Any]:
+    rows, _ = grid(cells)
+    return {
+        "seed": seed,
+        "quick": quick,
+        "columns": [{"key": c.key, "label": c.label} for c in COLUMNS],
+        "rows": [{"key": r.key, "label": r.label, "claim": r.claim, "source": r.source,
+                  "kind_only": r.kind_only} for r in rows],
+        "cells": [c.to_json() for c in cells],
+    }
+
+
+def terminal_grid(cells: Sequence[Cell]) -> Any:
+    """The grid as a rich Table: each cell compact, red where work was duplicated or
+    lost, green where neither, dim where nothing was measured."""
+    from rich.table import Table
+
+    rows, at = grid(cells)
+    table = Table(title="the fixes matrix: ticks duplicated/due · lost, from the ledger",
+                  caption="APScheduler 4.0.0a6 is a pre-release; matrix.md has each claim")
+    table.add_column("mechanism", no_wrap=True)
+    for col in COLUMNS:
+        table.add_column(col.short)
+    style = {"bad": "red", "good": "green", "none": "dim"}
+    for row in rows:
+        table.add_row(row.key, *(f"[{style[tone(at[(row.key, c.key)])]}]"
+                                 f"{compact(at[(row.key, c.key)])}[/]" for c in COLUMNS))
+    return table
+
+
+def write(cells: Sequence[Cell], directory: Path, *, seed: int, quick: bool) -> None:
+    (directory / "matrix.md").write_text(markdown(cells, seed=seed, quick=quick),
+                                         encoding="utf-8")
+    (directory / "matrix.json").write_text(
+        json.dumps(to_json(cells, seed=seed, quick=quick), indent=2) + "\n", encoding="utf-8")
+
+
+def matrix_directory(results: Path) -> Path:
+    from experiments.runner import new_run_directory
+
+    directory = new_run_directory(results, "matrix")
+    directory.mkdir(parents=True)
+    return directory
+
+
+def run(*, quick: bool, jobs: int, only: str | None, results: Path, seed: int,
+        ) -> tuple[list[Cell], Path]:
+    """Plan the grid, run its cells, write matrix.md and matrix.json; the cells and where."""
+    cells = plan(select_rows(only, quick), quick)
+    directory = matrix_directory(results)
+    run_cells(cells, directory, seed=seed, jobs=jobs)
+    write(cells, directory, seed=seed, quick=quick)
+    return cells, directory

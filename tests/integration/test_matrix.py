@@ -1,0 +1,49 @@
+"""``scalelab matrix`` for real: cells run as ordinary runs, the grid and its files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_matrix_runs_its_cells_and_writes_the_grid(scalelab: Any, tmp_path: Path) -> None:
+    results = tmp_path / "m"
+    r = scalelab("matrix", "--quick", "--only", "celery-redbeat", "--jobs", "2",
+                 "--seed", "3", "--results", str(results), timeout=240)
+    assert r.returncode == 0, r.stderr
+    [directory] = [d for d in results.iterdir() if d.name.endswith("-matrix")]
+    data = json.loads((directory / "matrix.json").read_text())
+    assert data["seed"] == 3 and [row["key"] for row in data["rows"]] == ["celery-redbeat"]
+    measured = {c["column"]: c for c in data["cells"] if c["measured"]}
+    assert set(measured) == {"none", "kill"}
+    for cell in measured.values():
+        assert cell["due"] > 0 and cell["ok"] + cell["lost"] + cell["duplicated"] + cell[
+            "recovered"] <= cell["due"]
+        assert (directory / cell["run_dir"] / "events.jsonl").is_file()
+    assert measured["none"]["duplicated"] == 0  # the lock lets one beat send
+    assert {c["reason"] for c in data["cells"] if not c["measured"]} == {
+        "not measured", "n/a: no data store"}
+    md = (directory / "matrix.md").read_text()
+    assert "celery-redbeat docs" in md and "summary.md)" in md
+    # the terminal grid: one line for the row, every column headed
+    row_lines = [ln for ln in r.stdout.splitlines() if "celery-redbeat" in ln]
+    assert len(row_lines) == 1 and "dup 0/" in row_lines[0]
+
+
+def test_an_unknown_row_is_one_line_and_runs_nothing(scalelab: Any, tmp_path: Path) -> None:
+    r = scalelab("matrix", "--only", "apscheduler5", "--results", str(tmp_path / "m"))
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "unknown row 'apscheduler5'" in r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_k8s_cronjob_locally_says_it_needs_kubernetes(scalelab: Any, tmp_path: Path) -> None:
+    r = scalelab("run", "k8s-cronjob")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "kubernetes platform" in r.stderr
+    assert not list((tmp_path / "results").glob("*k8s-cronjob*"))
