@@ -11,6 +11,7 @@ from experiments.catalog import (
     k8s_cronjob,
     leader_failover,
     loop_starvation,
+    pool_child_kill,
     prefetch_loss,
     restart_survival,
     scheduler_duplicates,
@@ -33,6 +34,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         workers_per_replica.SPEC,
         eta_redelivery.SPEC,
         prefetch_loss.SPEC,
+        pool_child_kill.SPEC,
     )
 }
 
