@@ -9,7 +9,7 @@ SEED   ?= 1
 JOBS   ?= 4
 PORT   ?= 8765
 
-.PHONY: lock setup lab serve suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
+.PHONY: lock setup lab matrix serve suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
 
 # --- installing -------------------------------------------------------------------
 # Every install takes its versions from one lock (every extra resolved together, for
@@ -77,6 +77,11 @@ setup: $(DEV)  ## create .venv and install the lab and its development tools int
 
 lab: $(STAMP)  ## run the catalogue on the local platform (quick settings, JOBS at a time)
 	$(VENV)/bin/scalelab suite --quick --seed $(SEED) --jobs $(JOBS)
+
+# Its own target: about 32 runs (one of them 70 s long), minutes even JOBS at a time,
+# past what `make lab` may take.
+matrix: $(STAMP)  ## the fixes matrix: each scheduling mechanism under each fault (quick)
+	$(VENV)/bin/scalelab matrix --quick --seed $(SEED) --jobs $(JOBS)
 
 serve: $(STAMP)  ## browse results/ at http://127.0.0.1:$(PORT)/ (read-only, until Ctrl-C)
 	$(VENV)/bin/scalelab serve --results results --port $(PORT)
