@@ -38,7 +38,8 @@ def finished_ticks(ledger: Ledger, run: str) -> dict[str, list[Any]]:
     return found
 
 
-def run_until(platform: LocalPlatform, run: str, ticks: int, timeout: float) -> dict[str, list[Any]]:
+def run_until(platform: LocalPlatform, run: str, ticks: int,
+              timeout: float) -> dict[str, list[Any]]:
     ledger = platform.ledger
     ledger.begin_run(run)
     try:
