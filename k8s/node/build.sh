@@ -3,9 +3,9 @@
 # the repository, keyed by release, so later bring-ups (and CI on this machine)
 # skip the build:
 #
-#   $SCALELAB_KUBE_CACHE/<release>/bin/   kube-apiserver kube-controller-manager
-#                                         kube-scheduler kubelet kube-proxy kubectl
-#                                         coredns pause
+#   $SCALELAB_KUBE_CACHE/<release>/bin/   kube-apiserver etcd kube-controller-manager
+#                                         kube-scheduler kubelet kube-proxy coredns
+#                                         pause kubectl
 #   $SCALELAB_KUBE_CACHE/<release>/build.log   what was built, and how long it took
 #
 # The Kubernetes binaries come from ./go.mod (its `tool` lines), CoreDNS from
@@ -46,16 +46,19 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitMinor=$KUBE_MINOR -X $pkg.gitTreeState=clean"
 done
 
-build_kube() {  # build_kube NAME
+build_tool() {  # build_tool NAME PACKAGE: one tool of ./go.mod into the cache
   [ -x "$bin/$1" ] && return 0
-  say "kubernetes $KUBE_VERSION: building $1"
+  say "$1: building $2"
   local t0
   t0=$(date +%s)
-  (cd "$here" && go build -ldflags "$ldflags" -o "$bin/$1.tmp" "k8s.io/kubernetes/cmd/$1")
+  (cd "$here" && go build -ldflags "$ldflags" -o "$bin/$1.tmp" "$2")
   mv "$bin/$1.tmp" "$bin/$1"
-  say "kubernetes $KUBE_VERSION: $1 built in $(( $(date +%s) - t0 )) s"
+  say "$1: built in $(( $(date +%s) - t0 )) s"
 }
+build_kube() { build_tool "$1" "k8s.io/kubernetes/cmd/$1"; }
 
+build_kube kube-apiserver
+build_tool etcd go.etcd.io/etcd/server/v3  # the release this Kubernetes pins (go.mod)
 for tool in "${kube_tools[@]}"; do
   build_kube "$tool"
 done

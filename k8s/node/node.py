@@ -300,6 +300,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
                          "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
         "serializeImagePulls": False,
+        "podLogsDir": str(STATE / "pod-logs"),
         "syncFrequency": "10s",
     }, indent=1))
     (STATE / "kube-proxy.yaml").write_text(json.dumps({
@@ -337,10 +338,10 @@ def commands() -> dict[str, list[str]]:
     p = PKI
     return {
         "etcd": [
-            shutil.which("etcd") or "etcd", "--name", NODE, "--data-dir", str(STATE / "etcd"),
+            etcd_bin(), "--name", NODE, "--data-dir", str(STATE / "etcd"),
             "--listen-client-urls", ETCD_CLIENT, "--advertise-client-urls", ETCD_CLIENT,
             "--listen-peer-urls", ETCD_PEER, "--initial-advertise-peer-urls", ETCD_PEER,
-            "--initial-cluster", f"{NODE}={ETCD_PEER}", "--log-level", "warn"],
+            "--initial-cluster", f"{NODE}={ETCD_PEER}", "--logger", "zap", "--log-level", "warn"],
         "kube-apiserver": [
             str(BIN / "kube-apiserver"), f"--advertise-address={GATEWAY}",
             f"--bind-address={GATEWAY}", "--secure-port=6443",
@@ -378,6 +379,13 @@ def commands() -> dict[str, list[str]]:
         "kube-proxy": [str(BIN / "kube-proxy"), f"--config={STATE / 'kube-proxy.yaml'}", "--v=0"],
         "coredns": [str(BIN / "coredns"), "-conf", str(STATE / "Corefile")],
     }
+
+
+def etcd_bin() -> str:
+    """etcd of the release Kubernetes pins (build.sh), else the one on PATH (Debian's 3.4,
+    which predates health endpoints the API server has relied on since 1.31)."""
+    own = BIN / "etcd"
+    return str(own) if own.exists() else shutil.which("etcd") or "etcd"
 
 
 def kubeconfig_flags(name: str) -> list[str]:
@@ -685,7 +693,7 @@ def sweep() -> None:
     remove_rules()
     restore_sysctls()
     remove_cgroups()
-    for d in ("etcd", "kubelet", "cni-ipam", "containerd", "containerd-opt"):
+    for d in ("etcd", "kubelet", "cni-ipam", "containerd", "containerd-opt", "pod-logs"):
         shutil.rmtree(STATE / d, ignore_errors=True)
     shutil.rmtree(RUN / "containerd", ignore_errors=True)
 
