@@ -216,7 +216,8 @@ class LocalPlatform:
         self._faults().partition(self._replica(instance).name)
 
     def heal(self, instance: Instance) -> None:
-        self._faults().heal(self._replica(instance).name)
+        # By name: an instance that died while cut off (and was replaced) is healed too.
+        self._faults().heal(instance.name)
 
     def skew(self, instance: Instance, seconds: float) -> None:
         """Offset the instance's wall clock by ``seconds`` (within a second)."""

@@ -11,6 +11,7 @@ from experiments.catalog import (
     k8s_cronjob,
     leader_failover,
     loop_starvation,
+    partition,
     pool_child_kill,
     prefetch_loss,
     restart_survival,
@@ -35,6 +36,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         eta_redelivery.SPEC,
         prefetch_loss.SPEC,
         pool_child_kill.SPEC,
+        partition.SPEC,
     )
 }
 

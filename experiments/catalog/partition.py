@@ -1,0 +1,183 @@
+"""partition: one instance cut off the broker Redis for a while; the ledger still sees it.
+
+A network partition is not a crash: the instance keeps running, keeps its state and
+its beliefs, and only loses the broker (locally its own TCP proxy drops its
+connections and refuses new ones; the ledger is never proxied, so every execution is
+still observed). Three ways it turns into duplicates, by ``--mechanism``:
+
+- ``scheduler-lock``: API replicas with the per-tick Redis lock. The cut-off replica
+  cannot take the lock; the lab's guard fails open (as a lock whose TTL passed while
+  its holder was away) and runs every tick the others run too.
+- ``redbeat``: two beats behind celery-redbeat's lock; the holder is cut off past the
+  lock timeout and the standby takes the lock. Users report the old holder sending on
+  (celery-redbeat #127, #129); measured here with celery-redbeat 2.4.2, the holder's
+  beat dies of the refused connection instead, and the ticks between its last send
+  and the standby's first are missed — no duplicate.
+- ``worker``: a Celery worker cut off mid-task with acks late: the task's effect
+  happens, its ack cannot reach the broker, the visibility timeout passes and another
+  worker runs it again.
+
+``--partition TARGET`` picks who is cut off: a component (the nemesis picks one, seeded;
+for ``redbeat`` and ``worker`` the one that just started work) or an instance name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from chaos.faults import FaultStep
+from chaos.platform import Topology
+from experiments.checker import Result, Schedule
+from experiments.model import (
+    BadInput,
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    TaskLoad,
+    Verdict,
+    Workload,
+)
+from experiments.summary import Summary, n
+from services.history import Event, Kind
+
+NAME = "partition"
+
+PARAMS = (
+    Param("mechanism", "scheduler-lock", "what the partition hits",
+          choices=("scheduler-lock", "redbeat", "worker")),
+    Param("partition", "", "who is cut off: a component or an instance name (default: the "
+          "mechanism's own: api, the redbeat lock holder, the worker running a task)"),
+    Param("partition_at", 1.5, "seconds into the run when the partition begins", 0, 3600),
+    Param("partition_for", 4.0, "seconds the partition lasts", 0.5, 600),
+    Param("duration", 7.0, "seconds of the run window", 2, 3600),
+)
+
+COMPONENT = {"scheduler-lock": "api", "redbeat": "beat", "worker": "worker"}
+REPLICAS = {"scheduler-lock": {"api": 2}, "redbeat": {"beat": 2, "worker": 1},
+            "worker": {"worker": 2}}
+INTERVAL = 0.5  # ticks and beat sends, seconds
+LOCK_TIMEOUT = 2.0  # redbeat's lock: shorter than the partition
+VISIBILITY_TIMEOUT = 2.0  # the worker variant: shorter than the partition
+
+
+def check_target(p: Params) -> str:
+    """The target named by ``--partition`` (a component of this mechanism's topology or
+    one of its instances), or the mechanism's default; BadInput for anything else."""
+    target = p["partition"] or COMPONENT[p["mechanism"]]
+    replicas = REPLICAS[p["mechanism"]]
+    if target in replicas:
+        return str(target)
+    kind, sep, serial = str(target).rpartition("-")
+    if sep and kind in replicas and serial.isdigit() and 1 <= int(serial) <= replicas[kind]:
+        return str(target)
+    names = [*replicas, *(f"{c}-{i + 1}" for c, k in replicas.items() for i in range(k))]
+    raise BadInput(f"--partition {target!r} is not in this run (targets: {', '.join(names)})")
+
+
+def partition_window(events: Sequence[Event]) -> tuple[float, float] | None:
+    cut = next((e.t for e in events if e.kind == Kind.FAULT and e.mechanism == "partition"),
+               None)
+    healed = next((e.t for e in events if e.kind == Kind.FAULT and e.mechanism == "heal"), None)
+    return (cut, healed) if cut is not None and healed is not None else None
+
+
+def measure(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
+    window = partition_window(events)
+    victim = next((e.instance for e in events
+                   if e.kind == Kind.FAULT and e.mechanism == "partition"), None)
+    by_victim = [e for e in events if (e.kind == Kind.FINISH and e.instance == victim)
+                 or (e.kind == Kind.START and e.detail.get("via") == victim)]
+    return {
+        "partitioned": victim,
+        "partition_seconds": round(window[1] - window[0], 3) if window else None,
+        "executions_by_partitioned_instance": sum(1 for e in by_victim if e.kind == Kind.FINISH)
+        + sum(1 for e in by_victim if e.kind == Kind.START),
+        "duplicated": result.counts["duplicated"],
+        "extra_executions": result.extra_executions,
+    }
+
+
+def judge(p: Params, r: Result) -> Verdict:
+    c = r.counts
+    text = (f"{p['mechanism']}, {p['partition'] or COMPONENT[p['mechanism']]} cut off for "
+            f"{p['partition_for']:g} s: {c['duplicated']}/{r.expected} duplicated, "
+            f"{r.extra_executions} extra, {c['lost']} lost")
+    if p["mechanism"] == "redbeat":
+        # Measured with celery-redbeat 2.4.2: a refused connection ends the holder's beat
+        # (a ConnectionError out of its tick); the standby sends once the lock expires.
+        return (c["duplicated"] == 0 and c["lost"] > 0,
+                text + " (want ticks missed while the lock expires, none duplicated: the "
+                "cut-off holder dies instead of sending on)")
+    return c["duplicated"] > 0, text + " (want duplicated > 0)"
+
+
+def _says(s: Summary) -> str:
+    p = s["parameters"]
+    what = {"scheduler-lock": "per-tick lock, a replica cut off",
+            "redbeat": "redbeat lock holder cut off",
+            "worker": "worker cut off mid-task, acks late"}[p["mechanism"]]
+    return f"{what} for {p['partition_for']:g} s: {n(s, 'duplicated')}"
+
+
+CELLS = (
+    Cell("left-out", "Network partition", "AsyncIOScheduler", {"mechanism": "scheduler-lock"},
+         _says),
+    Cell("left-out", "Network partition", "Celery",
+         {"mechanism": lambda m: m in ("redbeat", "worker")}, _says),
+)
+
+
+def build(p: dict[str, Any]) -> Experiment:
+    target = check_target(p)
+    if not 0 < p["partition_at"] < p["duration"]:
+        raise BadInput("--partition-at must fall inside the run (0 < partition-at < duration)")
+    mechanism = p["mechanism"]
+    mid_job = mechanism != "scheduler-lock" and target == COMPONENT[mechanism]
+    fault = FaultStep("partition", target, at=p["partition_at"], duration=p["partition_for"],
+                      on="start" if mid_job else "",
+                      mechanism={"redbeat": "beat", "worker": "celery"}.get(mechanism, ""))
+    settings: dict[str, Any] = {"partitionable": True}
+    schedules: tuple[Schedule, ...] = ()
+    tasks = None
+    drain = 3.0
+    if mechanism == "scheduler-lock":
+        settings |= {"scheduler_interval": INTERVAL, "scheduler_guard": "redis-lock",
+                     "tick_seconds": 0.02}
+        schedules = (Schedule("tick", INTERVAL),)
+    elif mechanism == "redbeat":
+        settings |= {"scheduler_enabled": False, "beat_interval": INTERVAL,
+                     "beat_guard": "redbeat", "beat_lock_timeout": LOCK_TIMEOUT,
+                     "worker_concurrency": 2}
+        schedules = (Schedule("beat", INTERVAL),)
+        drain = 4.0
+    else:
+        settings |= {"acks": "late", "visibility_timeout": VISIBILITY_TIMEOUT,
+                     "unacked_restore_interval": 0.5, "worker_concurrency": 2}
+        tasks = TaskLoad(1.0, 1.0)
+        drain = p["partition_for"] + VISIBILITY_TIMEOUT + 10.0
+    return Experiment(
+        name=NAME,
+        topology=Topology(replicas=REPLICAS[mechanism], settings=settings),
+        workload=Workload(duration=p["duration"], tasks=tasks),
+        faults=(fault,),
+        schedules=schedules,
+        drain=drain,
+        redelivers=mechanism == "worker",
+    )
+
+
+SPEC = ExperimentSpec(
+    name=NAME,
+    summary="one instance cut off the broker (not the ledger): the per-tick lock, the redbeat "
+            "lock, an ack that cannot be sent",
+    params=PARAMS,
+    build=build,
+    judge=judge,
+    measure=measure,
+    cells=CELLS,
+    variants=({"mechanism": "scheduler-lock"}, {"mechanism": "redbeat"},
+              {"mechanism": "worker"}),
+)
