@@ -4,8 +4,9 @@ Two real short runs (unguarded, then with the per-tick Redis lock) go into a res
 directory; ``scalelab serve`` serves it on a free loopback port in its own process;
 Chromium opens the index, clicks through to the unguarded run, counts the timeline's
 bars against the run's finish events, filters the units to ``duplicated`` and compares
-the two runs. Every request the page makes must stay on the server (no CDN), and no
-script or policy error may reach the console. Screenshots go to the test's tmp dir.
+the two runs, then watches a run in progress turn into a finished one (its page polls).
+Every request the pages make must stay on the server (no CDN), and no script or policy
+error may reach the console. Screenshots go to the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,6 +141,18 @@ def test_browse_a_run_its_timeline_units_and_a_comparison(
             differing = page.locator("table.params-diff").inner_text()
             assert "guard" in differing and "redis-lock" in differing
             page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+            # A run in progress, as the runner leaves it until it is complete: the page
+            # polls, and opens the run when the directory is renamed.
+            partial = results / "20991231T235959Z-scheduler-duplicates.partial"
+            shutil.copytree(unguarded / "logs", partial / "logs")
+            page.goto(f"{server}/runs/{partial.name}")
+            assert "In progress." in page.locator("p.state").inner_text()
+            for name in ("summary.json", "events.jsonl"):
+                shutil.copy(unguarded / name, partial / name)
+            partial.rename(partial.with_name(partial.name.removesuffix(".partial")))
+            page.wait_for_url(f"**/runs/{partial.name.removesuffix('.partial')}", timeout=15_000)
+            assert finished.count() == finish_events(unguarded)
         finally:
             context.close()
     assert not foreign, f"the pages asked for something off the server: {foreign}"
