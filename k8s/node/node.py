@@ -425,7 +425,7 @@ class Supervisor:
                 return f"{name} exited ({proc.returncode}): {tail[-1][:300] if tail else ''}"
         return None
 
-    def up(self, v: dict[str, str]) -> None:
+    def up(self, v: dict[str, str], *, control_plane_only: bool = False) -> None:
         cmd = commands()
         net_up()
         shutil.rmtree(STATE / "etcd", ignore_errors=True)  # a fresh cluster every time
@@ -437,6 +437,11 @@ class Supervisor:
         kubectl("apply", "-f", str(HERE / "bootstrap.yaml"))
         self.start("kube-controller-manager", cmd["kube-controller-manager"])
         self.start("kube-scheduler", cmd["kube-scheduler"])
+        if control_plane_only:
+            wait_until("controller-manager and scheduler",
+                       lambda: http_ok("https://127.0.0.1:10257/healthz")
+                       and http_ok("https://127.0.0.1:10259/healthz"), 60, self.dead)
+            return
         # An image missing from containerd must fail here, not be fetched from a registry.
         self.start("containerd", cmd["containerd"],
                    {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -493,7 +498,7 @@ class Supervisor:
         return proc is not None and proc.poll() is None
 
 
-def supervise() -> int:
+def supervise(control_plane_only: bool = False) -> int:
     """Run the node until SIGTERM/SIGINT, then take it all down (the detached process)."""
     # Orphans (containerd's shims, and through them the containers) are re-parented to
     # us rather than to init, so the teardown can find and end every one of them.
@@ -513,7 +518,7 @@ def supervise() -> int:
         save_sysctls()
         write_configs(v)
         started = time.monotonic()
-        sup.up(v)
+        sup.up(v, control_plane_only=control_plane_only)
         READY.write_text(f"{time.monotonic() - started:.1f}")
         log(f"node ready in {time.monotonic() - started:.0f}s")
         sup.watch()
@@ -766,9 +771,14 @@ def supervisor_pid() -> int | None:
     return pid
 
 
-def preflight() -> None:
+def preflight(control_plane_only: bool = False) -> None:
     if os.geteuid() != 0:
         raise UsageError("needs root (it creates a bridge, mounts and iptables rules)")
+    if control_plane_only:
+        if not all((BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager",
+                                                "kube-scheduler")):
+            raise UsageError(f"no control-plane binaries in {BIN}: run `make node-binaries`")
+        return
     if not (Path(V["KUBE_CACHE_DIR"]) / "complete").exists():
         raise UsageError(f"no binaries for Kubernetes {V['KUBE_VERSION']} in {BIN}: "
                          "run `make node-binaries` (k8s/node/build.sh) first")
@@ -861,19 +871,24 @@ def empty_settings() -> None:
                 "-p", '[{"op": "add", "path": "/data", "value": {}}]')
 
 
-def cmd_up(overlay: str) -> int:
-    preflight()
+def cmd_up(overlay: str, control_plane_only: bool = False) -> int:
+    """The node and the lab. ``control_plane_only``: etcd, the API server,
+    controller-manager and scheduler, no kubelet: the lab's objects are created and
+    admitted, its pods stay Pending (the layer where the API's semantics are tested)."""
+    preflight(control_plane_only)
     started = time.monotonic()
     render_overlay(overlay)  # bad input fails before anything starts
     IMAGES.mkdir(parents=True, exist_ok=True)
-    build_images()
+    if not control_plane_only:
+        build_images()
     if supervisor_pid() is None:
         sweep()  # what a crashed run may have left
         RUN.mkdir(parents=True, exist_ok=True)
         LOGS.mkdir(parents=True, exist_ok=True)
         (RUN / "failed").unlink(missing_ok=True)
         out = open(LOGS / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "supervise"],
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "supervise",
+                                 *(["--control-plane-only"] if control_plane_only else [])],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         out.close()
@@ -900,6 +915,9 @@ def cmd_up(overlay: str) -> int:
     merge_kubeconfig()
     empty_settings()
     kubectl("apply", "-k", str(STATE / "overlay"), timeout=120)
+    if control_plane_only:
+        log(f"control plane up in {time.monotonic() - started:.0f}s: context {CONTEXT!r}")
+        return 0
     # Same tag, perhaps a new image: restart so running pods pick up what was imported.
     kubectl("-n", NAMESPACE, "rollout", "restart",
             *(f"deployment/{d}" for d in ("api", "worker", "beat")))
@@ -942,16 +960,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the node and deploy the lab")
     up.add_argument("--overlay", default=os.environ.get("OVERLAY", "kind"))
+    up.add_argument("--control-plane-only", action="store_true",
+                    help="etcd, API server, controller-manager, scheduler; no kubelet")
     sub.add_parser("images", help="build the images `up` imports (if their inputs changed)")
     sub.add_parser("down", help="stop the node; leave nothing behind")
     sub.add_parser("status", help="say whether the node runs")
     sub.add_parser("leftovers", help="list what the node left (exit 1 if anything)")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig's path")
-    sub.add_parser("supervise", help=argparse.SUPPRESS)
+    sub.add_parser("supervise", help=argparse.SUPPRESS).add_argument(
+        "--control-plane-only", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            return cmd_up(args.overlay)
+            return cmd_up(args.overlay, args.control_plane_only)
         if args.command == "down":
             return cmd_down()
         if args.command == "images":
@@ -960,7 +981,7 @@ def main(argv: list[str] | None = None) -> int:
             build_images()
             return 0
         if args.command == "supervise":
-            return supervise()
+            return supervise(args.control_plane_only)
         if args.command == "kubeconfig":
             print(ADMIN_KUBECONFIG)
             return 0
