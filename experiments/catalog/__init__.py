@@ -7,6 +7,7 @@ from experiments.catalog import (
     beat_duplicates,
     broker_outage,
     celery_kill,
+    clock_skew,
     eta_redelivery,
     k8s_cronjob,
     leader_failover,
@@ -37,6 +38,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         prefetch_loss.SPEC,
         pool_child_kill.SPEC,
         partition.SPEC,
+        clock_skew.SPEC,
     )
 }
 
