@@ -124,7 +124,8 @@ def _stat_key(*paths: Path) -> tuple[tuple[int, int], ...]:
 class Results:
     """A results directory, read on each request (runs appear and finish while serving)."""
 
-    RECHECKS_KEPT = 8  # a re-checked run holds its whole history: keep only a few
+    # A re-checked run holds its whole history: keep the latest up to this many events.
+    EVENTS_KEPT = 2_000_000
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -232,7 +233,9 @@ class Results:
                 except BadInput as exc:
                     outcome = exc
                 self._rechecks[path] = (key, outcome)
-                while len(self._rechecks) > self.RECHECKS_KEPT:
+                while len(self._rechecks) > 1 and sum(
+                        len(o.events) for _, o in self._rechecks.values()
+                        if isinstance(o, store.Recheck)) > self.EVENTS_KEPT:
                     self._rechecks.popitem(last=False)
         if isinstance(outcome, BadInput):
             raise outcome
