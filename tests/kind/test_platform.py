@@ -77,3 +77,35 @@ def test_experiment(experiment: str, args: list[str], kube_context: str) -> None
     r = execute(experiment, args, seed=1, results=RESULTS, platform="kubernetes",
                 context=kube_context, quiet=True)
     assert r.summary["valid"], r.summary["expectation"]
+
+
+def test_requests_spread_over_the_replicas_only_with_a_connection_each(
+        platform: KubernetesPlatform) -> None:
+    # kube-proxy picks a backend per connection (kubernetes/kubernetes#38456): one
+    # keep-alive connection pins every request to one replica; the harness's
+    # connection per request (experiments/workload.py) reaches them all.
+    platform.deploy(Topology(replicas={"api": 3}))
+
+    def takers(client: httpx.Client) -> set[str]:
+        return {client.get(f"{platform.api_url}/healthz").json()["instance"] for _ in range(30)}
+
+    with httpx.Client(timeout=5) as pinned:
+        assert len(takers(pinned)) == 1
+    with httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
+        assert len(takers(fresh)) == 3
+
+
+def test_rolling_restart_right_after_a_scale_replaces_the_new_count(
+        platform: KubernetesPlatform) -> None:
+    platform.deploy(Topology(replicas={"api": 1}))
+    platform.scale("api", 2)  # the second pod does not exist yet
+    platform.rolling_restart("api")
+    assert len(platform.instances("api")) == 2
+
+
+def test_deploy_brings_back_a_broker_left_at_zero(platform: KubernetesPlatform) -> None:
+    from chaos.kubernetes import BROKER_DEPLOYMENT, scale_deployment
+
+    scale_deployment(platform.cluster, BROKER_DEPLOYMENT, 0)  # an outage cut short
+    platform.deploy(Topology(replicas={"api": 1}))
+    assert redis.Redis.from_url(platform.broker_url).ping()

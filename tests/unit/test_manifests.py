@@ -28,7 +28,7 @@ OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomizatio
 TARGETS = ["base", *(f"overlays/{o}" for o in OVERLAYS)]
 APP_COMPONENTS = ("api", "worker", "beat")
 # Oldest and newest Kubernetes the manifests are meant for (kind's node images).
-SCHEMA_VERSIONS = ("1.29.0", "1.32.0")
+SCHEMA_VERSIONS = ("1.29.0", "1.32.0", "1.33.0")  # 1.33: the local node (k8s/node/)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
