@@ -31,10 +31,9 @@ log="$KUBE_CACHE_DIR/build.log"
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 missing() { for b in "$@"; do [ -x "$bin/$b" ] || return 0; done; return 1; }
 
-# In the order the node needs them (the API server alone is already a layer to
+# In the order the node needs them (the control plane alone is already a layer to
 # test against), each its own `go build`: the build cache shares their packages,
-# and each lands in the cache as soon as it is linked. kubectl comes last; until
-# it is there, node.py uses the kubectl on PATH.
+# and each lands in the cache as soon as it is linked.
 kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 start=$(date +%s)
@@ -57,8 +56,6 @@ build_tool() {  # build_tool NAME PACKAGE: one tool of ./go.mod into the cache
 }
 build_kube() { build_tool "$1" "k8s.io/kubernetes/cmd/$1"; }
 
-build_kube kube-apiserver
-build_tool etcd go.etcd.io/etcd/server/v3  # the release this Kubernetes pins (go.mod)
 for tool in "${kube_tools[@]}"; do
   build_kube "$tool"
 done
@@ -80,4 +77,7 @@ fi
 
 touch "$KUBE_CACHE_DIR/complete"
 say "complete: $bin ($(( $(date +%s) - start )) s this run)"
+# Not needed to run the node, so after the stamp: until they are here, node.py uses
+# the etcd (Debian's) and the kubectl on PATH.
+build_tool etcd go.etcd.io/etcd/server/v3  # the release this Kubernetes pins (go.mod)
 build_kube kubectl

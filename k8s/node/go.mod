@@ -201,8 +201,8 @@ require (
 )
 
 tool (
-	// etcd at the release this Kubernetes pins (Debian's 3.4.23 predates the health
-	// endpoints the API server uses since 1.31)
+	// etcd at the release this Kubernetes pins (Debian's 3.4.23, which node.py uses
+	// until this one is built, is older than the 3.4.29 Kubernetes 1.31+ documents)
 	go.etcd.io/etcd/server/v3
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager

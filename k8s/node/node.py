@@ -382,8 +382,8 @@ def commands() -> dict[str, list[str]]:
 
 
 def etcd_bin() -> str:
-    """etcd of the release Kubernetes pins (build.sh), else the one on PATH (Debian's 3.4,
-    which predates health endpoints the API server has relied on since 1.31)."""
+    """etcd of the release Kubernetes pins (build.sh builds it last), else the one on
+    PATH (Debian's 3.4.23: the API server's storage needs nothing newer)."""
     own = BIN / "etcd"
     return str(own) if own.exists() else shutil.which("etcd") or "etcd"
 
