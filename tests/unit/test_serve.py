@@ -113,6 +113,9 @@ def results(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> Path:
     (partial / "logs" / "worker-1.log").write_text("working\n")
     (root / "20261130T080000Z-celery-kill.failed" / "logs").mkdir(parents=True)
     (root / "notes").mkdir()
+    broken = root / "20261130T070000Z-scheduler-duplicates"
+    broken.mkdir()
+    (broken / "summary.json").write_text('{"experiment": "scheduler-dup')
     (root / "outside-link").symlink_to(outside, target_is_directory=True)
     (root / "20261130T100000Z-scheduler-duplicates" / "logs" / "passwd").symlink_to(
         outside / "summary.json")
@@ -165,7 +168,7 @@ def test_index_lists_every_directory_as_what_it_is(client: httpx.Client) -> None
                  "20261130T080000Z-celery-kill.failed", "notes"):
         assert name in page
     assert "secret-run" not in page and "outside-link" not in page  # a symlink out of the tree
-    for state in ("held", "in progress", "could not run", "not a run"):
+    for state in ("held", "in progress", "could not run", "not a run", "unreadable"):
         assert f">{state}</span>" in page
     # newest first: the partial (13:00) before the suite (12:00) before the 08:00 failure
     assert (page.index("T130000Z") < page.index("T120000Z-suite") < page.index("T100000Z")
@@ -262,6 +265,15 @@ def test_a_corrupted_history_is_a_line_numbered_error_inside_the_page(
     assert "What its stored <code>summary.json</code> says" in r.text
     assert "<svg" not in r.text
     assert client.get("/").status_code == 200
+
+
+def test_an_unreadable_summary_is_listed_and_explained(client: httpx.Client,
+                                                       results: Path) -> None:
+    run = "20261130T070000Z-scheduler-duplicates"
+    assert f"{results / run / 'summary.json'}:1: not valid JSON" in client.get("/").text
+    r = client.get(f"/runs/{run}")
+    assert r.status_code == 200
+    assert f"{results / run / 'summary.json'}:1: not valid JSON, corrupted or truncated" in r.text
 
 
 def test_a_run_in_progress_polls_and_follows_its_rename(
