@@ -1,0 +1,88 @@
+"""The fork server's instances are real processes: each leads its own session and process
+group, real signals kill, terminate and pause it, and nothing outlives the lab."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chaos.forkserver import ForkServer
+from chaos.processes import LAB_TAG, free_port
+from tests.conftest import wait_for
+
+SERVE = frozenset({"http.server"})  # a real server process standing in for an instance
+
+
+@pytest.fixture
+def server(lab_tag: str) -> Iterator[ForkServer]:
+    fs = ForkServer({**os.environ, LAB_TAG: lab_tag}, preload=("http.server",), modules=SERVE)
+    try:
+        assert fs.wait_ready()["threads"] == 1
+        yield fs
+    finally:
+        fs.close()
+
+
+def serve(fs: ForkServer, tmp_path: Path, **env: str) -> tuple[int, int]:
+    port = free_port()
+    proc = fs.popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                    {**fs.env, **env}, tmp_path / f"serve-{port}.log", cwd=str(tmp_path))
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(answers, 15, "the forked server to answer")
+    return proc.pid, port
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_an_instance_leads_its_own_session_and_group_and_sees_its_environment(
+        server: ForkServer, tmp_path: Path) -> None:
+    pid, _ = serve(server, tmp_path, SCALELAB_INSTANCE="api-7")
+    assert os.getpgid(pid) == pid and os.getsid(pid) == pid
+    assert pid not in (os.getpid(), server.pid)
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: server.exit_code(pid) is not None, 10, "the kill to be reported")
+    assert server.exit_code(pid) == -signal.SIGKILL
+
+
+def test_terminate_pause_and_resume_are_real_signals(server: ForkServer, tmp_path: Path) -> None:
+    pid, port = serve(server, tmp_path)
+    os.killpg(pid, signal.SIGSTOP)
+    wait_for(lambda: state(pid) == "T", 5, "the group to stop")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+    os.killpg(pid, signal.SIGCONT)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: server.exit_code(pid) is not None, 10, "the terminate to be reported")
+    assert server.exit_code(pid) == -signal.SIGTERM
+
+
+def test_a_replacement_is_a_new_process(server: ForkServer, tmp_path: Path) -> None:
+    first, _ = serve(server, tmp_path)
+    os.killpg(first, signal.SIGKILL)
+    second, _ = serve(server, tmp_path)
+    assert second != first
+    os.killpg(second, signal.SIGKILL)
+    wait_for(lambda: server.exit_code(second) is not None, 10, "the second kill")
+
+
+def test_what_only_takes_effect_at_exec_is_not_forked(server: ForkServer) -> None:
+    args = [sys.executable, "-m", "http.server"]
+    assert server.can_fork(args, server.env)
+    assert not server.can_fork(args, {**server.env, "LD_PRELOAD": "libfaketime.so.1"})
+    assert not server.can_fork(args, {**server.env, "PYTHONPATH": "/elsewhere"})
+    assert not server.can_fork([sys.executable, "-m", "services.api"], server.env)
