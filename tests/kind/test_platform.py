@@ -109,3 +109,26 @@ def test_deploy_brings_back_a_broker_left_at_zero(platform: KubernetesPlatform) 
     scale_deployment(platform.cluster, BROKER_DEPLOYMENT, 0)  # an outage cut short
     platform.deploy(Topology(replicas={"api": 1}))
     assert redis.Redis.from_url(platform.broker_url).ping()
+
+
+def test_loop_starvation_keeps_its_replica_in_the_service(kube_context: str) -> None:
+    # A request that blocks the event loop for the experiment's 1.5 s delays /healthz
+    # as much: the readiness probe's timeout must outlast it (k8s/base/api.yaml).
+    import json
+    import subprocess
+
+    from experiments.cli import execute
+
+    def readiness_failures() -> int:
+        out = subprocess.run(["kubectl", "--context", kube_context, "-n", "scalelab", "get",
+                              "events", "--field-selector", "reason=Unhealthy", "-o", "json"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        return sum(int(e.get("count") or 1) for e in json.loads(out)["items"]
+                   if "Readiness probe failed" in e.get("message", "")
+                   and e["involvedObject"]["name"].startswith("api-"))
+
+    before = readiness_failures()
+    r = execute("loop-starvation", ["--duration", "10"], seed=1, results=RESULTS,
+                platform="kubernetes", context=kube_context, quiet=True)
+    assert r.summary["valid"], r.summary["expectation"]
+    assert readiness_failures() == before

@@ -128,6 +128,60 @@ def test_restricted_pod_security_is_enforced(bring_up: float) -> None:
     assert out.returncode != 0 and "violates PodSecurity" in out.stderr
 
 
+def running_task(pod: str, container: str) -> bool:
+    ids = node.ctr("containers", "ls", "-q",
+                   f'labels."io.kubernetes.pod.name"=={pod},'
+                   f'labels."io.kubernetes.container.name"=={container}', check=False).split()
+    tasks = node.ctr("tasks", "ls", check=False)
+    return any(line.split()[0] in ids and "RUNNING" in line
+               for line in tasks.splitlines()[1:] if line.strip())
+
+
+def test_a_killed_pods_processes_live_out_its_grace_period(bring_up: float) -> None:
+    # A delete with gracePeriodSeconds=0 removes the API object at once, but kubelet
+    # SIGTERMs the containers and SIGKILLs them only after the pod's own
+    # terminationGracePeriodSeconds (kubernetes/kubernetes#120449, #108741). The
+    # platform's kill freezes the app first, so the SIGTERM does nothing and the
+    # frozen processes go at the end of the grace period.
+    from chaos.kubernetes import KubernetesPlatform
+    from chaos.platform import Topology
+
+    platform = KubernetesPlatform(context=node.CONTEXT)
+    platform.deploy(Topology(replicas={"worker": 1}, grace=6))
+    (worker,) = platform.instances("worker")
+    assert running_task(worker.name, "worker")
+    killed = time.monotonic()
+    platform.kill(worker)
+    node.wait_until("the frozen worker's container to end",
+                    lambda: not running_task(worker.name, "worker"), 60)
+    lived = time.monotonic() - killed
+    print(f"a killed pod's processes lived {lived:.1f}s (grace 6 s)")
+    assert 5 <= lived < 6 + 10
+    platform.teardown()
+
+
+def test_an_overlay_applied_again_sets_the_settings_whole(bring_up: float) -> None:
+    from chaos.kubernetes import KubernetesPlatform
+    from chaos.platform import Topology
+
+    def settings() -> dict[str, str]:
+        cm = json.loads(node.kubectl("-n", "scalelab", "get", "configmap/scalelab-settings",
+                                     "-o", "json"))
+        return dict(cm.get("data") or {})
+
+    platform = KubernetesPlatform(context=node.CONTEXT)
+    platform.deploy(Topology(replicas={"api": 1}, settings={"beat_guard": "redbeat"}))
+    platform.teardown()
+    # Client-side apply alone keeps what it did not apply itself: the harness's key.
+    node.kubectl("apply", "-k", str(node.render_overlay("scheduler-leader")))
+    assert settings().get("SCALELAB_BEAT_GUARD") == "redbeat"
+    # The node's up (like the Makefile's cluster-up) empties the settings first.
+    again = run_node("up", "--overlay", "scheduler-leader", timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert settings() == {"SCALELAB_SCHEDULER_GUARD": "leader",
+                          "SCALELAB_LEADER_BACKEND": "kubernetes", "SCALELAB_FENCING": "true"}
+
+
 def test_down_leaves_no_process_mount_link_or_rule(bring_up: float) -> None:
     down = run_node("down", timeout=300)
     assert down.returncode == 0, down.stderr[-2000:]
