@@ -524,9 +524,9 @@ def supervise(control_plane_only: bool = False) -> int:
         sup.watch()
     except Stop as stop:
         log(f"{stop}: stopping")
-    except NodeError as exc:
+    except (NodeError, OSError, subprocess.SubprocessError) as exc:
         log(f"error: {exc}")
-        (RUN / "failed").write_text(str(exc))
+        (RUN / "failed").write_text(str(exc) or type(exc).__name__)
         code = 1
     finally:
         sup.teardown()
@@ -545,7 +545,8 @@ def ctr(*args: str | Path, check: bool = True, timeout: float = 300) -> str:
 
 
 def import_image(archive: Path) -> None:
-    ctr("images", "import", "--no-unpack=false", archive)
+    # unpacked for the snapshotter the CRI uses, as `kind load` imports an image
+    ctr("images", "import", "--snapshotter", "overlayfs", archive)
 
 
 def node_ready() -> bool:
