@@ -209,11 +209,16 @@ class Results:
         cached = self._summaries.get(path)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
+        summary: dict[str, Any] | None = None
         try:
-            summary: dict[str, Any] | None = dict(store.read_summary(path))
-            error = None
+            stored = dict(store.read_summary(path))
         except BadInput as exc:
-            summary, error = None, str(exc)
+            error: str | None = str(exc)
+        else:  # the pages index into these: a run whose shape is wrong is unreadable
+            wrong = [k for k in ("parameters", "counts") if not isinstance(stored.get(k), dict)]
+            error = (f"{path / store.SUMMARY_JSON}: {' and '.join(map(repr, wrong))} must be "
+                     "objects") if wrong else None
+            summary = None if wrong else stored
         self._summaries[path] = (key, summary, error)
         return summary, error
 

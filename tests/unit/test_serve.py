@@ -116,6 +116,11 @@ def results(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> Path:
     broken = root / "20261130T070000Z-scheduler-duplicates"
     broken.mkdir()
     (broken / "summary.json").write_text('{"experiment": "scheduler-dup')
+    misshapen = root / "20261130T060000Z-scheduler-duplicates"
+    misshapen.mkdir()
+    (misshapen / "summary.json").write_text(json.dumps({
+        "experiment": "scheduler-duplicates", "parameters": [SCRIPT], "counts": 3,
+        "window": {"start": T0, "end": T0 + 4}}))
     (root / "outside-link").symlink_to(outside, target_is_directory=True)
     (root / "20261130T100000Z-scheduler-duplicates" / "logs" / "passwd").symlink_to(
         outside / "summary.json")
@@ -274,6 +279,10 @@ def test_an_unreadable_summary_is_listed_and_explained(client: httpx.Client,
     r = client.get(f"/runs/{run}")
     assert r.status_code == 200
     assert f"{results / run / 'summary.json'}:1: not valid JSON, corrupted or truncated" in r.text
+    misshapen = "20261130T060000Z-scheduler-duplicates"
+    assert "&#39;parameters&#39; and &#39;counts&#39; must be objects" in client.get("/").text
+    page = client.get(f"/runs/{misshapen}")
+    assert page.status_code == 200 and SCRIPT not in page.text
 
 
 def test_a_run_in_progress_polls_and_follows_its_rename(
