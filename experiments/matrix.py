@@ -251,10 +251,10 @@ def run_cells(cells: list[Cell], results: Path, *, seed: int, jobs: int,
 
 # --- what a person reads ---------------------------------------------------------------------
 
-def compact(cell: Cell) -> str:
-    """``dup 3/10 · lost 0``, or the reason there is no count."""
+def compact(cell: Cell, short: bool = False) -> str:
+    """``dup 3/10 · lost 0``, or the reason there is no count (its first word if short)."""
     if cell.reason:
-        return cell.reason
+        return cell.reason.split(":")[0] if short else cell.reason
     if cell.counts is None:
         return f"failed: {cell.error}" if cell.error else "not run"
     c = cell.counts
@@ -338,7 +338,8 @@ def terminal_grid(cells: Sequence[Cell]) -> Any:
     style = {"bad": "red", "good": "green", "none": "dim"}
     for row in rows:
         table.add_row(row.key, *(f"[{style[tone(at[(row.key, c.key)])]}]"
-                                 f"{compact(at[(row.key, c.key)])}[/]" for c in COLUMNS))
+                                 f"{compact(at[(row.key, c.key)], short=True)}[/]"
+                                 for c in COLUMNS))
     return table
 
 
