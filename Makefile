@@ -53,7 +53,7 @@ endef
 $(STAMP): pyproject.toml $(LOCK)
 	$(call install,-e .)
 	@# APScheduler 4.0.0a6 (a pre-release) apart: it has APScheduler 3's import name.
-	@$(PY) -m chaos.apscheduler4
+	@uv=$$($(FIND_UV)); SCALELAB_UV="$$uv" $(PY) -m chaos.apscheduler4
 	@env -u PYTHONDONTWRITEBYTECODE $(PY) -m bench.bytecode
 	@touch $@
 

@@ -20,6 +20,7 @@ from chaos.platform import PlatformError
 
 PINNED = "4.0.0a6"  # keep equal to services.api.scheduler4.PINNED
 TARGET_ENV = "SCALELAB_APSCHEDULER4_DIR"  # somewhere else to keep it
+UV_ENV = "SCALELAB_UV"  # a uv to install it with (make passes its own), else pip
 
 
 def target_dir() -> Path:
@@ -38,9 +39,12 @@ def ensure_installed() -> Path:
     directory = target_dir()
     if installed(directory):
         return directory
+    uv = os.environ.get(UV_ENV)
+    installer = ([uv, "pip", "install", "--quiet", "--python", sys.executable] if uv else
+                 [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                  "--upgrade"])
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "--no-deps", "--upgrade", "--target", str(directory), f"apscheduler=={PINNED}"],
+        [*installer, "--no-deps", "--target", str(directory), f"apscheduler=={PINNED}"],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     if proc.returncode != 0 or not installed(directory):
         why = (proc.stderr.strip().splitlines() or ["no reason given"])[-1]
