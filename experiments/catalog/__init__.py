@@ -5,6 +5,7 @@ from __future__ import annotations
 from experiments.catalog import (
     background_loss,
     beat_duplicates,
+    broker_eviction,
     broker_outage,
     celery_kill,
     clock_skew,
@@ -39,6 +40,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         pool_child_kill.SPEC,
         partition.SPEC,
         clock_skew.SPEC,
+        broker_eviction.SPEC,
     )
 }
 

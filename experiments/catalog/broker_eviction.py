@@ -1,0 +1,129 @@
+"""broker-eviction: the broker Redis at its memory limit, under each eviction policy.
+
+Celery's Redis caveats: the broker's keys (the queue, the unacknowledged hash, kombu's
+``_kombu.binding.*`` routing keys, the scheduler's per-tick locks) are not a cache, so
+run it with ``maxmemory-policy noeviction``. Here the broker gets a ``maxmemory`` a
+little above what the lab needs idle, and a burst of tasks that outgrows it:
+
+- ``allkeys-lru`` (or any eviction policy): Redis makes room by evicting keys, the
+  broker's own included — a queue is one key, and every task in it goes at once; once
+  nothing evictable is left, writes are refused as well;
+- ``noeviction``: nothing is evicted, writes are refused (``OOM command not allowed``).
+  Measured here: not only the submissions — the worker's own bookkeeping write (the
+  ``HSET`` of kombu's unacked hash after it popped a task) is refused, Celery calls it
+  an unrecoverable error and the worker exits; its replacement does the same, so the
+  backlog is not worked off: the acknowledged tasks are not run in the run.
+
+Either way acknowledged tasks are lost to the run. The per-tick locks share the
+Redis: a lock evicted, or its ``SET`` refused, lets a tick run twice (the lab's guard
+fails open). The summary counts both, per policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from chaos.platform import Topology
+from experiments.checker import Result, Schedule
+from experiments.model import (
+    BadInput,
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    TaskLoad,
+    Verdict,
+    Workload,
+)
+from experiments.summary import Summary, n
+from services.history import Event
+
+NAME = "broker-eviction"
+
+PARAMS = (
+    Param("policy", "allkeys-lru", "the broker's maxmemory-policy",
+          choices=("noeviction", "allkeys-lru", "allkeys-random", "volatile-lru")),
+    Param("maxmemory", "1100kb", "the broker's maxmemory, e.g. 1100kb or 2mb (the lab's broker "
+          "uses about 1mb idle)"),
+    Param("rate", 60.0, "tasks sent per second (far more than the worker runs)", 1, 500),
+    Param("duration", 3.0, "seconds of submissions", 1, 600),
+)
+
+
+def tasks_of(result: Result) -> list[Any]:
+    return [u for u in result.units.values() if u.work_id.startswith("task-")]
+
+
+def ticks_of(result: Result) -> list[Any]:
+    return [u for u in result.units.values() if u.work_id.startswith("tick@")]
+
+
+def measure(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any]:
+    tasks, ticks = tasks_of(result), ticks_of(result)
+    return {
+        "tasks_acknowledged": sum(u.acknowledged for u in tasks),
+        "tasks_lost": sum(u.verdict == "lost" for u in tasks),
+        "ticks_duplicated": sum(u.verdict == "duplicated" for u in ticks),
+        "ticks_due": sum(u.due for u in ticks),
+    }
+
+
+def judge(p: Params, r: Result) -> Verdict:
+    m = measure(p, (), r)
+    text = (f"maxmemory {p['maxmemory']}, {p['policy']}: tasks lost {m['tasks_lost']}/"
+            f"{m['tasks_acknowledged']} acknowledged, ticks duplicated "
+            f"{m['ticks_duplicated']}/{m['ticks_due']}")
+    if p["policy"] == "noeviction":
+        return m["tasks_lost"] > 0, text + (" (want tasks lost to the run: refused writes stop"
+                                            " the worker, the backlog is not worked off)")
+    return m["tasks_lost"] > 0, text + " (want tasks lost: the broker's own keys evicted)"
+
+
+def _says(s: Summary) -> str:
+    p, m = s["parameters"], s.get("measured") or {}
+    return (f"{p['policy']} at {p['maxmemory']}: tasks lost {m.get('tasks_lost')}/"
+            f"{m.get('tasks_acknowledged')}, ticks duplicated {m.get('ticks_duplicated')}")
+
+
+CELLS = (
+    Cell("left-out", "Broker eviction", "Celery", {}, _says),
+    Cell("left-out", "Broker eviction", "AsyncIOScheduler", {},
+         lambda s: f"{s['parameters']['policy']}: per-tick locks, {n(s, 'duplicated')}"),
+)
+
+
+def build(p: dict[str, Any]) -> Experiment:
+    if not re.fullmatch(r"[0-9]+(kb|mb|gb)", p["maxmemory"]) or p["maxmemory"][0] == "0":
+        raise BadInput(f"--maxmemory takes a size such as 1100kb or 2mb, not {p['maxmemory']!r}")
+    return Experiment(
+        name=NAME,
+        topology=Topology(
+            replicas={"api": 2, "worker": 1},
+            settings={"broker_maxmemory": p["maxmemory"],
+                      "broker_maxmemory_policy": p["policy"],
+                      "scheduler_interval": 0.5, "scheduler_guard": "redis-lock",
+                      "tick_seconds": 0.02, "acks": "late", "worker_concurrency": 1,
+                      "visibility_timeout": 60.0},
+        ),
+        workload=Workload(duration=p["duration"], tasks=TaskLoad(p["rate"], 0.05)),
+        schedules=(Schedule("tick", 0.5),),
+        # Long enough for the one worker to run the whole backlog (20 tasks a second).
+        drain=p["rate"] * p["duration"] * 0.05 + 8.0,
+        redelivers=True,
+    )
+
+
+SPEC = ExperimentSpec(
+    name=NAME,
+    summary="the broker Redis at its maxmemory: noeviction refuses writes, an eviction "
+            "policy drops the broker's own keys",
+    params=PARAMS,
+    build=build,
+    judge=judge,
+    measure=measure,
+    cells=CELLS,
+    variants=({"policy": "noeviction"}, {"policy": "allkeys-lru"}),
+)
