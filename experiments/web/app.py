@@ -21,7 +21,13 @@ from fastapi.responses import (
     Response,
 )
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    PackageLoader,
+    StrictUndefined,
+    UndefinedError,
+    select_autoescape,
+)
 
 from experiments.checker import VERDICTS
 from experiments.web import pages
@@ -108,10 +114,18 @@ def create_app(results_dir: Path) -> FastAPI:
         if results.entry(path, nested="/" in run_id).kind == Kind.SUITE:
             return not_found(f"{run_id} (a suite: /suites/{run_id})")
         view = pages.run_view(results, path)
-        context = pages.run_page(view, verdict if verdict in VERDICTS else "")
-        progress = results.progress(run_id) if context["poll"] else None
-        return page("run.html", choices=pages.run_choices(results),
-                    events_bytes=progress["events_bytes"] if progress else "", **context)
+        progress = results.progress(run_id) if view.entry.kind == Kind.PARTIAL else None
+        extra: dict[str, Any] = {"choices": pages.run_choices(results),
+                 "events_bytes": progress["events_bytes"] if progress else ""}
+        try:
+            return page("run.html", **extra,
+                        **pages.run_page(view, verdict if verdict in VERDICTS else ""))
+        except (AttributeError, KeyError, TypeError, ValueError, UndefinedError) as exc:
+            # a summary.json of an unexpected shape: say so rather than fail the page
+            view.error = (f"{path / 'summary.json'}: a field has an unexpected shape "
+                          f"({type(exc).__name__}: {exc})")
+            view.summary = None
+            return page("run.html", **extra, **pages.run_page(view, ""))
 
     @app.get("/suites/{suite_id}/report.md")
     def suite_report(suite_id: str) -> Response:

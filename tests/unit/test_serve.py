@@ -101,6 +101,10 @@ def results(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> Path:
               extra_params={"note": f"<b>bold</b>{SCRIPT}"})
     write_run(root / "20261130T110000Z-scheduler-duplicates-2", duplicated_history("api-2"),
               corrupt_line=3)
+    odd = write_run(root / "20261130T050000Z-scheduler-duplicates", duplicated_history("api-2"))
+    summary = json.loads((odd / "summary.json").read_text())
+    (odd / "summary.json").write_text(json.dumps({**summary, "faults": [SCRIPT],
+                                                  "versions": [1, 2]}))
     suite = root / "20261130T120000Z-suite"
     write_run(suite / "20261130T120001Z-scheduler-duplicates", duplicated_history("api-2"))
     locked = [*tick(0, "api-1"), *tick(1, "api-2"), *tick(2, "api-1"), *tick(3, "api-2")]
@@ -283,6 +287,9 @@ def test_an_unreadable_summary_is_listed_and_explained(client: httpx.Client,
     assert "&#39;parameters&#39; and &#39;counts&#39; must be objects" in client.get("/").text
     page = client.get(f"/runs/{misshapen}")
     assert page.status_code == 200 and SCRIPT not in page.text
+    odd = client.get("/runs/20261130T050000Z-scheduler-duplicates")  # faults: a string
+    assert odd.status_code == 200 and "a field has an unexpected shape" in odd.text
+    assert SCRIPT not in odd.text
 
 
 def test_a_run_in_progress_polls_and_follows_its_rename(
