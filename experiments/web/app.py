@@ -116,7 +116,7 @@ def create_app(results_dir: Path) -> FastAPI:
         view = pages.run_view(results, path)
         progress = results.progress(run_id) if view.entry.kind == Kind.PARTIAL else None
         extra: dict[str, Any] = {"choices": pages.run_choices(results),
-                 "events_bytes": progress["events_bytes"] if progress else ""}
+                                 "events_bytes": progress["events_bytes"] if progress else ""}
         try:
             return page("run.html", **extra,
                         **pages.run_page(view, verdict if verdict in VERDICTS else ""))
