@@ -9,6 +9,7 @@ from experiments.catalog import (
     broker_outage,
     celery_kill,
     clock_skew,
+    disconnect_cancel,
     eta_redelivery,
     k8s_cronjob,
     leader_failover,
@@ -41,6 +42,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         partition.SPEC,
         clock_skew.SPEC,
         broker_eviction.SPEC,
+        disconnect_cancel.SPEC,
     )
 }
 
