@@ -8,7 +8,10 @@ second start and finish elsewhere). The main series kills one unit in 2000 (a
 fault every ~6000 events); a fault-heavy series (one unit in 50) shows how the
 checker's cost grows with the number of faults. Reading is timed in two parts as
 well: LRANGE alone (the wire and hiredis) and the whole of ``Ledger.history``
-(LRANGE + ``decode_line``).
+(LRANGE + ``decode_line``). The fast path (``experiments.fastcheck``) then reads
+the same history (``read_buffer``: LRANGE slices joined into one buffer) and judges
+it (``check_buffer``), timed the same way; its Result is compared with the
+reference's (``fast_same_result``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from bench.common import Stopwatch, redis_server
 from experiments.checker import check
+from experiments.fastcheck import check_buffer, read_buffer
 from services.ledger import Ledger, encode_payload, events_key
 
 RUN = "bench-check"
@@ -77,10 +81,21 @@ def _measure(ledger: Ledger, size: int, kill_every: int) -> dict[str, Any]:
     with Stopwatch() as read:
         events = list(ledger.history(RUN))
     assert len(events) == n, (len(events), n)
+    window = (T0, events[-1].t + 1)
     with Stopwatch() as judged:
-        result = check(events, (T0, events[-1].t + 1))
+        result = check(events, window)
     counts = result.counts
+    reference = repr(result)
     del events, result
+    gc.collect()
+    # the fast path, same history: one buffer per LRANGE slice, columns, group-bys
+    with Stopwatch() as fast_read:
+        joined = read_buffer(client, RUN)
+    assert joined is not None
+    with Stopwatch() as fast_judged:
+        fast = check_buffer(*joined, window)
+    same = repr(fast) == reference
+    del joined, fast, reference
     gc.collect()
     client.delete(key)
     total = read.seconds + judged.seconds
@@ -97,6 +112,10 @@ def _measure(ledger: Ledger, size: int, kill_every: int) -> dict[str, Any]:
         "read_and_check_seconds": round(total, 3),
         "read_and_check_us_per_event": round(total / n * 1e6, 3),
         "verdicts": counts,
+        "fast_read_seconds": round(fast_read.seconds, 3),
+        "fast_check_seconds": round(fast_judged.seconds, 3),
+        "fast_read_and_check_seconds": round(fast_read.seconds + fast_judged.seconds, 3),
+        "fast_same_result": same,
     }
 
 
@@ -116,6 +135,11 @@ def run(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000),
         heavy_rows = _series(ledger, heavy, kill_every=50)
     largest = rows[-1]
     return {"sizes": rows, "fault_heavy": heavy_rows, "largest": largest["events"],
+            "largest_fast_read_and_check_seconds": largest["fast_read_and_check_seconds"],
+            "largest_fast_read_seconds": largest["fast_read_seconds"],
+            "largest_fast_check_seconds": largest["fast_check_seconds"],
+            "fast_same_result_everywhere": all(r["fast_same_result"]
+                                               for r in rows + heavy_rows),
             "largest_read_and_check_seconds": largest["read_and_check_seconds"],
             "largest_read_seconds": largest["read_seconds"],
             "largest_check_seconds": largest["check_seconds"]}

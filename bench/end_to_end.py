@@ -1,16 +1,16 @@
 """4. End to end: ``make lab`` from a fresh clone, split into install and experiments.
 
 ``git clone`` of this repository's committed HEAD into a temporary directory, then
-``make setup`` (venv creation, pip upgrade, ``pip install -e '.[dev]'``) and
-``make lab`` (which is ``scalelab suite --quick``; the stamp is fresh, so nothing is
-reinstalled), each timed. ``make lab`` from a fresh clone is their sum (plus the
-clone). The suite's own figure is the ``make lab`` step; the run summaries it
-writes give each experiment's wall time and the configured workload seconds, the
-floor a sequential suite cannot go under.
+``make .venv/.installed`` (what ``make lab`` installs first: the venv and the lab,
+with uv from the lock, and its bytecode) and ``make lab`` (which is ``scalelab suite
+--quick``; the stamp is fresh, so nothing is reinstalled), each timed. ``make lab``
+from a fresh clone is their sum (plus the clone). The suite's own figure is the
+``make lab`` step; the run summaries it writes give each experiment's wall time and
+the configured workload seconds, the floor a sequential suite cannot go under.
 
-Package sources: pip's ordinary configuration on this machine. With
-``SCALELAB_BENCH_COLD=1`` a second clone is set up with ``PIP_NO_CACHE_DIR=1``
-(a cold pip cache; opt-in because it does not fit the 10-minute budget).
+Package sources: the installers' ordinary configuration on this machine. With
+``SCALELAB_BENCH_COLD=1`` a second clone is set up with ``UV_NO_CACHE=1`` and
+``PIP_NO_CACHE_DIR=1`` (cold caches; opt-in: it downloads every package again).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def run(budget: float, cold: bool = False) -> dict[str, Any]:
             head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone,
                                   capture_output=True, text=True, check=True).stdout.strip()
             result["commit"] = head
-            result["setup"] = _step(["make", "setup"], clone, base / "setup.log",
+            result["setup"] = _step(["make", ".venv/.installed"], clone, base / "setup.log",
                                     budget - total_elapsed(total), _env())
             if result["setup"]["exit"] == 0:
                 result["lab"] = _step(["make", "lab"], clone, base / "lab.log",
@@ -127,7 +127,7 @@ def run(budget: float, cold: bool = False) -> dict[str, Any]:
                 _clone(cold_clone)
                 result["setup_cold_cache"] = _step(
                     ["make", "setup"], cold_clone, base / "setup-cold.log", 900,
-                    _env(PIP_NO_CACHE_DIR="1"))
+                    _env(PIP_NO_CACHE_DIR="1", UV_NO_CACHE="1"))
         finally:
             shutil.rmtree(base, ignore_errors=True)
     return result

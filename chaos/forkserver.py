@@ -286,8 +286,8 @@ def serve(preload: Sequence[str]) -> int:
         if not readable:
             continue
         data = os.read(0, 1 << 16)
-        if not data:
-            return 0
+        if not data:  # the harness is done; nothing of ours to flush or finalize
+            os._exit(0)
         pending += data
         *lines, pending = pending.split(b"\n")
         for line in lines:
