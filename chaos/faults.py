@@ -37,6 +37,7 @@ class FaultStep:
     duration: float = 0.0
     grace: float | None = None  # terminate: override the topology's grace period
     offset: float = 0.0  # skew: seconds the target's wall clock is set off the real time
+    delay: float = 0.0  # seconds between picking the target (its event) and the strike
 
     def __post_init__(self) -> None:
         if self.action not in FAULTS:
@@ -102,6 +103,8 @@ def _strike(act: Callable[[Platform, Instance, FaultStep], None], mark: str) -> 
 
     def handler(s: Strike, step: FaultStep) -> None:
         target = s.pick(step)
+        if step.delay and s.wait(step.delay):
+            return  # the run is being stopped
         inflight = s.inflight(target.name)
         act(s.platform, target, step)
         s.record(step, mark, target.name, inflight)

@@ -137,7 +137,7 @@ SPEC = ExperimentSpec(
     judge=judge,
     measure=measure,
     cells=CELLS,
-    quick={"duration": 2.0},
+    quick={"duration": 3.0},
     variants=({}, {"broker_apps": 2, "visibility_timeout": 3600.0},
               {"countdown": 1.0}),
     quick_variants=({}, {"broker_apps": 2, "visibility_timeout": 3600.0}),

@@ -76,7 +76,8 @@ def judge(p: Params, r: Result) -> Verdict:
                 f"{'on' if p['reject_on_worker_lost'] else 'off'}: ran {starts} times, "
                 f"never finished" if not finished else f"poison task finished ({starts} runs)")
         if loops:
-            return starts >= 3 and not finished, text + " (want the loop: 3 or more runs)"
+            return starts >= 2 and not finished, text + " (want it back again and again: 2 or "\
+                "more runs, never finished)"
         return starts == 1 and not finished, text + " (want one run, then gone)"
     text = (f"{p['target']} killed, acks {p['acks']}, reject on worker lost "
             f"{'on' if p['reject_on_worker_lost'] else 'off'}: lost {c['lost']}, recovered "
@@ -120,7 +121,7 @@ def build(p: dict[str, Any]) -> Experiment:
         faults=faults,
         # A poison loop never settles, nor does a task acknowledged as failed: watch a few
         # seconds, no more; a redelivery needs the queue's work (and the timeout) done.
-        drain=6.0 if p["poison"] or gone else 15.0 + (
+        drain=10.0 if p["poison"] else 6.0 if gone else 15.0 + (
             p["visibility_timeout"] if back_later else 0),
         redelivers=p["acks"] == "late",
     )

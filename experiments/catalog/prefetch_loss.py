@@ -51,7 +51,7 @@ PARAMS = (
     Param("concurrency", 1, "pool processes of the worker", 1, 4),
     Param("visibility_timeout", 4.0, "Redis visibility timeout, seconds (kombu's default: "
           "3600)", 1, 86400),
-    Param("task_seconds", 0.5, "how long each task runs", 0.1, 60),
+    Param("task_seconds", 1.0, "how long each task runs", 0.2, 60),
 )
 
 
@@ -156,7 +156,10 @@ def build(p: dict[str, Any]) -> Experiment:
         ),
         workload=Workload(duration=burst, tasks=TaskLoad(TASKS / burst, p["task_seconds"])),
         # Mid-job, once the burst is in: the worker holds a running task and its reserve.
-        faults=(FaultStep("kill", "worker", at=burst + 0.2, on="start", mechanism="celery"),),
+        # Half a task into it, so an early ack (sent when the pool takes the task, through
+        # the worker's busy event loop) has been made before the kill.
+        faults=(FaultStep("kill", "worker", at=burst + 0.2, on="start", mechanism="celery",
+                          delay=p["task_seconds"] / 2),),
         drain=watched(p),
         redelivers=True,
     )
