@@ -180,4 +180,5 @@ SPEC = ExperimentSpec(
     cells=CELLS,
     variants=({"mechanism": "scheduler-lock"}, {"mechanism": "redbeat"},
               {"mechanism": "worker"}),
+    quick_variants=({"mechanism": "scheduler-lock"}, {"mechanism": "worker"}),
 )
