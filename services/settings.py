@@ -76,6 +76,7 @@ class LabSettings(BaseSettings):
     # scheduler), and an HTTP middleware in front of the routes ("base-http": Starlette's
     # BaseHTTPMiddleware, which once cancelled BackgroundTasks on a client disconnect).
     api_workers: int = Field(default=1, ge=1, le=16)
+    api_preload: bool = False  # build the app before forking the workers (gunicorn --preload)
     api_middleware: ApiMiddleware = "none"
 
     # Celery switches for the failures users report (see services.worker.app).

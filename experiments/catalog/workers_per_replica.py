@@ -6,6 +6,10 @@ each API replica has W of them. Unguarded, every tick runs RxW times (RxW-1 extr
 the per-tick Redis lock (``--guard redis-lock``) brings it back to once. The ledger
 keeps the replica's name on each event (what the platform and its faults know) and the
 worker process's pid, so the summary counts the processes that ran ticks.
+
+``--preload`` builds the app once and forks the workers from it, as gunicorn's
+``--preload`` does: the scheduler starts in the lifespan, after the fork, so it still
+runs in every worker (uvicorn-gunicorn-fastapi-docker #227).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ PARAMS = (
     Param("replicas", 2, "API replicas", 1, 8),
     Param("workers", 2, "uvicorn worker processes per replica (--workers)", 1, 8),
     Param("guard", "none", "scheduler guard", choices=("none", "redis-lock")),
+    Param("preload", False, "build the app before forking the workers (gunicorn --preload)"),
     Param("interval", 1.0, "seconds between ticks", 0.2, 60),
     Param("duration", 6.0, "seconds of the run window", 2, 3600),
 )
@@ -61,7 +66,8 @@ def judge(p: Params, r: Result) -> Verdict:
     if p["guard"] == "none":
         held = (median == processes and c["lost"] == 0
                 and (processes == 1 or c["duplicated"] > 0))
-        return held, (f"{p['replicas']} replicas x {p['workers']} workers, unguarded: "
+        preload = ", preloaded" if p["preload"] else ""
+        return held, (f"{p['replicas']} replicas x {p['workers']} workers{preload}, unguarded: "
                       f"{median:g} executions per tick (want {processes}), "
                       f"{c['duplicated']}/{r.expected} duplicated, "
                       f"{r.extra_executions} extra")
@@ -93,7 +99,8 @@ def build(p: dict[str, Any]) -> Experiment:
         name=NAME,
         topology=Topology(
             replicas={"api": p["replicas"]},
-            settings={"api_workers": p["workers"], "scheduler_interval": p["interval"],
+            settings={"api_workers": p["workers"], "api_preload": p["preload"],
+                      "scheduler_interval": p["interval"],
                       "scheduler_guard": p["guard"], "tick_seconds": 0.05,
                       "lock_ttl": max(30.0, p["interval"] * 10)},
         ),
@@ -112,5 +119,6 @@ SPEC = ExperimentSpec(
     measure=measure,
     cells=CELLS,
     quick={"duration": 4.0},
-    variants=({"guard": "none"}, {"guard": "redis-lock"}),
+    variants=({"guard": "none"}, {"guard": "redis-lock"}, {"guard": "none", "preload": True}),
+    quick_variants=({"guard": "none"}, {"guard": "redis-lock"}),
 )

@@ -19,6 +19,13 @@ def main() -> None:
     # uvicorn --workers W (W > 1): W processes, each building its own app (and scheduler)
     # from the environment, so uvicorn is given the factory's import path.
     several = settings.api_workers > 1
+    if several and settings.api_preload:
+        from services.api.preload import serve_preloaded
+
+        serve_preloaded(create_app(settings), args.host, args.port, settings.api_workers,
+                        log_level="warning", access_log=False,
+                        timeout_graceful_shutdown=int(settings.shutdown_grace + 0.999))
+        return
     uvicorn.run(
         "services.api.app:create_app" if several else create_app(settings),
         factory=several,

@@ -24,9 +24,11 @@ def run(scalelab: Any, *args: str) -> dict[str, Any]:
     return summary
 
 
-def test_every_worker_process_of_every_replica_runs_each_tick(scalelab: Any) -> None:
+@pytest.mark.parametrize("preload", [False, True], ids=["uvicorn-workers", "preloaded"])
+def test_every_worker_process_of_every_replica_runs_each_tick(scalelab: Any,
+                                                              preload: bool) -> None:
     s = run(scalelab, "workers-per-replica", "--replicas", "2", "--workers", "2",
-            "--duration", "4")
+            "--duration", "4", "--preload" if preload else "--no-preload")
     m = s["measured"]
     assert s["valid"]
     assert m["executions_per_tick_median"] == 4  # R x W, unguarded
