@@ -96,7 +96,7 @@ def test_blocking_requests_starve_the_embedded_scheduler(scalelab: Any) -> None:
 
 @pytest.mark.parametrize("mechanism", ["background", "celery"])
 def test_rolling_restart(scalelab: Any, mechanism: str) -> None:
-    s = run(scalelab, "restart-survival", "--mechanism", mechanism, "--duration", "5")
+    s = run(scalelab, "restart-survival", "--mechanism", mechanism, "--duration", "7")
     restarts = [f for f in s["faults"] if f["action"] == "restart"]
     assert len(restarts) == 2  # every replica was replaced
     if mechanism == "background":
