@@ -174,51 +174,39 @@ NOTES = """\
 2. **Check cost** (`bench/check_cost.py`): lines in the record script's format are
    RPUSHed in batches (3 events per unit: intent, start, finish; a kill fault and a
    second execution every 2000 units), read back with `Ledger.history` and judged with
-   `check`, each timed; LRANGE alone is timed too. A fault-heavy series (a kill every
-   50 units) shows the cost of faults.
+   `check` (the reference), each timed; LRANGE alone is timed too. Then the same
+   history through the fast path (`experiments/fastcheck.py`): `read_buffer` (the same
+   LRANGE slices, each joined into one buffer as it arrives) and `check_buffer`
+   (numpy cuts the fields into columns; verdicts by group-bys), timed the same way;
+   its `Result` must equal the reference's (`fast_same_result`; the property test
+   `tests/unit/test_fastcheck.py` checks the same on generated histories). A
+   fault-heavy series (a kill every 50 units) shows the cost of faults.
 3. **Topology start** (`bench/topology.py`): wall time of `LocalPlatform.deploy`
    (returns when every API answers `/healthz` and every worker has announced itself;
    includes the watchdog and both redis-servers), then RSS and PSS from /proc summed
-   over each instance's process group; `teardown` in `finally`.
+   over each instance's process group; `teardown` in `finally`. `exec` is how the
+   platform starts instances (a new interpreter each); `fork` has `chaos.forkserver`
+   fork them (each child its own session and process group): `fork-cold` starts the
+   fork server inside the timed span, `fork-warm` before it. The local platform does
+   not start the fork server itself yet; the bench wires it (`forked_instances`).
 4. **End to end** (`bench/end_to_end.py`): `git clone` of HEAD into a temp dir,
-   `make setup`, then `make lab` (= `scalelab suite --quick`), each timed; the step is
-   interrupted (SIGINT, so the lab tears down) if it would overrun the 10-minute
-   budget. `SCALELAB_BENCH_COLD=1` adds `make setup` in a second clone with
-   `PIP_NO_CACHE_DIR=1` (opt-in: it does not fit in 10 minutes).
+   `make .venv/.installed` (the install `make lab` does first), then `make lab`
+   (= `scalelab suite --quick`), each timed; the step is interrupted (SIGINT, so the
+   lab tears down) if it would overrun the bench's budget. `SCALELAB_BENCH_COLD=1`
+   adds `make setup` in a second clone with `UV_NO_CACHE=1 PIP_NO_CACHE_DIR=1`.
 5. **Kill-to-redelivery** (`bench/redelivery.py`): `scalelab run celery-kill
    --acks=late --kills=4` twice (seeds 1, 2); every task killed in flight gives one
    sample: seconds from the kill to its next `start`, on the ledger clock.
+6. **Install** (`bench/install.py`): two fresh clones; `make setup` in one (uv,
+   versions from `requirements.lock`, bytecode of what the lab imports), the previous
+   recipe in the other, command for command (`python -m venv`, pip upgraded,
+   `pip install -e .`, `pip install -e '.[dev]'`). Both installers' caches are as
+   this machine has them (warm), so neither is timed downloading. Then, in the first
+   clone, `make -W pyproject.toml .venv/.installed`: what editing pyproject.toml
+   costs (the lock resolved again, the lab reinstalled).
 
-This machine is shared (2 vCPUs; other sessions run experiments on it), so
-microsecond figures move by up to 2x between runs; the load average is recorded.
-
-## What bounds the missed goals (profiled with pyinstrument and `-X importtime`)
-
-- **Check, 1M events in 3 s.** Measured 8.3 s (read 4.9 s, check 3.4 s) after the
-  fixes this bench's first profile pointed at: `Event` is a named tuple (was a frozen
-  dataclass setting 9 fields through `object.__setattr__`), the cyclic GC is paused
-  while a history is read or checked (every full collection walked every event
-  already built: it doubled both costs and made them grow faster than linearly),
-  ending faults are indexed once per instance (was a scan of every fault for every
-  unfinished start: quadratic in fault-heavy histories), `_Acc` is a slotted class,
-  and no sort of every work_id. What is left is Python's per-event cost: a split, two
-  int and one float conversion and a tuple per line (~2 us here, where one bare
-  `str.split` of a ledger line is 0.35 us), and a few dict/set operations per event in
-  the checker (~1.5-3 us). 3 s would need the decode in C (e.g. a Lua-side or
-  numpy-side columnar read) — not worth a dependency for a lab whose runs hold
-  thousands of events, not millions.
-- **16 API + 4 workers ready in 10 s.** Measured 10.5 s. Bound by interpreter
-  start-up CPU on 2 CPUs: `python -X importtime -c "import services.api.app"` =
-  1.13 s (fastapi 0.58 s, of which `fastapi.openapi.models` 0.20 s; `redis.asyncio`
-  0.22 s; apscheduler 0.08 s), i.e. ~1.1 CPU-s per replica: 16 x 1.1 + 4 workers over
-  2 CPUs is 10 s before any replica is slow. 1 and 4 replicas are ready in ~1.3 and
-  ~2.5 s, so the supervisor is not the bound. The fix would be a fork server (one
-  pre-imported parent forking each replica into its own session); not done.
-- **`make lab` 150 s, experiments 90 s** (met). The quick suite is 17 runs whose
-  configured run windows alone add up to 94 s; they run four at a time
-  (`suite --jobs 4`, each run its own harness process), and `make lab` installs the
-  lab only (the test tools come with `make test`). pip's cache plays no part here:
-  packages come from a local wheelhouse, so warm and cold installs take the same time.
+This machine is shared (2 vCPUs; other sessions run experiments and builds on it),
+so figures move by up to 2x between runs; the load average is recorded.
 """
 
 
