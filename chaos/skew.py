@@ -74,5 +74,6 @@ def skew_environment(seconds: float, inherited: str = "") -> dict[str, str]:
         "DONT_FAKE_MONOTONIC": "1",  # the name libfaketime < 0.9.10 reads
         # A forked child (a pool process) keeps the parent's offset, never restarts it.
         "FAKETIME_DONT_RESET": "1",
+        "NO_FAKE_STAT": "1",  # file times stay real (and start-up's many stat calls fast)
         "SCALELAB_CLOCK_SKEW": f"{seconds:g}",
     }

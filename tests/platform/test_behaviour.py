@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -48,7 +49,9 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         platform.deploy(Topology(
             replicas=REPLICAS,
             settings={"scheduler_interval": 0.25, "scheduler_guard": "none",
-                      "tick_seconds": 0.01, "worker_concurrency": 1},
+                      "tick_seconds": 0.01, "worker_concurrency": 1,
+                      # each instance through its own broker proxy, each clock skewable
+                      "partitionable": True, "skewable": True},
             replace_delay=0.5, grace=3.0))
         ledger = Ledger.from_url(platform.ledger_url)
         ledger.begin_run(RUN)
@@ -121,7 +124,8 @@ def test_a_restart_in_place_keeps_the_name(lab: tuple[Platform, Ledger]) -> None
     restarted = ledger.now()
     wait_for(lambda: ticks_of(ledger, api.name, restarted + 0.5), 90,
              "ticks of the restarted instance, under its own name")
-    assert api.name in names(platform, "api")
+    # Its scheduler ticks from the lifespan, before the server answers: wait for ready.
+    wait_for(lambda: api.name in names(platform, "api"), 30, "the restarted instance ready")
     new_pid = next(i.pid for i in platform.instances("api") if i.name == api.name)
     if api.pid and new_pid:  # a platform that knows process ids: a new process
         assert new_pid != api.pid
@@ -156,3 +160,73 @@ def test_a_broker_outage_empties_the_broker(lab: tuple[Platform, Ledger]) -> Non
         assert ledger.client.ping()  # the ledger is never the fault's target
     finally:
         broker.close()
+
+
+def _not_on(platform: Platform, fault: str) -> None:
+    if platform.name == "kubernetes":
+        pytest.skip(f"{fault} is not yet on the kubernetes platform")
+
+
+def test_a_partitioned_instance_loses_the_broker_not_the_ledger(
+        lab: tuple[Platform, Ledger]) -> None:
+    platform, ledger = lab
+    _not_on(platform, "the partition fault")
+    cut, other = sorted(platform.instances("api"), key=lambda i: i.name)[:2]
+
+    def hands_to_celery(instance: Instance) -> bool:
+        try:  # the route sends a Celery task to the broker: 202 only if it reached it
+            return httpx.post(f"{instance.url}/work/celery", timeout=20,
+                              params={"work_id": "behaviour-partition", "seconds": 0}
+                              ).status_code == 202
+        except httpx.HTTPError:
+            return False
+
+    wait_for(lambda: hands_to_celery(cut), 60, "the instance to reach the broker")
+    platform.partition(cut)
+    try:
+        assert not hands_to_celery(cut)
+        assert hands_to_celery(other)  # only the one instance is cut off
+        since = ledger.now()
+        wait_for(lambda: ticks_of(ledger, cut.name, since), 10,
+                 "ticks from the cut-off instance (the ledger still hears it)")
+    finally:
+        platform.heal(cut)
+    wait_for(lambda: hands_to_celery(cut), 30, "the healed instance to reach the broker")
+
+
+def test_a_skewed_instance_fires_early_by_the_ledger_clock(
+        lab: tuple[Platform, Ledger]) -> None:
+    platform, ledger = lab
+    _not_on(platform, "clock skew")
+    target = one(platform, "api")
+
+    def early(since: float) -> list[float]:
+        return [float(e.detail["due"]) - e.t for e in ledger.read_history(RUN)
+                if e.kind == Kind.START and e.instance == target.name and e.t > since]
+
+    platform.skew(target, 2.0)
+    try:
+        since = ledger.now() + 1.5  # the offset is re-read within a second
+        found = wait_for(lambda: len(e := early(since)) >= 3 and e, 15, "skewed ticks")
+        assert all(1.7 < x < 2.3 for x in found), found
+    finally:
+        platform.skew(target, 0.0)
+
+
+def test_kill_child_kills_one_pool_process_and_the_worker_lives(
+        lab: tuple[Platform, Ledger]) -> None:
+    platform, _ = lab
+    _not_on(platform, "killing one pool process")
+    worker = one(platform, "worker")
+    killed = platform.kill_child(worker)
+    assert killed > 0
+    assert worker.name in names(platform, "worker")
+    wait_for(lambda: _dead(killed), 10, "the pool process to die")
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
