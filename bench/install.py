@@ -39,7 +39,7 @@ def _previous(clone: Path, log: Path, timeout: float) -> dict[str, Any]:
             "seconds": round(seconds, 1), "exit": 0, "timed_out": False}
 
 
-def run(timeout: float = 240.0) -> dict[str, Any]:
+def run(timeout: float = 300.0) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="scalelab-bench-install-"))
     try:
         now, before = base / "now", base / "before"

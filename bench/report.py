@@ -52,8 +52,9 @@ def goals(s: dict[str, Any]) -> list[Goal]:
                 _fmt(lab) + runs + (" (cut off)" if cut else ""), "<= 120",
                 _met(lab, lambda v: v <= 120 and not cut)))
     setup, before = _get(ins, "setup_seconds"), _get(ins, "previous_seconds")
+    before_cut = " (cut off)" if _get(ins, "previous_recipe", "timed_out") else ""
     out.append(("install into a new `.venv` (`make setup`: lab + dev tools), s",
-                f"{_fmt(before)} (pip, the previous recipe)",
+                f"{_fmt(before)}{before_cut} (pip, the previous recipe)",
                 f"{_fmt(setup)} ({_get(ins, 'installer') or '?'}, locked)", "<= 25",
                 _met(setup, lambda v: v <= 25)))
     for label, key, goal, limit in (
