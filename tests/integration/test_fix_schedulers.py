@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +17,9 @@ import pytest
 
 from chaos.local import LocalPlatform
 from chaos.platform import Topology
-from chaos.processes import lab_processes
+from chaos.processes import LAB_TAG, lab_processes
 from services.ledger import Ledger, parse_scheduled
-from tests.conftest import wait_for
+from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +130,32 @@ def test_apscheduler4_not_installable_is_one_line(monkeypatch: pytest.MonkeyPatc
         apscheduler4.ensure_installed()
     assert "4.0.0a6 (pre-release) is not installed" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_postgres_does_not_outlive_an_interrupted_or_killed_harness(
+        lab_tag: str, tmp_path: Path, sig: signal.Signals) -> None:
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "experiments.cli", "run", "scheduler-duplicates",
+         "--scheduler", "apscheduler4", "--replicas", "2", "--duration", "60",
+         "--results", str(tmp_path / "results")],
+        env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def lab_running() -> bool:
+            commands = [cmd for _, cmd in lab_processes(lab_tag)]
+            return (sum("services.api" in c for c in commands) == 2
+                    and any("postgres" in c and "-D" in c for c in commands))
+
+        wait_for(lab_running, 90, "two APScheduler 4 replicas and their PostgreSQL")
+        harness.send_signal(sig)
+        harness.communicate(timeout=30)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+        harness.communicate()
+    wait_for(lambda: not lab_processes(lab_tag), 10, "every lab process, postgres too, to end")
+    if sig == signal.SIGINT:
+        assert harness.returncode == 130
+        # the cluster's private directory (tmp_path is not reachable by nobody) is gone
+        assert not list(Path(tempfile.gettempdir()).glob(f"scalelab-postgres-{lab_tag}-*"))
