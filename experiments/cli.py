@@ -299,7 +299,7 @@ def matrix(quick: bool, jobs: int, only: str | None, results: Path, seed: int) -
     check_results_dir(results)
     cells, directory = fixes.run(quick=quick, jobs=jobs, only=only, results=results, seed=seed)
     # Piped (make, CI logs), the grid keeps one line per row rather than 80 columns.
-    (out if out.is_terminal else Console(width=200)).print(fixes.terminal_grid(cells))
+    (out if out.is_terminal else Console(width=220)).print(fixes.terminal_grid(cells))
     out.print(f"matrix: {directory / 'matrix.md'}")
     failed = [c for c in cells if not c.reason and c.counts is None]
     for cell in failed:

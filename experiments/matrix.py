@@ -64,6 +64,9 @@ class Column:
 COLUMNS = (
     Column("none", "none (steady)", "none"),
     Column("kill", "kill mid-job", "kill"),
+    # the same, the instance restarted under its name (a container restart in its pod):
+    # APScheduler 4's scheduler identity, the instance name, is then stable
+    Column("restart-in-place", "kill mid-job, restarted in place", "in-place"),
     Column("pause", "pause past the lease", "pause"),
     Column("rolling-restart", "rolling restart", "restart"),
     Column("broker-outage", "broker outage", "broker"),
@@ -76,8 +79,8 @@ COLUMNS = (
 COLUMN_DURATIONS = {"rolling-restart": 30.0}
 NOT_YET: frozenset[str] = frozenset()  # faults the lab does not have yet
 
-_SCHEDULER_FAULTS = frozenset({"none", "kill", "pause", "rolling-restart", "broker-outage",
-                               "partition", "clock-skew"})
+_SCHEDULER_FAULTS = frozenset({"none", "kill", "restart-in-place", "pause", "rolling-restart",
+                               "broker-outage", "partition", "clock-skew"})
 _SD = "scheduler-duplicates"
 _BD = "beat-duplicates"
 

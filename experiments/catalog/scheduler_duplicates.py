@@ -36,8 +36,8 @@ from experiments.summary import n, param, processes, ran_in
 
 NAME = "scheduler-duplicates"
 SCHEDULERS = ("apscheduler3", "apscheduler4", "arq")
-FAULTS = ("none", "kill", "pause", "rolling-restart", "broker-outage", "datastore-outage",
-          "partition", "clock-skew")
+FAULTS = ("none", "kill", "restart-in-place", "pause", "rolling-restart", "broker-outage",
+          "datastore-outage", "partition", "clock-skew")
 # what each scheduler's ticks say in the ledger, and which component runs them
 MECHANISM = {"apscheduler3": "apscheduler", "apscheduler4": "apscheduler4", "arq": "arq"}
 COMPONENT = {"apscheduler3": "api", "apscheduler4": "api", "arq": "arq"}
@@ -56,8 +56,9 @@ PARAMS = (
           "replica, APScheduler 4.0.0a6 (a pre-release) in each API replica on one "
           "PostgreSQL data store, or arq cron workers", choices=SCHEDULERS),
     Param("fencing", False, "--guard leader: the ledger refuses a deposed leader's effect"),
-    Param("fault", "none", "kill, pause or cut off the broker (partition) the instance "
-          "running a tick (mid-job); a rolling restart; a broker or data-store outage; one "
+    Param("fault", "none", "kill, kill and restart under the same name (restart-in-place), "
+          "pause or cut off the broker (partition) the instance running a tick (mid-job); a "
+          "rolling restart; a broker or data-store outage; one "
           "instance's clock set ahead (clock-skew)", choices=FAULTS),
     Param("fault_at", 3.0, "seconds into the run when the fault is due", 0, 3600),
     Param("fault_for", 5.0, "seconds a pause, a partition or an outage lasts", 0.1, 600),
@@ -141,10 +142,10 @@ def _faults(p: dict[str, Any]) -> tuple[FaultStep, ...]:
     if p["scale_to"]:
         steps.append(FaultStep("scale", component, at=p["scale_at"], replicas=p["scale_to"]))
     fault, at, lasting = p["fault"], p["fault_at"], p["fault_for"]
-    if fault in ("kill", "pause", "partition"):
+    if fault in ("kill", "restart-in-place", "pause", "partition"):
         # mid-job: the instance whose tick just started in the ledger
         steps.append(FaultStep(fault, component, at=at, on="start", mechanism=mechanism,
-                               duration=0.0 if fault == "kill" else lasting))
+                               duration=lasting if fault in ("pause", "partition") else 0.0))
     elif fault == "clock-skew":
         steps.append(FaultStep("skew", component, at=at, on="start", mechanism=mechanism,
                                offset=p["skew"]))
