@@ -146,9 +146,14 @@ def _table(allowed: bytes) -> Bools:
     return table
 
 
-_DIGITS = _table(b"0123456789")
-_DECIMAL = _table(b"0123456789.")
-_FLOAT = _table(b"0123456789.eE+-")
+_DIGITS_TAB = _table(b"0123456789\t")
+# the bytes of a time: padding, digit, point, exponent or sign, anything else
+_PAD_BYTE, _DIGIT, _POINT, _SIGN, _BAD = range(5)
+_CLASS = np.full(256, _BAD, dtype=np.uint8)
+_CLASS[0] = _PAD_BYTE
+_CLASS[np.frombuffer(b"0123456789", dtype=np.uint8)] = _DIGIT
+_CLASS[ord(".")] = _POINT
+_CLASS[np.frombuffer(b"eE+-", dtype=np.uint8)] = _SIGN
 
 
 class _Columns:
@@ -164,11 +169,11 @@ class _Columns:
         if seps.size != _FIELDS * count - 1:
             raise _Unvouched("not ten fields a line")
         grid = np.append(seps, arr.size).reshape(count, _FIELDS)
-        kinds = np.append(arr[seps], 10).reshape(count, _FIELDS)
-        if not (bool((kinds[:, :-1] == 9).all()) and bool((kinds[:, -1] == 10).all())):
+        # every control byte a tab or a newline, and every tenth one (a line's end) a newline
+        if (int(np.count_nonzero(arr == 10)) != count - 1
+                or not bool((arr[grid[:-1, -1]] == 10).all())):
             raise _Unvouched("not ten fields a line, or a control byte")
         self.arr = arr
-        self.padded = np.concatenate((arr, np.zeros(_PAD, dtype=np.uint8)))
         self.n = count
         self.grid = grid  # row j: the nine tabs of line j, then its end
         self.line_starts = np.concatenate(([0], grid[:-1, -1] + 1))
@@ -188,32 +193,53 @@ class _Columns:
         width = max(1, int(lengths.max(initial=0)))
         if width > _PAD:
             raise _Unvouched("a field too wide for a column")
-        # every field's bytes as one row of a sliding window over the buffer: one gather
-        out = sliding_window_view(self.padded, width)[starts]
-        out[np.arange(width) >= lengths[:, None]] = 0
-        return out.view(f"S{width}").ravel()
+        return self._gather(starts, lengths, width).view(f"S{width}").ravel()
 
     def line(self, row: int) -> bytes:
         return self.buf[int(self.line_starts[row]):int(self.grid[row, -1])]
 
-    def vouch(self, k: int, bad: Bools) -> npt.NDArray[np.uint8]:
-        """Field ``k`` of every line as a byte matrix; unvouched if empty or a byte is bad."""
-        col = self.field(k)
-        raw = col.view(np.uint8).reshape(self.n, -1)
-        if bool(bad[raw].any()) or not bool(raw[:, 0].all()):
-            raise _Unvouched(f"field {k} is not a plain number")
-        return raw
+    def matrix(self, first: int, last: int) -> npt.NDArray[np.uint8]:
+        """Fields ``first`` to ``last`` of every line (tabs between) as a byte matrix,
+        padded with NUL."""
+        starts = self.bounds(first)[0]
+        lengths = self.bounds(last)[1] - starts
+        width = max(1, int(lengths.max(initial=0)))
+        if width > _PAD:
+            raise _Unvouched("a field too wide for a column")
+        return self._gather(starts, lengths, width)
+
+    def _gather(self, starts: Ints, lengths: Ints, width: int) -> npt.NDArray[np.uint8]:
+        """Rows of ``width`` bytes from ``starts``, NUL past each row's length."""
+        last = self.arr.size - width  # a window must end inside the buffer
+        if last < 0:
+            out = np.zeros((starts.size, width), dtype=np.uint8)
+            for i, (s, n) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+                out[i, :n] = self.arr[s:s + n]
+            return out
+        # each row one window over the buffer: one gather, no index matrix, no copy
+        out = sliding_window_view(self.arr, width)[np.minimum(starts, last)]
+        for i in np.flatnonzero(starts > last).tolist():  # the buffer's last few fields
+            s, n = int(starts[i]), int(lengths[i])
+            out[i] = 0
+            out[i, :n] = self.arr[s:s + n]
+        out[np.arange(width) >= lengths[:, None]] = 0
+        return out
 
     def times(self, rows: Ints) -> Floats:
         """The times of ``rows``, parsed as ``float()`` would; unvouched where any line's
         time would not parse (the reference parses them all)."""
-        raw = self.vouch(0, _FLOAT)
+        raw = self.matrix(0, 0)
         width = raw.shape[1]
-        plain = (not bool(_DECIMAL[raw].any())
-                 and bool(((raw == ord(".")).sum(axis=1) <= 1).all())
-                 and bool(((raw >= ord("0")) & (raw <= ord("9"))).any(axis=1).all()))
+        cls = _CLASS[raw]
+        if not bool(raw[:, 0].all()) or bool((cls == _BAD).any()):
+            raise _Unvouched("a time that is not a plain number")
+        # digits and at most one point, not a lone point: float() takes every one of them
+        plain = (not bool((cls == _SIGN).any())
+                 and int(np.count_nonzero(cls == _POINT, axis=1).max()) <= 1
+                 and not bool(((raw[:, 0] == ord(".")) & (raw[:, 1] == 0 if width > 1
+                                                          else True)).any()))
         try:  # numpy's parse is float()'s: correctly rounded (exponents and signs too)
-            if plain:  # digits and at most one point: every line parses; parse only these
+            if plain:  # every line's time parses: parse only these
                 return np.ascontiguousarray(raw[rows]).view(f"S{width}").ravel().astype(
                     np.float64)
             times: Floats = raw.copy().view(f"S{width}").ravel().astype(np.float64)
@@ -223,8 +249,11 @@ class _Columns:
 
     def check_fields(self) -> None:
         """What the reference parses but no verdict reads: pid, attempt, detail."""
-        self.vouch(5, _DIGITS)
-        self.vouch(6, _DIGITS)
+        raw = self.matrix(5, 6)  # pid TAB attempt
+        grid = self.grid
+        if (bool(_DIGITS_TAB[raw].any()) or not bool((grid[:, 5] > grid[:, 4] + 1).all())
+                or not bool((grid[:, 6] > grid[:, 5] + 1).all())):
+            raise _Unvouched("a pid or attempt that is not a plain number")
         starts, ends = self.bounds(8)
         for row in np.flatnonzero(ends > starts).tolist():
             try:
@@ -359,7 +388,7 @@ class _Columns:
         else:
             result_units = dict(zip(map(work_ids.__getitem__, at_idx), made, strict=True))
         # due and never seen: lost (the reference's expression, so the set iterates alike)
-        for work_id in due - dict.fromkeys(work_ids).keys():
+        for work_id in (due - dict.fromkeys(work_ids).keys()) if due else ():
             result_units[work_id] = Unit(work_id, "lost", 0, 0, False, True, (), None)
             others.append(result_units[work_id])
         for u in others:
