@@ -800,8 +800,8 @@ class UsageError(Exception):
 def inputs_digest() -> str:
     """What the lab image is built from (services/Dockerfile's build context)."""
     h = hashlib.sha256()
-    files = [ROOT / "pyproject.toml", ROOT / "services" / "Dockerfile", HERE / "images.sh",
-             HERE / "versions.sh"]
+    files = [ROOT / "pyproject.toml", ROOT / "requirements.lock", ROOT / "services" / "Dockerfile",
+             HERE / "images.sh", HERE / "versions.sh"]
     for pkg in ("services", "chaos", "experiments"):
         files += sorted(p for p in (ROOT / pkg).rglob("*")
                         if p.is_file() and "__pycache__" not in p.parts)

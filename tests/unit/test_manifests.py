@@ -435,6 +435,9 @@ def test_image_installs_only_what_an_instance_imports() -> None:
     text = (ROOT / "services" / "Dockerfile").read_text()
     assert '["optional-dependencies"]["instance"]' in text
     assert '["project"]["dependencies"]' not in text
+    # at the lab's locked versions (and the lock is in the build context)
+    assert "-c requirements.lock" in text and "COPY pyproject.toml requirements.lock" in text
+    assert "!requirements.lock" in (ROOT / ".dockerignore").read_text().splitlines()
     # Every module-level import of services/ is provided by the instance set.
     provider = {"apscheduler": "apscheduler", "celery": "celery", "kombu": "celery",
                 "redbeat": "celery-redbeat", "redis": "redis", "fastapi": "fastapi",
