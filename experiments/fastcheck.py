@@ -362,7 +362,8 @@ class _Columns:
         at_idx = idx.tolist()
         lat = [v if h else None for v, h in zip(lateness[idx].tolist(),
                                                   has_lateness[idx].tolist(), strict=True)]
-        made = list(map(Unit, map(work_ids.__getitem__, at_idx),
+        every = idx.size == units
+        made = list(map(Unit, work_ids if every else map(work_ids.__getitem__, at_idx),
                         np.array(VERDICTS, dtype=object)[verdict[idx]].tolist(),
                         finishes[idx].tolist(), starts[idx].tolist(),
                         acknowledged[idx].tolist(), is_due[idx].tolist(),
@@ -386,7 +387,8 @@ class _Columns:
             by_id.update(replayed)
             result_units = {u.work_id: u for _, u in sorted(by_id.items())}
         else:
-            result_units = dict(zip(map(work_ids.__getitem__, at_idx), made, strict=True))
+            kept = work_ids if len(made) == units else map(work_ids.__getitem__, at_idx)
+            result_units = dict(zip(kept, made, strict=True))
         # due and never seen: lost (the reference's expression, so the set iterates alike)
         for work_id in (due - dict.fromkeys(work_ids).keys()) if due else ():
             result_units[work_id] = Unit(work_id, "lost", 0, 0, False, True, (), None)
