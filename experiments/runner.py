@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from chaos.apscheduler4 import PINNED as APSCHEDULER4
 from chaos.nemesis import LedgerTail, Nemesis
 from chaos.platform import Platform, PlatformError
 from chaos.platforms import PlatformFactory
@@ -54,7 +55,7 @@ class Run:
 
 def versions(ledger: Ledger) -> dict[str, str]:
     found: dict[str, str] = {}
-    for dist in ("celery", "kombu", "redis", "apscheduler", "fastapi", "uvicorn"):
+    for dist in ("celery", "kombu", "redis", "apscheduler", "arq", "fastapi", "uvicorn"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
     with contextlib.suppress(Exception):
@@ -154,6 +155,9 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         progress("checking", w.duration, w.duration)
         events = ledger.read_history(run_id)
         vers = versions(ledger)
+        if experiment.topology.settings.get("scheduler_library") == "apscheduler4":
+            # what the API replicas ran, not the harness's APScheduler 3
+            vers["apscheduler"] = f"{APSCHEDULER4} (pre-release)"
         # Each instance reports, as it shuts down gracefully, how many events it recorded:
         # an account of the ledger kept apart from the ledger itself.
         platform.stop_instances()
