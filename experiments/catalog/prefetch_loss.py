@@ -15,10 +15,11 @@ the acks, and the running one too with acks late; with kombu's default timeout
 (3600 s) all of them are gone for an hour — lost to any run shorter than that, which
 is what #7924 reports. The summary counts the running and the reserved tasks apart.
 
-Measured here besides: with early acks the ack of the task just started frees a
-prefetch slot, so the worker is popping the next message off the queue when the kill
-lands; kombu writes it to the ``unacked`` hash only after the pop, so that one is gone
-for good (a reserved task ``lost``, not delayed).
+Seen here besides, when the kill followed the task's start within milliseconds: the
+early ack of the task just started frees a prefetch slot, so the worker was popping the
+next message off the queue as the kill landed; kombu writes a message to the
+``unacked`` hash only after the pop, so that one was gone for good (a reserved task
+``lost``, not delayed). The kill now lands half a task in, after the early ack.
 """
 
 from __future__ import annotations
