@@ -10,9 +10,9 @@ Each start is taken two ways, side by side:
 
 - ``exec`` (today's way): every instance a new interpreter that imports its app;
 - ``fork``: instances forked by ``chaos.forkserver`` (one pre-imported parent, each
-  child its own session and process group). ``cold``: the fork server is started
-  inside the timed span, so its one import is paid there; ``warm``: it was started
-  and had preloaded before (as it would be for every run after a harness's first).
+  child its own session and process group), preloading what the topology's
+  components import. ``cold``: the fork server is started inside the timed span, so
+  its one import is paid there; ``warm``: it was started and had preloaded before.
 
 Until the local platform wires the fork server in, the bench wires it itself:
 ``forked_instances`` has ``chaos.local`` build each instance's ``Group`` with a
@@ -33,7 +33,7 @@ from typing import Any
 
 import chaos.local
 from bench.common import Stopwatch, group_memory
-from chaos.forkserver import ForkServer
+from chaos.forkserver import ForkServer, preload_for
 from chaos.local import LocalPlatform
 from chaos.platform import Topology
 from chaos.processes import LAB_TAG, Group, Watchdog
@@ -92,15 +92,16 @@ def start_once(replicas: dict[str, int], how: str = "exec",
     row: dict[str, Any] = {"replicas": replicas, "how": how}
     server: ForkServer | None = None
     env = {**os.environ, LAB_TAG: platform.tag}
+    preload = preload_for([c for c, n in replicas.items() if n])
     try:
         if how == "fork-warm":
-            server = ForkServer(env)
+            server = ForkServer(env, preload)
             with Stopwatch() as preload:
                 server.wait_ready()
             row["fork_server_preload_seconds"] = round(preload.seconds, 2)
         with Stopwatch() as ready:
             if how == "fork-cold":
-                server = ForkServer(env)
+                server = ForkServer(env, preload)
             with forked_instances(server) if server else contextlib.nullcontext():
                 platform.deploy(Topology(replicas=replicas))
         row["ready_seconds"] = round(ready.seconds, 2)

@@ -48,14 +48,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# What the lab's instances import before they serve (and what they load as they start).
-PRELOAD = (
-    "uvicorn", "uvicorn.main", "uvicorn.lifespan.on", "uvicorn.loops.asyncio",
-    "uvicorn.protocols.http.h11_impl",
-    "services.api.app", "services.worker.app", "services.worker.beat",
-    "celery.apps.worker", "celery.apps.beat", "celery.worker.consumer",
-    "celery.concurrency.prefork", "celery.backends.redis", "kombu.transport.redis",
-)
+# What each component's instances import before they serve (and load as they start).
+PRELOAD_FOR = {
+    "api": ("uvicorn", "uvicorn.main", "uvicorn.lifespan.on", "uvicorn.loops.asyncio",
+            "uvicorn.protocols.http.h11_impl", "services.api.app"),
+    "worker": ("services.worker.app", "celery.apps.worker", "celery.worker.consumer",
+               "celery.concurrency.prefork", "celery.backends.redis", "kombu.transport.redis"),
+    "beat": ("services.worker.beat", "celery.apps.beat", "kombu.transport.redis"),
+}
+PRELOAD = tuple(dict.fromkeys(m for modules in PRELOAD_FOR.values() for m in modules))
+
+
+def preload_for(components: Sequence[str]) -> tuple[str, ...]:
+    """What to preload for a topology of these components (a lab of API replicas only
+    need not import celery before its first fork)."""
+    return tuple(dict.fromkeys(m for c in components for m in PRELOAD_FOR.get(c, ())))
 # Modules the server forks; anything else is exec'd as usual.
 MODULES = frozenset({"services.api", "services.worker", "services.worker.beat"})
 # Environment read only when a process starts (by the dynamic loader or the
