@@ -75,8 +75,9 @@ COLUMNS = (
     Column("clock-skew", "clock skew", "skew"),
 )
 # A rolling restart of three replicas (surge one, wait for it, retire one) takes longer
-# than the quick window: an APScheduler 4 replica needs its data store at start.
-COLUMN_DURATIONS = {"rolling-restart": 30.0}
+# than the quick window: an APScheduler 4 replica needs its data store at start. A kill
+# gets the time a replacement takes to start and run ticks (both kills alike).
+COLUMN_DURATIONS = {"rolling-restart": 30.0, "kill": 15.0, "restart-in-place": 15.0}
 NOT_YET: frozenset[str] = frozenset()  # faults the lab does not have yet
 
 _SCHEDULER_FAULTS = frozenset({"none", "kill", "restart-in-place", "pause", "rolling-restart",
