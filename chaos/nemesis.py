@@ -2,8 +2,9 @@
 
 It runs in a thread beside the workload and routes each step to its handler in
 ``chaos.faults.FAULTS``; it is the ``Strike`` those handlers act through. For a
-``mid_job`` step it tails the ledger until an instance of the target component starts work, then strikes that
-instance, and records whether work was in flight on it at that moment. Random
+``mid_job`` step it tails the ledger until an instance of the target component
+starts work, then strikes that instance, and records whether work was in flight
+on it at that moment. Random
 choices (which replica a timed fault hits) come from the run's seeded RNG.
 """
 

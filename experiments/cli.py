@@ -96,7 +96,7 @@ _COMMON = ("seed", "results", "platform", "as_json")
 
 
 def _run_command(spec: ExperimentSpec) -> click.Command:
-    own = [p.option() for p in spec.params]
+    own = [p.option() for p in spec.all_params]
     common = _common_options()
     clash = {str(o.name) for o in own} & {str(o.name) for o in common}
     if clash:
@@ -105,7 +105,7 @@ def _run_command(spec: ExperimentSpec) -> click.Command:
     platform_keys = {str(o.name) for o in platform_options()}
 
     def callback(**given: Any) -> None:
-        values = {p.name: given[p.name] for p in spec.params}
+        values = {p.name: given[p.name] for p in spec.all_params}
         chosen = choose(given["platform"], {k: given[k] for k in platform_keys})
         r = execute(spec, values, seed=given["seed"], results=given["results"],
                     platform=chosen, quiet=given["as_json"])

@@ -226,8 +226,23 @@ class ExperimentSpec:
     variants: tuple[Mapping[str, Any], ...] = ({},)  # what the suite runs
     quick_variants: tuple[Mapping[str, Any], ...] | None = None  # --quick: these (or all)
 
+    @property
+    def generic(self) -> tuple[Param, ...]:
+        """The faults every experiment takes from its command line, unless it declares
+        options of the same names itself (see ``experiments.fault_options``)."""
+        from experiments.fault_options import generic_params
+
+        own = {p.name for p in self.params}
+        mine = {"partition", "partition_at", "partition_for"} & own
+        return tuple(p for p in generic_params() if p.name not in own and not (
+            mine and p.name.startswith("partition")))
+
+    @property
+    def all_params(self) -> tuple[Param, ...]:
+        return (*self.params, *self.generic)
+
     def __post_init__(self) -> None:
-        names = {p.name for p in self.params}
+        names = {p.name for p in self.all_params}
         settings = [self.quick, *self.variants, *(self.quick_variants or ())]
         for where in [*(c.where for c in self.cells), *settings]:
             unknown = set(where) - names
@@ -239,16 +254,16 @@ class ExperimentSpec:
         return self.quick_variants if quick and self.quick_variants is not None else self.variants
 
     def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default for p in self.params}
+        return {p.name: p.default for p in self.all_params}
 
     def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every parameter's value: the defaults, overridden by ``given`` (each checked)."""
-        by_name = {p.name: p for p in self.params}
+        by_name = {p.name: p for p in self.all_params}
         values = self.defaults()
         for key, value in given.items():
             param = by_name.get(key)
             if param is None:
-                known = " ".join(sorted(p.flag for p in self.params))
+                known = " ".join(sorted(p.flag for p in self.all_params))
                 raise BadInput(f"{self.name} has no option --{key.replace('_', '-')} "
                                f"(options: {known})")
             values[key] = param.convert(value)
@@ -256,5 +271,8 @@ class ExperimentSpec:
 
     def experiment(self, values: Mapping[str, Any]) -> Experiment:
         """Build from checked values; the judge and measure come with it."""
-        built = self.build(dict(values))
+        from experiments import fault_options
+
+        built = fault_options.apply(self.build(dict(values)), values,
+                                    {p.name for p in self.generic})
         return replace(built, parameters=dict(values), judge=self.judge, measure=self.measure)

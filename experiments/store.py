@@ -193,7 +193,7 @@ def rebuild(summary: Summary, where: Path) -> Experiment:
     params = summary["parameters"]
     if not isinstance(params, dict):
         raise BadInput(f"{where}: 'parameters' must be an object")
-    known = {p.name for p in spec.params}
+    known = {p.name for p in spec.all_params}
     try:
         return spec.experiment(spec.values({k: v for k, v in params.items() if k in known}))
     except BadInput as exc:

@@ -143,3 +143,16 @@ def test_a_broker_outage_never_touches_the_ledger(scalelab: Any) -> None:
     assert s["measured"]["ticks_during_outage"] >= 2
     assert s["measured"]["ticks_duplicated_during_outage"] >= 1
     assert s["valid"]
+
+
+def test_any_experiment_takes_a_partition_from_its_command_line(scalelab: Any) -> None:
+    # The per-tick lock lives on the broker: the cut-off replica cannot take it, fails
+    # open (see services.api.guards) and runs the tick beside the replica that holds it.
+    s = run(scalelab, "background-loss", "--mechanism", "celery", "--kills", "0",
+            "--duration", "4", "--rate", "2", "--partition", "api-1", "--partition-at", "1",
+            "--partition-for", "2")
+    marks = [(f["action"], f["target"]) for f in s["faults"]]
+    assert marks == [("partition", "api-1"), ("heal", "api-1")]
+    assert s["parameters"]["partition"] == "api-1"
+    # requests the cut-off replica took could not reach the broker: refused, not lost
+    assert s["counts"]["lost"] == 0

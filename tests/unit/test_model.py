@@ -128,3 +128,35 @@ def test_harnesses_checking_one_new_results_directory_at_once_never_fail(
             w.join(timeout=60)
         assert [w.exitcode for w in workers] == [0, 0, 0, 0]
         assert not list(target.iterdir()), "no probe left behind"
+
+
+def test_every_experiment_takes_partition_and_skew_unless_it_has_its_own() -> None:
+    spec = catalog.get("background-loss")
+    e = spec.experiment(spec.values({"partition": "api-2", "partition_at": 1.5,
+                                     "partition_for": 3.0, "skew": "worker-1=-2.5",
+                                     "mechanism": "celery"}))
+    partition, skew = e.faults[-2:]
+    assert (partition.action, partition.component, partition.at, partition.duration) == (
+        "partition", "api-2", 1.5, 3.0)
+    assert (skew.action, skew.component, skew.offset) == ("skew", "worker-1", -2.5)
+    assert e.topology.settings["partitionable"] and e.topology.settings["skewable"]
+    plain = spec.experiment(spec.defaults())
+    assert "partitionable" not in plain.topology.settings
+    assert not any(f.action in ("partition", "skew") for f in plain.faults)
+    # the partition experiment's own options are its own, not the generic ones
+    assert {p.name for p in catalog.get("partition").generic} == {"skew"}
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ({"partition": "api-9"}, "not in this run"),
+    ({"partition": "worker"}, "not in this run"),  # no workers with background tasks
+    ({"partition": "api", "partition_at": 99.0}, "inside the run"),
+    ({"skew": "api-1=3601"}, "within ±3600"),
+    ({"skew": "api-1"}, "TARGET=SECONDS"),
+    ({"skew": "api-1=nan"}, "TARGET=SECONDS"),
+])
+def test_a_partition_or_skew_outside_the_run_is_bad_input(given: dict[str, Any],
+                                                          words: str) -> None:
+    spec = catalog.get("background-loss")
+    with pytest.raises(BadInput, match=words):
+        spec.experiment(spec.values(given))
