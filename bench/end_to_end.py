@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _step(args: list[str], cwd: Path, log: Path, timeout: float,
           env: dict[str, str]) -> dict[str, Any]:
-    """Run one step in its own session; on timeout interrupt it (the lab tears down)."""
+    """Run one step in its own session; on timeout interrupt it (the lab tears down).
+    ``cpu_seconds``: the CPU time of the processes it waited for (what the step cost,
+    whatever else the machine was doing)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with Stopwatch() as sw, open(log, "w") as out:
         proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -57,8 +61,11 @@ def _step(args: list[str], cwd: Path, log: Path, timeout: float,
                 proc.wait(timeout=15)
         finally:
             stop_group(proc, grace=5.0)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     row: dict[str, Any] = {"command": " ".join(args), "seconds": round(sw.seconds, 1),
-                           "exit": proc.returncode, "timed_out": timed_out}
+                           "cpu_seconds": round(cpu, 1), "exit": proc.returncode,
+                           "timed_out": timed_out}
     if proc.returncode != 0:
         row["log_tail"] = log.read_text(errors="replace").strip().splitlines()[-3:]
     return row

@@ -29,14 +29,16 @@ PREVIOUS = (
 
 
 def _previous(clone: Path, log: Path, timeout: float) -> dict[str, Any]:
-    seconds = 0.0
+    seconds = cpu = 0.0
     for args in PREVIOUS:
         step = _step(args, clone, log, timeout - seconds, _env())
         seconds += step["seconds"]
+        cpu += step["cpu_seconds"]
         if step["exit"] != 0 or step["timed_out"]:
-            return {**step, "seconds": round(seconds, 1)}
+            return {**step, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1)}
     return {"command": "python -m venv; pip install -e . -e '.[dev]' (the previous recipe)",
-            "seconds": round(seconds, 1), "exit": 0, "timed_out": False}
+            "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "exit": 0,
+            "timed_out": False}
 
 
 def run(timeout: float = 300.0) -> dict[str, Any]:

@@ -53,9 +53,11 @@ def goals(s: dict[str, Any]) -> list[Goal]:
                 _met(lab, lambda v: v <= 120 and not cut)))
     setup, before = _get(ins, "setup_seconds"), _get(ins, "previous_seconds")
     before_cut = " (cut off)" if _get(ins, "previous_recipe", "timed_out") else ""
-    out.append(("install into a new `.venv` (`make setup`: lab + dev tools), s",
-                f"{_fmt(before)}{before_cut} (pip, the previous recipe)",
-                f"{_fmt(setup)} ({_get(ins, 'installer') or '?'}, locked)", "<= 25",
+    out.append(("install into a new `.venv` (`make setup`: lab + dev tools), s (CPU s)",
+                f"{_fmt(before)} ({_fmt(_get(ins, 'previous_recipe', 'cpu_seconds'))})"
+                f"{before_cut} (pip, the previous recipe)",
+                f"{_fmt(setup)} ({_fmt(_get(ins, 'setup', 'cpu_seconds'))}) "
+                f"({_get(ins, 'installer') or '?'}, locked)", "<= 25",
                 _met(setup, lambda v: v <= 25)))
     for label, key, goal, limit in (
             ("16 API replicas + 4 workers ready (local), s", "largest_ready_seconds", "<= 4", 4.0),
