@@ -41,7 +41,7 @@ def _previous(clone: Path, log: Path, timeout: float) -> dict[str, Any]:
             "timed_out": False}
 
 
-def run(timeout: float = 300.0) -> dict[str, Any]:
+def run(timeout: float = 420.0) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="scalelab-bench-install-"))
     try:
         now, before = base / "now", base / "before"
