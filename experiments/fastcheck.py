@@ -3,10 +3,11 @@
 ``check`` in ``experiments.checker`` is the reference: one ``Event`` per line, one
 Python step per event. That costs ~8 µs an event (a million-event history: 8 s), most
 of it building objects the verdicts never look at. Here the history stays one byte
-buffer (the ledger's lines joined by newlines; ``read_buffer`` has Redis join them, so
-no Python object is made per line): numpy finds the tabs, cuts the few fields a
-verdict depends on (kind, work_id, exec_id, instance, and the time of starts) into
-fixed-width columns, and the verdicts come from group-bys over integer ids.
+buffer (the ledger's lines joined by newlines; ``read_buffer`` joins each LRANGE slice
+as it arrives, so per-line objects live only as long as one slice): numpy finds the
+separators, cuts the few fields a verdict depends on (kind, work_id, exec_id,
+instance, and the time of starts) into fixed-width columns, and the verdicts come from
+group-bys over integer ids. What stays per unit is the Result itself.
 
 It gives exactly the reference's ``Result`` — the same units in the same order, the
 same counts — which ``tests/unit/test_fastcheck.py`` checks on generated histories:
