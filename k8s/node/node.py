@@ -436,12 +436,14 @@ class Supervisor:
                    90, self.dead)
         kubectl("apply", "-f", str(HERE / "bootstrap.yaml"))
         self.start("kube-controller-manager", cmd["kube-controller-manager"])
-        self.start("kube-scheduler", cmd["kube-scheduler"])
         if control_plane_only:
-            wait_until("controller-manager and scheduler",
-                       lambda: http_ok("https://127.0.0.1:10257/healthz")
-                       and http_ok("https://127.0.0.1:10259/healthz"), 60, self.dead)
+            # no kubelet, so no pod to schedule: the scheduler is optional here
+            if (BIN / "kube-scheduler").exists():
+                self.start("kube-scheduler", cmd["kube-scheduler"])
+            wait_until("controller-manager", lambda: http_ok("https://127.0.0.1:10257/healthz"),
+                       60, self.dead)
             return
+        self.start("kube-scheduler", cmd["kube-scheduler"])
         # An image missing from containerd must fail here, not be fetched from a registry.
         self.start("containerd", cmd["containerd"],
                    {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -776,8 +778,7 @@ def preflight(control_plane_only: bool = False) -> None:
     if os.geteuid() != 0:
         raise UsageError("needs root (it creates a bridge, mounts and iptables rules)")
     if control_plane_only:
-        if not all((BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager",
-                                                "kube-scheduler")):
+        if not all((BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager")):
             raise UsageError(f"no control-plane binaries in {BIN}: run `make node-binaries`")
         return
     if not (Path(V["KUBE_CACHE_DIR"]) / "complete").exists():

@@ -37,8 +37,7 @@ def why_not() -> str | None:
         return "opt-in: `make test-node` (brings the local node's control plane up and down)"
     if os.geteuid() != 0:
         return "needs root"
-    if not all((node.BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager",
-                                                 "kube-scheduler")):
+    if not all((node.BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager")):
         return f"no control-plane binaries in {node.BIN}: `make node-binaries`"
     if node.supervisor_pid() is not None:
         return "the local node is already running: `make cluster-down-local` first"
