@@ -1,0 +1,260 @@
+"""Offline checks of k8s/overlays/fixes: it renders, validates against the Kubernetes
+schemas, every pod template (the CronJob's included) meets the restricted Pod Security
+Standard, the CronJob fires nothing outside a run and names its Job for
+services.cronjob, and only lab pods reach PostgreSQL.
+
+Rendering uses the helpers of tests/unit/test_manifests.py (kubectl's kustomize);
+without a kubectl these tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.unit.test_manifests import (
+    by_name,
+    containers,
+    fragment_var,
+    matches,
+    needs_kubectl,
+    objects,
+    render,
+)
+
+TARGET = "overlays/fixes"
+SCHEMA_VERSION = "1.33.0"  # the local node's (k8s/node/) and a current kind's
+LAB = {"app.kubernetes.io/part-of": "scalelab"}
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+pytestmark = needs_kubectl
+
+
+def pod_templates() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(workload name, pod template) of every Deployment and CronJob of the overlay."""
+    for o in render(TARGET):
+        if o["kind"] == "CronJob":
+            yield o["metadata"]["name"], o["spec"]["jobTemplate"]["spec"]["template"]
+        elif o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield o["metadata"]["name"], o["spec"]["template"]
+
+
+def cronjob() -> dict[str, Any]:
+    (cj,) = objects(TARGET, "CronJob")
+    return cj
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+# --- rendering and schemas ---------------------------------------------------------------
+
+
+def test_renders_with_what_the_fixes_need() -> None:
+    names = [(o["kind"], o["metadata"]["name"]) for o in render(TARGET)]
+    assert len(names) == len(set(names)), "duplicate objects"
+    assert {("CronJob", "scalelab-tick"), ("Deployment", "postgres"), ("Service", "postgres"),
+            ("Deployment", "arq"), ("NetworkPolicy", "postgres-from-lab")} <= set(names)
+    for o in render(TARGET):
+        if o["kind"] != "Namespace":
+            assert o["metadata"].get("namespace") == "scalelab", o["metadata"]["name"]
+        assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "scalelab"
+
+
+def test_validates_against_the_kubernetes_schemas() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for o in render(TARGET):
+        # strict: an unknown (e.g. misspelt) field is an error, not silently dropped
+        kubernetes_validate.validate(o, SCHEMA_VERSION, strict=True)
+
+
+# --- restricted pod security, for every pod template --------------------------------------
+
+
+def test_every_pod_template_is_restricted_and_limited() -> None:
+    templates = dict(pod_templates())
+    assert {"scalelab-tick", "postgres", "arq"} <= set(templates)
+    for name, t in templates.items():
+        spec = t["spec"]
+        sc = spec["securityContext"]
+        assert sc["runAsNonRoot"] is True, name
+        assert sc["runAsUser"] > 0, name
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault", name
+        for flag in ("hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace"):
+            assert not spec.get(flag), f"{name}: {flag}"
+        assert spec.get("enableServiceLinks") is False, name
+        # only the API replicas need a token (the leader Lease)
+        assert spec["automountServiceAccountToken"] is (name == "api"), name
+        assert isinstance(spec.get("terminationGracePeriodSeconds"), int), name
+        empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        assert not {v["name"] for v in spec.get("volumes", [])} - empty_dirs, \
+            f"{name}: only emptyDir volumes (no hostPath)"
+        for c in containers(spec):
+            csc = c["securityContext"]
+            assert csc["allowPrivilegeEscalation"] is False, name
+            assert csc["readOnlyRootFilesystem"] is True, name
+            assert csc.get("privileged") in (None, False), name
+            assert csc["capabilities"]["drop"] == ["ALL"], name
+            assert not csc["capabilities"].get("add"), name
+            assert "runAsUser" not in csc or csc["runAsUser"] > 0, name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][bound]), f"{name}: {bound}"
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert mounts.get("/tmp") in empty_dirs, f"{name}: /tmp must be an emptyDir"
+            assert c.get("imagePullPolicy") != "Always", name
+
+
+def test_app_images_are_the_one_cluster_up_loads() -> None:
+    image = fragment_var("IMAGE")
+    for name, t in pod_templates():
+        for c in containers(t["spec"]):
+            if c["image"].startswith("scalelab"):
+                assert c["image"] == image, name
+                assert "command" not in c, f"{name}: the image's ENTRYPOINT (tini) stays PID 1"
+
+
+# --- the CronJob -------------------------------------------------------------------------
+
+
+def test_cronjob_fires_nothing_outside_a_run() -> None:
+    spec = cronjob()["spec"]
+    assert spec["suspend"] is True
+    assert spec["schedule"] == "* * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert "startingDeadlineSeconds" not in spec, "the default: no deadline"
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0, "a failed tick is lost, not retried"
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_cronjob_pod_runs_the_tick_with_the_lab_settings() -> None:
+    from chaos.kubernetes import COMPONENT_LABEL, SETTINGS_CONFIGMAP
+
+    template = cronjob()["spec"]["jobTemplate"]["spec"]["template"]
+    assert template["metadata"]["labels"][COMPONENT_LABEL] == "cronjob"
+    assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "scalelab"
+    (c,) = template["spec"]["containers"]
+    assert c["name"] == "cronjob"
+    assert c["args"] == ["python", "-m", "services.cronjob"]
+    refs = [e["configMapRef"]["name"] for e in c["envFrom"]]
+    assert refs == ["scalelab-platform", SETTINGS_CONFIGMAP]
+    env = env_of(c)
+    assert env["SCALELAB_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["SCALELAB_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        f"metadata.labels['{JOB_NAME_LABEL}']"
+    # LabSettings.component has no "cronjob": setting it would fail the pod's settings
+    assert "SCALELAB_COMPONENT" not in env
+
+
+def test_the_controllers_job_name_is_one_the_tick_reads() -> None:
+    from services.cronjob.__main__ import scheduled_time
+
+    name = cronjob()["metadata"]["name"]
+    # The controller appends "-<minutes>" (11 characters): the API refuses longer names.
+    assert len(name) <= 52
+    minutes = 29_412_345
+    assert scheduled_time(f"{name}-{minutes}") == minutes * 60.0
+    with pytest.raises(ValueError):
+        scheduled_time(name)
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+
+
+def test_postgres_runs_as_its_image_user_on_an_empty_dir() -> None:
+    pod = by_name(TARGET, "Deployment", "postgres")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    name, _, tag = c["image"].partition(":")
+    assert name == "postgres" and tag and "alpine" not in tag, \
+        "the Debian image: its postgres user is uid 999"
+    sc = pod["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (999, 999, 999)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    data_mount = next(p for p in mounts if env["PGDATA"].startswith(p + "/"))
+    assert "emptyDir" in volumes[mounts[data_mount]]
+    assert env["PGDATA"] != data_mount, "initdb needs a directory it owns: a subdirectory"
+    assert "emptyDir" in volumes[mounts["/var/run/postgresql"]], "the socket, read-only root"
+    assert c["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+
+
+def test_the_datastore_url_names_the_postgres_service() -> None:
+    from services.settings import LabSettings
+
+    data = by_name(TARGET, "ConfigMap", "scalelab-platform")["data"]
+    fields = {k.removeprefix("SCALELAB_").lower(): v for k, v in data.items()}
+    assert set(fields) <= set(LabSettings.model_fields)
+    settings = LabSettings.model_validate(fields)
+    svc = by_name(TARGET, "Service", "postgres")
+    (port,) = svc["spec"]["ports"]
+    assert settings.datastore_url.startswith(f"postgresql://postgres@postgres:{port['port']}/")
+    assert "type" not in svc["spec"], "ClusterIP: no NodePort to the host"
+    pods = [t["metadata"]["labels"] for _, t in pod_templates()]
+    assert [lb for lb in pods if matches({"matchLabels": svc["spec"]["selector"]}, lb)] == \
+        [by_name(TARGET, "Deployment", "postgres")["spec"]["template"]["metadata"]["labels"]]
+
+
+def _admits(target_labels: dict[str, str], source_labels: dict[str, str] | None,
+            port: int) -> bool:
+    """Whether the overlay's NetworkPolicies let a pod (or, for None, anything outside
+    the pod network) reach ``target_labels`` on ``port`` (same namespace)."""
+    policies = [np for np in objects(TARGET, "NetworkPolicy")
+                if matches(np["spec"]["podSelector"], target_labels)
+                and "Ingress" in np["spec"]["policyTypes"]]
+    assert policies, "no policy selects the pod: everything would reach it"
+    for np in policies:
+        for rule in np["spec"].get("ingress", []):
+            if "ports" in rule and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True  # from anywhere
+            for peer in peers:
+                if "ipBlock" in peer or "namespaceSelector" in peer:
+                    if source_labels is None or "namespaceSelector" in peer:
+                        return True
+                elif source_labels is not None and matches(peer["podSelector"], source_labels):
+                    return True
+    return False
+
+
+def test_only_lab_pods_reach_postgres() -> None:
+    target = by_name(TARGET, "Deployment", "postgres")["spec"]["template"]["metadata"]["labels"]
+    for name, t in pod_templates():
+        assert _admits(target, t["metadata"]["labels"], 5432), f"{name} cannot reach PostgreSQL"
+    assert not _admits(target, {"app": "other"}, 5432), "a pod outside the lab reaches it"
+    assert not _admits(target, None, 5432), "the host (NodePort path) reaches it"
+    for np in objects(TARGET, "NetworkPolicy"):
+        if np["metadata"]["name"] == "postgres-from-lab":
+            for rule in np["spec"]["ingress"]:
+                assert rule["from"] == [{"podSelector": {"matchLabels": LAB}}]
+
+
+def test_the_new_pods_reach_the_ledger() -> None:
+    ledger = by_name(TARGET, "Deployment", "redis-ledger")["spec"]["template"]["metadata"]
+    for name in ("scalelab-tick", "arq"):
+        labels = dict(pod_templates())[name]["metadata"]["labels"]
+        assert _admits(ledger["labels"], labels, 6379), name
+
+
+# --- arq -----------------------------------------------------------------------------------
+
+
+def test_arq_workers_start_only_with_a_topology() -> None:
+    from chaos.kubernetes import COMPONENT_LABEL
+
+    arq = by_name(TARGET, "Deployment", "arq")
+    assert arq["spec"]["replicas"] == 0
+    t = arq["spec"]["template"]
+    assert t["metadata"]["labels"][COMPONENT_LABEL] == "arq"
+    (c,) = t["spec"]["containers"]
+    assert c["name"] == "arq"
+    assert c["args"] == ["python", "-m", "services.arq_worker"]
+    env = env_of(c)
+    assert env["SCALELAB_COMPONENT"]["value"] == "arq"
+    assert env["SCALELAB_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
