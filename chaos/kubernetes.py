@@ -77,6 +77,8 @@ LEDGER_PORT = 30379
 BROKER_PORT = 30380
 SETTINGS_CONFIGMAP = "scalelab-settings"
 BROKER_DEPLOYMENT = "redis-broker"
+CRONJOB = "scalelab-tick"  # k8s/overlays/fixes/cronjob.yaml; its Jobs' pods are component "cronjob"
+CONCURRENCY_POLICIES = ("Allow", "Forbid", "Replace")  # CronJobSpec.concurrencyPolicy
 PART_OF = "app.kubernetes.io/part-of=scalelab"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
@@ -212,6 +214,30 @@ def scale_deployment(cluster: Cluster, name: str, replicas: int) -> None:
             _request_timeout=REQUEST_TIMEOUT)
 
 
+def patch_cronjob(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
+    batch = kube.client.BatchV1Api(cluster.apps.api_client)
+    with _errors(cluster, f"patch CronJob {name}"):
+        try:
+            batch.patch_namespaced_cron_job(
+                name, cluster.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            raise PlatformError(
+                f"no CronJob {name} in namespace {cluster.namespace!r} of context "
+                f"{cluster.context!r}: deploy the fixes overlay (`OVERLAY=fixes make cluster-up`)"
+            ) from None
+
+
+def delete_jobs(cluster: Cluster, label_selector: str) -> None:
+    """Delete the selected Jobs and their pods (a Job's own default leaves its pods)."""
+    batch = kube.client.BatchV1Api(cluster.apps.api_client)
+    with _errors(cluster, "delete Jobs"):
+        batch.delete_collection_namespaced_job(
+            cluster.namespace, label_selector=label_selector, propagation_policy="Background",
+            _request_timeout=REQUEST_TIMEOUT)
+
+
 def _pod_state(pod: Any) -> PodState:
     meta, status = pod.metadata, pod.status
     conditions = (status.conditions if status else None) or []
@@ -338,6 +364,7 @@ class KubernetesPlatform:
         self.grace = 5.0
         self.as_run: dict[str, Any] = {}  # how the last deployed topology really runs
         self._cluster: Cluster | None = None
+        self._cronjob_started = False  # deploy resumed the CronJob: teardown suspends it
 
     # Connect on first use: building a platform must not need a cluster.
     @property
@@ -360,6 +387,10 @@ class KubernetesPlatform:
 
     # --- topology --------------------------------------------------------------------
     def deploy(self, topology: Topology) -> None:
+        policy = str(topology.settings.get("cronjob_concurrency_policy", "Forbid"))
+        if topology.count("cronjob") and policy not in CONCURRENCY_POLICIES:
+            raise PlatformError(f"cronjob_concurrency_policy must be one of "
+                                f"{', '.join(CONCURRENCY_POLICIES)}, not {policy!r}")
         cluster = self.cluster
         self.grace = topology.grace
         self.as_run = as_run(topology)
@@ -379,6 +410,13 @@ class KubernetesPlatform:
             self._wait_rollout(c, c, topology.count(c), stamps[c], deadline - time.monotonic())
         if self.await_announcements:
             self._wait_announced(deadline - time.monotonic())
+        if topology.count("cronjob"):
+            # No Job of an earlier run left; then the controller creates one a minute.
+            # instances("cronjob") is then the running Jobs' pods.
+            delete_jobs(cluster, selector("cronjob"))
+            self._cronjob_started = True
+            patch_cronjob(cluster, CRONJOB, {"spec": {"concurrencyPolicy": policy,
+                                                      "suspend": False}})
 
     def instances(self, component: str) -> list[Instance]:
         pods, _ = list_pods(self.cluster, selector(component))
@@ -410,6 +448,12 @@ class KubernetesPlatform:
             scale_deployment(cluster, c, 0)
         for c in COMPONENTS:
             self._wait(selector(c), lambda pods: not pods, self.ready_timeout, f"no {c} pod")
+        if self._cronjob_started:
+            patch_cronjob(cluster, CRONJOB, {"spec": {"suspend": True}})
+            delete_jobs(cluster, selector("cronjob"))
+            self._wait(selector("cronjob"), lambda pods: not pods, self.ready_timeout,
+                       "no Job pod of the CronJob")
+            self._cronjob_started = False
 
     # --- faults ----------------------------------------------------------------------
     def kill(self, instance: Instance) -> None:

@@ -4,7 +4,8 @@ Standard, the CronJob fires nothing outside a run and names its Job for
 services.cronjob, and only lab pods reach PostgreSQL.
 
 Rendering uses the helpers of tests/unit/test_manifests.py (kubectl's kustomize);
-without a kubectl these tests skip, saying so.
+without a kubectl those tests skip, saying so. KubernetesPlatform's CronJob handling
+runs against the fake cluster of tests/unit/test_kubernetes_platform.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from chaos import kubernetes as k
+from chaos.platform import PlatformError, Topology
+from tests.unit.test_kubernetes_platform import FakeCluster
 from tests.unit.test_manifests import (
     by_name,
     containers,
@@ -29,7 +33,6 @@ SCHEMA_VERSION = "1.33.0"  # the local node's (k8s/node/) and a current kind's
 LAB = {"app.kubernetes.io/part-of": "scalelab"}
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
-pytestmark = needs_kubectl
 
 
 def pod_templates() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -53,6 +56,7 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # --- rendering and schemas ---------------------------------------------------------------
 
 
+@needs_kubectl
 def test_renders_with_what_the_fixes_need() -> None:
     names = [(o["kind"], o["metadata"]["name"]) for o in render(TARGET)]
     assert len(names) == len(set(names)), "duplicate objects"
@@ -64,6 +68,7 @@ def test_renders_with_what_the_fixes_need() -> None:
         assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "scalelab"
 
 
+@needs_kubectl
 def test_validates_against_the_kubernetes_schemas() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for o in render(TARGET):
@@ -74,6 +79,7 @@ def test_validates_against_the_kubernetes_schemas() -> None:
 # --- restricted pod security, for every pod template --------------------------------------
 
 
+@needs_kubectl
 def test_every_pod_template_is_restricted_and_limited() -> None:
     templates = dict(pod_templates())
     assert {"scalelab-tick", "postgres", "arq"} <= set(templates)
@@ -107,6 +113,7 @@ def test_every_pod_template_is_restricted_and_limited() -> None:
             assert c.get("imagePullPolicy") != "Always", name
 
 
+@needs_kubectl
 def test_app_images_are_the_one_cluster_up_loads() -> None:
     image = fragment_var("IMAGE")
     for name, t in pod_templates():
@@ -119,6 +126,7 @@ def test_app_images_are_the_one_cluster_up_loads() -> None:
 # --- the CronJob -------------------------------------------------------------------------
 
 
+@needs_kubectl
 def test_cronjob_fires_nothing_outside_a_run() -> None:
     spec = cronjob()["spec"]
     assert spec["suspend"] is True
@@ -130,6 +138,7 @@ def test_cronjob_fires_nothing_outside_a_run() -> None:
     assert job["template"]["spec"]["restartPolicy"] == "Never"
 
 
+@needs_kubectl
 def test_cronjob_pod_runs_the_tick_with_the_lab_settings() -> None:
     from chaos.kubernetes import COMPONENT_LABEL, SETTINGS_CONFIGMAP
 
@@ -149,6 +158,7 @@ def test_cronjob_pod_runs_the_tick_with_the_lab_settings() -> None:
     assert "SCALELAB_COMPONENT" not in env
 
 
+@needs_kubectl
 def test_the_controllers_job_name_is_one_the_tick_reads() -> None:
     from services.cronjob.__main__ import scheduled_time
 
@@ -164,6 +174,7 @@ def test_the_controllers_job_name_is_one_the_tick_reads() -> None:
 # --- PostgreSQL --------------------------------------------------------------------------
 
 
+@needs_kubectl
 def test_postgres_runs_as_its_image_user_on_an_empty_dir() -> None:
     pod = by_name(TARGET, "Deployment", "postgres")["spec"]["template"]["spec"]
     (c,) = pod["containers"]
@@ -183,6 +194,7 @@ def test_postgres_runs_as_its_image_user_on_an_empty_dir() -> None:
     assert c["readinessProbe"]["exec"]["command"][0] == "pg_isready"
 
 
+@needs_kubectl
 def test_the_datastore_url_names_the_postgres_service() -> None:
     from services.settings import LabSettings
 
@@ -223,6 +235,7 @@ def _admits(target_labels: dict[str, str], source_labels: dict[str, str] | None,
     return False
 
 
+@needs_kubectl
 def test_only_lab_pods_reach_postgres() -> None:
     target = by_name(TARGET, "Deployment", "postgres")["spec"]["template"]["metadata"]["labels"]
     for name, t in pod_templates():
@@ -235,6 +248,7 @@ def test_only_lab_pods_reach_postgres() -> None:
                 assert rule["from"] == [{"podSelector": {"matchLabels": LAB}}]
 
 
+@needs_kubectl
 def test_the_new_pods_reach_the_ledger() -> None:
     ledger = by_name(TARGET, "Deployment", "redis-ledger")["spec"]["template"]["metadata"]
     for name in ("scalelab-tick", "arq"):
@@ -245,6 +259,7 @@ def test_the_new_pods_reach_the_ledger() -> None:
 # --- arq -----------------------------------------------------------------------------------
 
 
+@needs_kubectl
 def test_arq_workers_start_only_with_a_topology() -> None:
     from chaos.kubernetes import COMPONENT_LABEL
 
@@ -258,3 +273,119 @@ def test_arq_workers_start_only_with_a_topology() -> None:
     env = env_of(c)
     assert env["SCALELAB_COMPONENT"]["value"] == "arq"
     assert env["SCALELAB_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+# --- KubernetesPlatform and the CronJob (a fake cluster, as test_kubernetes_platform) --------
+
+
+class FakeCronCluster(FakeCluster):
+    """FakeCluster with the CronJob: its Jobs' pods are component "cronjob"."""
+
+    def patch_cronjob(self, cluster: object, name: str, body: dict[str, Any]) -> None:
+        self.calls.append(("cronjob", name, body))
+
+    def delete_jobs(self, cluster: object, selector: str) -> None:
+        self.calls.append(("delete-jobs", selector))
+        component = selector.rsplit("=", 1)[1]
+        self.pods = [p for p in self.pods if p.component != component]
+
+
+@pytest.fixture
+def cron(monkeypatch: pytest.MonkeyPatch) -> FakeCronCluster:
+    cluster = FakeCronCluster()
+    for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
+                 "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
+                 "delete_pod", "exec_in_pod", "pod_log", "patch_cronjob", "delete_jobs"):
+        monkeypatch.setattr(k, name, getattr(cluster, name))
+    cluster.pod("broker")
+    return cluster
+
+
+def cron_calls(cluster: FakeCronCluster) -> list[tuple[Any, ...]]:
+    return [c for c in cluster.calls if c[0] in ("cronjob", "delete-jobs")]
+
+
+def k8s_cronjob_topology(policy: str) -> Topology:
+    from experiments.catalog.k8s_cronjob import SPEC
+
+    return SPEC.build({"concurrency_policy": policy, "duration": 180.0,
+                       "tick_seconds": 5.0}).topology
+
+
+@pytest.mark.parametrize("policy", ["Forbid", "Allow"])
+def test_deploy_resumes_the_cronjob_with_the_runs_policy(cron: FakeCronCluster,
+                                                         policy: str) -> None:
+    platform = k.KubernetesPlatform(await_announcements=False, ready_timeout=5)
+    cron.pod("cronjob", ready=False)  # a Job's pod left by an earlier run
+    platform.deploy(k8s_cronjob_topology(policy))
+    selector = k.selector("cronjob")
+    assert cron_calls(cron) == [
+        ("delete-jobs", selector),
+        ("cronjob", k.CRONJOB, {"spec": {"concurrencyPolicy": policy, "suspend": False}}),
+    ]
+    assert cron.settings["SCALELAB_CRONJOB_CONCURRENCY_POLICY"] == policy
+    for c in ("api", "worker", "beat"):  # the app components are not part of this row
+        assert cron.desired[c] == 0
+    # the controller creates Jobs; instances are their running pods, oldest first
+    first, done, second = cron.pod("cronjob"), cron.pod("cronjob", ready=False), cron.pod("cronjob")
+    assert [i.name for i in platform.instances("cronjob")] == [first.name, second.name]
+    assert done.name not in {i.name for i in platform.instances("cronjob")}
+    assert {i.component for i in platform.instances("cronjob")} == {"cronjob"}
+
+
+def test_teardown_suspends_the_cronjob_and_deletes_its_jobs(cron: FakeCronCluster) -> None:
+    platform = k.KubernetesPlatform(await_announcements=False, ready_timeout=5)
+    platform.deploy(k8s_cronjob_topology("Forbid"))
+    cron.pod("cronjob")
+    cron.calls.clear()
+    platform.teardown()
+    assert cron_calls(cron) == [("cronjob", k.CRONJOB, {"spec": {"suspend": True}}),
+                                ("delete-jobs", k.selector("cronjob"))]
+    assert platform.instances("cronjob") == [] and not cron.of("cronjob")
+    cron.calls.clear()
+    platform.teardown()  # idempotent: nothing more to suspend
+    assert cron_calls(cron) == []
+
+
+def test_a_topology_without_the_cronjob_never_touches_it(cron: FakeCronCluster) -> None:
+    # The other overlays have no CronJob: deploy and teardown must not need one.
+    platform = k.KubernetesPlatform(await_announcements=False, ready_timeout=5)
+    platform.deploy(Topology(replicas={"api": 3}))
+    platform.teardown()
+    assert cron_calls(cron) == []
+
+
+def test_a_bad_concurrency_policy_is_refused_before_any_change(cron: FakeCronCluster) -> None:
+    platform = k.KubernetesPlatform(await_announcements=False, ready_timeout=5)
+    topology = Topology(replicas={"cronjob": 1}, settings={"cronjob_concurrency_policy": "Never"})
+    with pytest.raises(PlatformError, match="cronjob_concurrency_policy must be one of") as e:
+        platform.deploy(topology)
+    assert "\n" not in str(e.value)
+    assert cron.calls == [] and cron.settings == {"SCALELAB_OLD": "1"}
+
+
+def test_no_cronjob_says_which_overlay_to_deploy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    class Batch:
+        def __init__(self, api_client: object) -> None:
+            pass
+
+        def patch_namespaced_cron_job(self, *args: Any, **kwargs: Any) -> None:
+            raise ApiException(status=404, reason="Not Found")
+
+    monkeypatch.setattr(k.kube.client, "BatchV1Api", Batch)
+
+    class Apps:
+        api_client = None
+
+    cluster = k.Cluster(k.CONTEXT, k.NAMESPACE, "https://127.0.0.1:6443", None, Apps(), None)
+    with pytest.raises(PlatformError, match=r"OVERLAY=fixes make cluster-up") as e:
+        k.patch_cronjob(cluster, k.CRONJOB, {"spec": {"suspend": False}})
+    assert "\n" not in str(e.value)
+
+
+@needs_kubectl
+def test_the_platforms_cronjob_is_the_overlays() -> None:
+    assert cronjob()["metadata"]["name"] == k.CRONJOB
+    assert cronjob()["spec"]["concurrencyPolicy"] in k.CONCURRENCY_POLICIES
