@@ -443,13 +443,14 @@ class KubernetesPlatform:
             cluster = self.cluster
         except PlatformError:
             return
+        if self._cronjob_started:  # first: no new Job while the rest stops
+            patch_cronjob(cluster, CRONJOB, {"spec": {"suspend": True}})
         self._keep_logs(cluster)
         for c in COMPONENTS:
             scale_deployment(cluster, c, 0)
         for c in COMPONENTS:
             self._wait(selector(c), lambda pods: not pods, self.ready_timeout, f"no {c} pod")
         if self._cronjob_started:
-            patch_cronjob(cluster, CRONJOB, {"spec": {"suspend": True}})
             delete_jobs(cluster, selector("cronjob"))
             self._wait(selector("cronjob"), lambda pods: not pods, self.ready_timeout,
                        "no Job pod of the CronJob")
