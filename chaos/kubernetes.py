@@ -414,6 +414,8 @@ class KubernetesPlatform:
             # No Job of an earlier run left; then the controller creates one a minute.
             # instances("cronjob") is then the running Jobs' pods.
             delete_jobs(cluster, selector("cronjob"))
+            self._wait(selector("cronjob"), lambda pods: not pods, deadline - time.monotonic(),
+                       "no Job pod of an earlier run")
             self._cronjob_started = True
             patch_cronjob(cluster, CRONJOB, {"spec": {"concurrencyPolicy": policy,
                                                       "suspend": False}})

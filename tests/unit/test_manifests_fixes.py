@@ -323,6 +323,7 @@ def test_deploy_resumes_the_cronjob_with_the_runs_policy(cron: FakeCronCluster,
         ("delete-jobs", selector),
         ("cronjob", k.CRONJOB, {"spec": {"concurrencyPolicy": policy, "suspend": False}}),
     ]
+    assert not cron.of("cronjob"), "deploy waits until the earlier run's Job pods are gone"
     assert cron.settings["SCALELAB_CRONJOB_CONCURRENCY_POLICY"] == policy
     for c in ("api", "worker", "beat"):  # the app components are not part of this row
         assert cron.desired[c] == 0
