@@ -38,6 +38,22 @@ def _yes(value: Any) -> str:
 Goal = tuple[str, str, str, str, bool | None]  # figure, before, now, goal, met
 
 
+def _ratios(s: dict[str, Any]) -> list[str]:
+    cc, tp, ins = s.get("check_cost", {}), s.get("topology", {}), s.get("install", {})
+    pairs = (
+        ("check CPU", _get(cc, "largest_fast_read_and_check_cpu_seconds"),
+         _get(cc, "largest_read_and_check_cpu_seconds")),
+        ("install CPU", _get(ins, "setup", "cpu_seconds"),
+         _get(ins, "previous_recipe", "cpu_seconds")),
+        ("16 + 4 ready, fork server started with the lab",
+         _get(tp, "largest_ready_seconds_fork_cold"), _get(tp, "largest_ready_seconds")),
+        ("one API replica ready, fork server preloaded",
+         _get(tp, "one_api_ready_seconds_fork_warm"), _get(tp, "one_api_ready_seconds")),
+    )
+    return [f"{label} x{now / before:.2f}" for label, now, before in pairs
+            if now is not None and before]
+
+
 def goals(s: dict[str, Any]) -> list[Goal]:
     """The speed goals, each measured now beside the way it was done before."""
     cc, tp = s.get("check_cost", {}), s.get("topology", {})
@@ -276,6 +292,10 @@ def write_readme(results: dict[str, Any], path: Path) -> None:
     for figure, before, now, goal, met in goals(s):
         mark = "" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {figure} | {before} | {now} | {goal} | {mark} |")
+    ratios = _ratios(s)
+    if ratios:
+        lines += ["", "Now against before, in this run (the same load for both; a ratio is "
+                  "steadier than a time on a shared machine): " + "; ".join(ratios) + "."]
     lines += [
         "",
         "## Every figure",
