@@ -267,6 +267,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{v['PAUSE_IMAGE']}"
   stream_server_address = "127.0.0.1"
+  # Kubelet asks for oom_score_adj -998 on sandboxes; lowering it needs
+  # CAP_SYS_RESOURCE, which this machine's root lacks (runc: "failed to update
+  # /proc/self/oom_score_adj: Permission denied"). Keep it no lower than containerd's.
+  restrict_oom_score_adj = true
   enable_selinux = false
   # network namespaces under our state directory, not /run/netns
   netns_mounts_under_state_dir = true
@@ -277,6 +281,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        BinaryName = "{os.environ.get('SCALELAB_NODE_RUNC') or shutil.which('runc') or 'runc'}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{STATE / 'net.d'}"
