@@ -223,7 +223,8 @@ class _Columns:
             s, n = int(starts[i]), int(lengths[i])
             out[i] = 0
             out[i, :n] = self.arr[s:s + n]
-        out[np.arange(width) >= lengths[:, None]] = 0
+        if int(lengths.min(initial=width)) < width:  # ledger times all have one width
+            out[np.arange(width) >= lengths[:, None]] = 0
         return out
 
     def times(self, rows: Ints) -> Floats:
@@ -232,13 +233,15 @@ class _Columns:
         raw = self.matrix(0, 0)
         width = raw.shape[1]
         cls = _CLASS[raw]
-        if not bool(raw[:, 0].all()) or bool((cls == _BAD).any()):
-            raise _Unvouched("a time that is not a plain number")
+        if not bool(raw[:, 0].all()):
+            raise _Unvouched("an empty time")
         # digits and at most one point, not a lone point: float() takes every one of them
-        plain = (not bool((cls == _SIGN).any())
+        plain = (not bool((cls >= _SIGN).any())
                  and int(np.count_nonzero(cls == _POINT, axis=1).max()) <= 1
                  and not bool(((raw[:, 0] == ord(".")) & (raw[:, 1] == 0 if width > 1
                                                           else True)).any()))
+        if not plain and bool((cls == _BAD).any()):
+            raise _Unvouched("a time that is not a number")
         try:  # numpy's parse is float()'s: correctly rounded (exponents and signs too)
             if plain:  # every line's time parses: parse only these
                 return np.ascontiguousarray(raw[rows]).view(f"S{width}").ravel().astype(
