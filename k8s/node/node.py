@@ -862,9 +862,14 @@ def merge_kubeconfig() -> None:
         ["set-context", CONTEXT, f"--cluster={CONTEXT}", f"--user={CONTEXT}"],
     ):
         run(kubectl_bin(), "config", *args)
+    # A kubeconfig without a current context is one the Python client refuses to load.
+    if not run(kubectl_bin(), "config", "current-context", check=False).strip():
+        run(kubectl_bin(), "config", "use-context", CONTEXT)
 
 
 def unmerge_kubeconfig() -> None:
+    if run(kubectl_bin(), "config", "current-context", check=False).strip() == CONTEXT:
+        run(kubectl_bin(), "config", "unset", "current-context", check=False)
     for args in (["delete-context", CONTEXT], ["delete-cluster", CONTEXT],
                  ["delete-user", CONTEXT]):
         run(kubectl_bin(), "config", *args, check=False)
