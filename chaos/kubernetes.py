@@ -177,6 +177,12 @@ def connect(context: str, namespace: str, kubeconfig: str | None = None) -> Clus
     return cluster
 
 
+def disconnect(cluster: Cluster) -> None:
+    """Close the clients' connection pools (left to the GC, their sockets warn)."""
+    for api in (cluster.core, cluster.exec_core):
+        api.api_client.close()
+
+
 def read_settings(cluster: Cluster) -> dict[str, str]:
     with _errors(cluster, f"read ConfigMap {SETTINGS_CONFIGMAP}"):
         cm = cluster.core.read_namespaced_config_map(
@@ -265,17 +271,20 @@ def watch_pods(cluster: Cluster, label_selector: str, resource_version: str,
                timeout: float) -> Generator[None, None, None]:
     """Yield once per change to the selected pods after ``resource_version``, until timeout."""
     w = kube.watch.Watch()
+    stream = w.stream(cluster.core.list_namespaced_pod, cluster.namespace,
+                      label_selector=label_selector, resource_version=resource_version,
+                      timeout_seconds=max(1, math.ceil(timeout)),
+                      _request_timeout=(REQUEST_TIMEOUT[0], timeout + 5))
     try:
         with _errors(cluster, "watch pods"):
-            for _event in w.stream(cluster.core.list_namespaced_pod, cluster.namespace,
-                                   label_selector=label_selector, resource_version=resource_version,
-                                   timeout_seconds=max(1, math.ceil(timeout)),
-                                   _request_timeout=(REQUEST_TIMEOUT[0], timeout + 5)):
+            for _event in stream:
                 yield None
     except PlatformError:
         # 410 Gone (the version is too old) and the like: the caller lists again.
         return
     finally:
+        # Closing the client's generator closes its HTTP response now, not at GC.
+        stream.close()
         w.stop()
 
 
@@ -452,6 +461,8 @@ class KubernetesPlatform:
             scale_deployment(cluster, c, 0)
         for c in COMPONENTS:
             self._wait(selector(c), lambda pods: not pods, self.ready_timeout, f"no {c} pod")
+        self._cluster = None
+        disconnect(cluster)
         if self._cronjob_started:
             delete_jobs(cluster, selector("cronjob"))
             self._wait(selector("cronjob"), lambda pods: not pods, self.ready_timeout,

@@ -31,10 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @cache
 def cluster_problem() -> str | None:
     """Why the lab's cluster cannot be used, or None when it can."""
-    from chaos.kubernetes import connect
+    from chaos.kubernetes import connect, disconnect
 
     try:
-        connect(CONTEXT, "scalelab")
+        disconnect(connect(CONTEXT, "scalelab"))
     except PlatformError as exc:
         return str(exc)
     return None

@@ -6,7 +6,12 @@ uploads them). Without a reachable cluster every test here skips with the reason
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +22,8 @@ from chaos.platform import Topology
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
 
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "kind"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "results" / "kind"
 TOPOLOGY = Topology(replicas={"api": 2, "worker": 1, "beat": 1}, grace=3)
 
 
@@ -72,11 +78,20 @@ def test_rolling_restart_and_broker_outage(platform: KubernetesPlatform) -> None
     ("leader-failover", ["--fencing", "--duration", "12"]),
 ], ids=["duplicates-unguarded", "duplicates-lease", "failover-fenced"])
 def test_experiment(experiment: str, args: list[str], kube_context: str) -> None:
-    from experiments.cli import execute
+    summary = run_experiment(experiment, args, kube_context)
+    assert summary["valid"], summary["expectation"]
 
-    r = execute(experiment, args, seed=1, results=RESULTS, platform="kubernetes",
-                context=kube_context, quiet=True)
-    assert r.summary["valid"], r.summary["expectation"]
+
+def run_experiment(name: str, args: list[str], context: str) -> dict[str, Any]:
+    """``scalelab run NAME ARGS`` on the cluster, as a user runs it; its summary."""
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "run", name, *args,
+                           "--platform", "kubernetes", "--context", context, "--seed", "1",
+                           "--results", str(RESULTS), "--json"],
+                          capture_output=True, text=True, timeout=540, cwd=ROOT)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    summary: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["fault_errors"] == [], summary["fault_errors"]
+    return summary
 
 
 def test_requests_spread_over_the_replicas_only_with_a_connection_each(
@@ -86,13 +101,18 @@ def test_requests_spread_over_the_replicas_only_with_a_connection_each(
     # connection per request (experiments/workload.py) reaches them all.
     platform.deploy(Topology(replicas={"api": 3}))
 
-    def takers(client: httpx.Client) -> set[str]:
-        return {client.get(f"{platform.api_url}/healthz").json()["instance"] for _ in range(30)}
+    def takers(client: httpx.Client, requests: int) -> set[str]:
+        return {client.get(f"{platform.api_url}/healthz").json()["instance"]
+                for _ in range(requests)}
 
-    with httpx.Client(timeout=5) as pinned:
-        assert len(takers(pinned)) == 1
+    # kube-proxy programs a replica shortly after it turns ready: wait for all three
     with httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as fresh:
-        assert len(takers(fresh)) == 3
+        deadline = time.monotonic() + 30
+        while len(takers(fresh, 30)) < 3:
+            assert time.monotonic() < deadline, "not every replica behind the Service"
+        assert len(takers(fresh, 60)) == 3
+    with httpx.Client(timeout=5) as pinned:
+        assert len(takers(pinned, 60)) == 1
 
 
 def test_rolling_restart_right_after_a_scale_replaces_the_new_count(
@@ -114,11 +134,6 @@ def test_deploy_brings_back_a_broker_left_at_zero(platform: KubernetesPlatform) 
 def test_loop_starvation_keeps_its_replica_in_the_service(kube_context: str) -> None:
     # A request that blocks the event loop for the experiment's 1.5 s delays /healthz
     # as much: the readiness probe's timeout must outlast it (k8s/base/api.yaml).
-    import json
-    import subprocess
-
-    from experiments.cli import execute
-
     def readiness_failures() -> int:
         out = subprocess.run(["kubectl", "--context", kube_context, "-n", "scalelab", "get",
                               "events", "--field-selector", "reason=Unhealthy", "-o", "json"],
@@ -128,7 +143,6 @@ def test_loop_starvation_keeps_its_replica_in_the_service(kube_context: str) -> 
                    and e["involvedObject"]["name"].startswith("api-"))
 
     before = readiness_failures()
-    r = execute("loop-starvation", ["--duration", "10"], seed=1, results=RESULTS,
-                platform="kubernetes", context=kube_context, quiet=True)
-    assert r.summary["valid"], r.summary["expectation"]
+    summary = run_experiment("loop-starvation", ["--duration", "10"], kube_context)
+    assert summary["valid"], summary["expectation"]
     assert readiness_failures() == before

@@ -124,6 +124,7 @@ class FakeCluster:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     cluster = FakeCluster()
+    monkeypatch.setattr(k, "disconnect", lambda cluster: None)
     for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
                  "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
                  "delete_pod", "exec_in_pod", "pod_log"):
