@@ -89,8 +89,11 @@ serve: $(STAMP)  ## browse results/ at http://127.0.0.1:$(PORT)/ (read-only, unt
 suite: $(STAMP)  ## the full catalogue, longer runs, one at a time
 	$(VENV)/bin/scalelab suite --seed $(SEED)
 
+# Tests run side by side (pytest-xdist): most of their time is spent waiting on real
+# processes, so more workers than cores pays.
+TEST_JOBS ?= 4
 test: $(DEV)  ## unit + integration tests (real processes), offline manifest checks
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_JOBS) --durations=10
 
 test-unit: $(DEV)
 	$(VENV)/bin/pytest -q tests/unit
