@@ -73,7 +73,7 @@ def test_duplicates_appear_only_after_the_scale_up(scalelab: Any, tmp_path: Path
         assert parsed is not None and parsed[1] >= scaled_at - 0.001, work_id
     before = [w for w, n in finishes.items()
               if (p := parse_scheduled(w)) and p[1] < scaled_at and n == 1]
-    assert len(before) >= 3, "one replica ran the early ticks once each"
+    assert len(before) >= 2, "one replica ran the early ticks once each"
 
 
 def test_a_relative_results_directory_works_from_any_directory(
