@@ -314,8 +314,25 @@ def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> 
             err = resp.read_stderr() if resp.peek_stderr() else ""
         finally:
             resp.close()
+            # The exec ended from the server's side, so websocket-client's close()
+            # returns early and leaves the socket open; shutdown() closes it.
+            if resp.sock is not None:
+                resp.sock.shutdown()
     if code != 0:
         raise PlatformError(f"exec {argv[-1]!r} in pod {pod} failed ({code}): {err.strip()[:200]}")
+
+
+def redis_answers(url: str) -> bool:
+    """Whether the Redis at ``url`` answers PING (through its NodePort, as the harness sees it)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 # --- the platform ----------------------------------------------------------------------
@@ -408,6 +425,7 @@ class KubernetesPlatform:
         # Its replica count is set too: a broker outage cut short leaves it at 0.
         stamp = self._restart(BROKER_DEPLOYMENT, {"replicas": 1})
         self._wait_rollout(BROKER_DEPLOYMENT, "broker", 1, stamp, self.ready_timeout)
+        self._wait_broker_reachable()
         grace = max(1, math.ceil(topology.grace))
         stamps = {
             c: self._restart(c, {"replicas": topology.count(c)},
@@ -530,6 +548,7 @@ class KubernetesPlatform:
         time.sleep(seconds)
         scale_deployment(cluster, BROKER_DEPLOYMENT, 1)
         self.wait_ready("broker", 1, self.ready_timeout)
+        self._wait_broker_reachable()
 
     # --- helpers ---------------------------------------------------------------------
     def _keep_logs(self, cluster: Cluster) -> None:
@@ -585,6 +604,16 @@ class KubernetesPlatform:
                 next(events, None)  # something changed (or the watch ended): list again
             finally:
                 events.close()
+
+    def _wait_broker_reachable(self) -> None:
+        # A ready pod is not yet a reachable NodePort: kube-proxy programs the new
+        # endpoint a moment later, and with externalTrafficPolicy: Local the port
+        # refuses connections until then.
+        deadline = time.monotonic() + self.ready_timeout
+        while not redis_answers(self.broker_url):
+            if time.monotonic() > deadline:
+                raise PlatformError(f"broker ready but unreachable at {self.broker_url}")
+            time.sleep(0.1)
 
     def _wait_announced(self, timeout: float) -> None:
         """Wait until every app pod has announced itself in the ledger."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,32 +10,42 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
-from chaos.processes import LAB_TAG, lab_processes
+from chaos.processes import LAB_TAG, free_port, lab_processes
+from services import keys
 from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def start_harness(tag: str, tmp_path: Path) -> subprocess.Popen[str]:
+def start_harness(tag: str, tmp_path: Path, ledger_port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.cli", "run", "scheduler-duplicates", "--replicas",
-         "3", "--duration", "60", "--results", str(tmp_path / "results")],
+         "3", "--duration", "60", "--results", str(tmp_path / "results"),
+         "--ledger-port", str(ledger_port)],
         env={**os.environ, LAB_TAG: tag}, cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def running_replicas(tag: str) -> int:
-    return sum("services.api" in cmd for _, cmd in lab_processes(tag))
+def running_replicas(ledger_port: int) -> int:
+    """API replicas that announced themselves in the ledger (exec'd or forked alike)."""
+    try:
+        with redis.Redis(port=ledger_port, socket_timeout=2) as ledger:
+            announced = ledger.hgetall(keys.INSTANCES)
+    except redis.RedisError:
+        return 0
+    return sum(json.loads(v).get("component") == "api" for v in announced.values())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
                          ids=["ctrl-c", "sigterm", "sigkill"])
 def test_nothing_outlives_an_interrupted_or_killed_harness(
         lab_tag: str, tmp_path: Path, sig: signal.Signals) -> None:
-    harness = start_harness(lab_tag, tmp_path)
+    port = free_port()
+    harness = start_harness(lab_tag, tmp_path, port)
     try:
-        wait_for(lambda: running_replicas(lab_tag) == 3, 60, "three API replicas")
+        wait_for(lambda: running_replicas(port) == 3, 60, "three API replicas")
         assert any("redis-server" in cmd for _, cmd in lab_processes(lab_tag))
         harness.send_signal(sig)
         _, err = harness.communicate(timeout=30)

@@ -125,6 +125,7 @@ class FakeCluster:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     cluster = FakeCluster()
     monkeypatch.setattr(k, "disconnect", lambda cluster: None)
+    monkeypatch.setattr(k, "redis_answers", lambda url: True)
     for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
                  "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
                  "delete_pod", "exec_in_pod", "pod_log"):
