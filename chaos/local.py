@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from chaos import apscheduler4
+from chaos.forkserver import ForkServer, preload_for
 from chaos.local_faults import InstanceFaults, pool_children
 from chaos.platform import COMPONENTS as APP_COMPONENTS
 from chaos.platform import Instance, PlatformError, Topology
@@ -60,7 +61,12 @@ class LocalPlatform:
 
     name = "local"
 
-    def __init__(self, workdir: Path | None = None, ledger_port: int | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, ledger_port: int | None = None,
+                 fork_server: bool = True) -> None:
+        # Instances forked by one pre-imported parent (chaos.forkserver): real processes in
+        # their own sessions and groups all the same, ready without a second of imports.
+        self.fork_server = fork_server
+        self._forks: ForkServer | None = None
         self.ledger_port = ledger_port  # fixed, to watch the ledger with redis-cli
         self._own_workdir = workdir is None
         # Absolute: redis-server is started inside its data directory and given its path.
@@ -109,6 +115,10 @@ class LocalPlatform:
         if topology.settings.get("scheduler_library") == "apscheduler4":
             self._apscheduler4 = apscheduler4.ensure_installed()
         self._watchdog = Watchdog(self.tag)
+        if self.fork_server:
+            self._forks = ForkServer({**os.environ, LAB_TAG: self.tag},
+                                     preload_for([c for c in COMPONENTS if topology.count(c)]))
+            self._watchdog.watch(self._forks.pid)
         self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog,
                                          port=self.ledger_port)
         self.ledger_server.start()
@@ -252,6 +262,11 @@ class LocalPlatform:
 
     def teardown(self) -> None:
         self.stop_instances()
+        if self._forks is not None:
+            self._forks.close()
+            if self._watchdog is not None:
+                self._watchdog.forget(self._forks.pid)
+            self._forks = None
         if self._instance_faults is not None:
             self._instance_faults.close()
         if self.datastore_server is not None:
@@ -329,7 +344,8 @@ class LocalPlatform:
         else:
             args = [sys.executable, "-m", "services.worker.beat"]
         assert self._watchdog is not None
-        group = Group(args, env, self.workdir / f"{name}.log", self._watchdog)
+        group = Group(args, env, self.workdir / f"{name}.log", self._watchdog,
+                      spawner=self._forks)
         if in_place is not None:
             in_place.group, in_place.port, in_place.ready = group, port, False
             in_place.started = time.monotonic()

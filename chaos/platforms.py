@@ -37,7 +37,8 @@ class PlatformEntry:
 def _local(workdir: Path, options: Mapping[str, Any]) -> Platform:
     from chaos.local import LocalPlatform
 
-    return LocalPlatform(workdir, ledger_port=options.get("ledger_port"))
+    return LocalPlatform(workdir, ledger_port=options.get("ledger_port"),
+                         fork_server=options.get("fork_server", True) is not False)
 
 
 def _kubernetes(workdir: Path, options: Mapping[str, Any]) -> Platform:
@@ -52,7 +53,10 @@ PLATFORMS: dict[str, PlatformEntry] = {
             "local", "real process groups on this machine (no cluster)",
             (click.Option(["--ledger-port"], type=click.IntRange(1024, 65535), default=None,
                           help="local: the ledger Redis listens here (watch it with "
-                               "redis-cli)"),),
+                               "redis-cli)"),
+             click.Option(["--fork-server/--no-fork-server"], default=None,
+                          help="local: fork instances from one pre-imported parent (the "
+                               "default) or exec each one")),
             _local),
         PlatformEntry(
             "kubernetes", "Deployments on a cluster, through your kubeconfig",

@@ -16,8 +16,9 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 LAB_TAG = "SCALELAB_LAB"  # environment mark on every process a lab starts (orphan checks)
 
@@ -60,17 +61,49 @@ class Watchdog:
             self._proc.wait(timeout=5)
 
 
+class Child(Protocol):
+    """The part of ``subprocess.Popen`` a group uses (a fork server's child has it too)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Spawner(Protocol):
+    """Starts ``python -m MODULE`` instances without exec (``chaos.forkserver``)."""
+
+    def can_fork(self, args: Sequence[str], env: Mapping[str, str]) -> bool:
+        """Whether this instance can be forked (else it is exec'd as usual)."""
+
+    def popen(self, args: Sequence[str], env: Mapping[str, str], log: Path,
+              cwd: str | None = None) -> Child:
+        """Fork it, its own session and process group, its output appended to ``log``."""
+
+
 class Group:
-    """One started process and its process group."""
+    """One started process and its process group.
+
+    With a ``spawner`` that can fork it, the process is forked by a pre-imported parent
+    (its own session and group all the same); otherwise it is exec'd.
+    """
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
-                 watchdog: Watchdog, cwd: str | None = None) -> None:
+                 watchdog: Watchdog, cwd: str | None = None,
+                 spawner: Spawner | None = None) -> None:
         self.args = args
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in reap()
-        self.proc = subprocess.Popen(args, env={**env, LAB_TAG: watchdog.tag}, stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=cwd)
+        full = {**env, LAB_TAG: watchdog.tag}
+        self.proc: Child
+        if spawner is not None and spawner.can_fork(args, full):
+            self.proc = spawner.popen(args, full, log_path, cwd)
+        else:
+            self.proc = subprocess.Popen(args, env=full, stdout=self._log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, cwd=cwd)
         self.pid = self.proc.pid
         self._watchdog = watchdog
         watchdog.watch(self.pid)
