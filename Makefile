@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
 SEED   ?= 1
-JOBS   ?= 4
+JOBS   ?= 6
 PORT   ?= 8765
 
 .PHONY: lock setup lab matrix serve suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
