@@ -144,7 +144,7 @@ def test_postgres_does_not_outlive_an_interrupted_or_killed_harness(
     try:
         def lab_running() -> bool:
             commands = [cmd for _, cmd in lab_processes(lab_tag)]
-            return (sum("services.api" in c for c in commands) == 2
+            return (sum("-m services.api " in c for c in commands) == 2
                     and any("postgres" in c and "-D" in c for c in commands))
 
         wait_for(lab_running, 90, "two APScheduler 4 replicas and their PostgreSQL")
