@@ -297,6 +297,8 @@ def cron(monkeypatch: pytest.MonkeyPatch) -> FakeCronCluster:
                  "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
                  "delete_pod", "exec_in_pod", "pod_log", "patch_cronjob", "delete_jobs"):
         monkeypatch.setattr(k, name, getattr(cluster, name))
+    monkeypatch.setattr(k, "redis_answers", lambda url: True)  # no NodePort in a fake
+    monkeypatch.setattr(k, "disconnect", lambda c: None)  # no connection pools either
     cluster.pod("broker")
     return cluster
 
