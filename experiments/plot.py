@@ -31,6 +31,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from chaos.faults import MARKS
 from experiments.checker import ENDING_FAULTS, Result
+from experiments.lanes import subrows
 from experiments.summary import Summary
 from services.history import Event, Kind
 
@@ -143,28 +144,7 @@ def _lost(events: Sequence[Event], result: Result, t0: float) -> list[tuple[str,
 
 
 def _subrows(bars: Sequence[Bar]) -> dict[int, tuple[int, int]]:
-    """Index of each bar -> (sub-row, sub-rows in its lane): concurrent bars side by side."""
-    by_lane: dict[str, list[int]] = defaultdict(list)
-    for i, b in enumerate(bars):
-        by_lane[b.lane].append(i)
-    placed: dict[int, tuple[int, int]] = {}
-    for indices in by_lane.values():
-        indices.sort(key=lambda i: bars[i].start)
-        row_ends: list[float] = []
-        rows: dict[int, int] = {}
-        for i in indices:
-            for r, end in enumerate(row_ends):
-                if end <= bars[i].start:
-                    row_ends[r] = bars[i].end
-                    rows[i] = r
-                    break
-            else:
-                rows[i] = len(row_ends)
-                row_ends.append(bars[i].end)
-        n = min(len(row_ends), MAX_SUBROWS)
-        for i, r in rows.items():
-            placed[i] = (r % n, n)
-    return placed
+    return subrows(bars, MAX_SUBROWS)
 
 
 def timeline(summary: Summary, events: Sequence[Event], result: Result) -> Timeline:
