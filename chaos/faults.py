@@ -4,7 +4,9 @@ A ``FaultStep`` names an action, the component it targets and when it fires: ``a
 seconds after the run starts, or — ``on="start"``, *mid-job* — at the first
 ``start`` event in the ledger after ``at`` from an instance of that component (of
 ``mechanism``, if given), so a kill provably lands while work runs. ``on="finish"``
-strikes right after an effect, before the work is acknowledged.
+strikes right after an effect, before the work is acknowledged; ``on="between"``
+right after a ``finish`` of an instance that then has no work open (its next job
+has not started), so the fault provably lands between jobs.
 
 ``FAULTS`` routes each action to its handler, as Jepsen's ``nemesis/compose`` routes
 fault kinds: a new fault is one entry here (its handler, its description, the
@@ -31,7 +33,7 @@ class FaultStep:
     action: str  # a key of FAULTS
     component: str = "api"
     at: float = 0.0
-    on: Literal["", "start", "finish"] = ""  # ledger event that triggers it ("" = timed)
+    on: Literal["", "start", "finish", "between"] = ""  # ledger trigger ("" = timed)
     mechanism: str = ""  # only events of this mechanism trigger the step
     replicas: int = 0  # scale: the new replica count
     duration: float = 0.0
@@ -49,8 +51,8 @@ class FaultStep:
         return self.on == "start"
 
     def describe(self) -> str:
-        when = f"at {self.at:g}s" + {"start": " mid-job", "finish": " after an effect"}.get(
-            self.on, "")
+        when = f"at {self.at:g}s" + {"start": " mid-job", "finish": " after an effect",
+                                     "between": " between jobs"}.get(self.on, "")
         return f"{FAULTS[self.action].describe(self)} {when}"
 
 

@@ -116,14 +116,21 @@ class Nemesis:
                 self.errors.append(f"{step.describe()}: {exc}")
 
     def _await_event(self, step: FaultStep) -> Instance | None:
-        """The first instance of the component with a ``step.on`` event after now."""
+        """The first instance of the component with a ``step.on`` event after now
+        (``between``: a ``finish`` after which, as far as the ledger has seen, the
+        instance runs nothing — its next job has not started)."""
         self._tail.poll()  # skip what happened before the step was due
+        kind = Kind.FINISH if step.on == "between" else step.on
 
         def struck() -> Instance | None:
             if self._stop.is_set():
                 return None
+            # poll() has already applied the whole batch to ``open``: a job started
+            # right after the finish disqualifies it.
             for e in self._tail.poll():
-                if e.kind != step.on or (step.mechanism and e.mechanism != step.mechanism):
+                if e.kind != kind or (step.mechanism and e.mechanism != step.mechanism):
+                    continue
+                if step.on == "between" and self._tail.open[e.instance]:
                     continue
                 name = str(e.detail.get("via", e.instance))
                 for inst in self.platform.instances(step.component):

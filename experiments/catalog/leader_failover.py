@@ -88,10 +88,11 @@ def build(p: dict[str, Any]) -> Experiment:
                       "tick_seconds": p["tick_seconds"]},
         ),
         workload=Workload(duration=p["duration"]),
-        # The leader is whoever just finished a tick: pause it right then, between ticks.
-        # (Paused mid-tick, APScheduler's max_instances=1 would skip its first tick after
-        # the resume, because the interrupted one is still running: no stale tick runs.)
-        faults=(FaultStep("pause", "api", at=p["pause_at"], on="finish",
+        # The leader is whoever just finished a tick: pause it right then, before its
+        # next tick starts. Paused mid-tick instead, APScheduler's max_instances=1 would
+        # skip its first tick after the resume (the interrupted one still runs) and the
+        # renewal would depose it before the next: no stale tick would run.
+        faults=(FaultStep("pause", "api", at=p["pause_at"], on="between",
                           mechanism="apscheduler", duration=p["pause_seconds"]),),
         schedules=(Schedule("tick", p["interval"]),),
         drain=p["tick_seconds"] + 2.0,

@@ -72,6 +72,26 @@ def test_a_mid_job_kill_strikes_the_instance_that_started_work() -> None:
     assert nemesis.records[0].inflight == 1 and nemesis.records[0].mid_job
 
 
+def test_a_between_jobs_pause_skips_a_finish_whose_next_job_already_started() -> None:
+    platform, ledger = lab(api=2)
+    first, second = (i.name for i in platform.instances("api"))
+
+    def ticks() -> None:
+        # ``first`` finishes a tick and starts the next before the nemesis looks:
+        # not between jobs. ``second`` then finishes with nothing open: between.
+        a = ledger.start("tick@1", first, "apscheduler")
+        ledger.record(Kind.FINISH, "tick@1", "apscheduler", first, exec_id=a)
+        ledger.start("tick@2", first, "apscheduler")
+        b = ledger.start("tick@2", second, "apscheduler")
+        ledger.record(Kind.FINISH, "tick@2", "apscheduler", second, exec_id=b)
+
+    threading.Timer(0.1, ticks).start()
+    nemesis = run(platform, ledger, [FaultStep("pause", "api", on="between",
+                                               mechanism="apscheduler", duration=0.05)])
+    assert [c for c in platform.calls if c[0] == "pause"] == [("pause", second)]
+    assert nemesis.records[0].inflight == 0 and not nemesis.errors
+
+
 def test_a_pause_stopped_early_still_resumes_and_records_it() -> None:
     platform, ledger = lab(api=1)
     nemesis = Nemesis(platform, ledger, ledger.run, [FaultStep("pause", "api", duration=60)],
