@@ -147,9 +147,16 @@ def _target(s: Strike, step: FaultStep) -> Instance:
     """The step's target: the instance its ``component`` names (``api-2``), else ``pick``."""
     kind, sep, serial = step.component.rpartition("-")
     if sep and serial.isdigit():
-        for instance in s.platform.instances(kind):
+        instances = s.platform.instances(kind)
+        for instance in instances:
             if instance.name == step.component:
                 return instance
+        # Pods are named by their ReplicaSet (api-7d9f8-x2b4q), not by serial: there
+        # api-2 is the second instance, oldest first.
+        serials = [i for i in instances
+                   if i.name.rpartition("-")[0] == kind and i.name.rpartition("-")[2].isdigit()]
+        if not serials and 1 <= int(serial) <= len(instances):
+            return instances[int(serial) - 1]
         raise PlatformError(f"no instance {step.component} to {step.action}")
     return s.pick(step)
 
