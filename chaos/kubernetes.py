@@ -30,6 +30,30 @@ app as its only child (services/Dockerfile), and has its own PID namespace:
   the pod its IP. SIGKILL through exec is no alternative: it ends tini with the
   app, and kubelet restarts the container *in the same pod*, under the same
   instance name.
+- *kill_child*: exec a SIGKILL to one prefork pool process: a child, with the
+  worker's own command line, of the app process that tini started (the
+  process the OOM killer picks first: the biggest, a pool process running a task).
+- *skew*: the image's entrypoint (services/entrypoint.sh) preloads libfaketime
+  when the lab is skewable, with the offset read from ``CLOCK_FILE`` in the pod's
+  writable /tmp; ``skew`` rewrites that file through exec, as the local platform
+  does with FAKETIME_TIMESTAMP_FILE. The ``libfaketime`` wheel is tagged
+  ``py3-none-any`` but ships an x86-64 library only, so a skewable lab needs amd64
+  nodes (checked at deploy).
+- *partition*: a NetworkPolicy that lets the pod reach everything but the broker
+  (egress), then the broker closes the pod's open connections (``CLIENT KILL``).
+  Both are needed: kind's policy engine (kindnet, kube-network-policies since kind
+  v0.24) judges only the first packet of a connection and lets established ones
+  run on (kube-network-policies pkg/dataplane/controller.go: "network policies
+  are applied ONLY at the time the connection is initiated"), as iptables-based
+  engines do with their conntrack ESTABLISHED rule. A packet it refuses is dropped,
+  not rejected: a reconnect times out (the app's socket timeouts) rather than being
+  refused at once as by the local platform's proxy. ``partition`` checks from
+  inside the pod that a new connection to the broker fails, and raises, removing
+  the policy, where nothing enforces NetworkPolicy (a CNI without a policy engine
+  ignores the object silently).
+- *broker memory policy*: ``broker_maxmemory`` and ``broker_maxmemory_policy``
+  are set with ``CONFIG SET`` on the broker after each deploy and outage (the
+  broker pod comes back with Redis's defaults: no limit, ``noeviction``).
 
 The harness reaches the API, the ledger and the broker through the NodePorts that
 k8s/kind-config.yaml maps to 127.0.0.1; an API ``Instance.url`` is therefore the
@@ -59,6 +83,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from chaos.platform import COMPONENTS, Instance, PlatformError, Topology
+from chaos.redis_server import memory_args
+from chaos.skew import check_skew, faketime_offset
 
 __all__ = [
     "API_PORT",
@@ -84,6 +110,17 @@ PART_OF = "app.kubernetes.io/part-of=scalelab"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
 PYTHON = "/opt/venv/bin/python"  # the image's interpreter (services/Dockerfile)
+# The offset file libfaketime reads in a skewable pod (services/entrypoint.sh writes
+# +0 at start; tests/unit/test_manifests.py checks they agree).
+CLOCK_FILE = "/tmp/scalelab.faketime"
+SKEWABLE = "skewable"  # topology setting, as on the local platform (chaos.local_faults)
+FAKETIME_ARCHITECTURES = ("amd64",)  # what the libfaketime wheel's library is built for
+POD_SUBNET = "10.244.0.0/16"  # k8s/kind-config.yaml's podSubnet
+BROKER_SERVICE = "redis-broker"
+REDIS_PORT = 6379
+PARTITION_LABEL = "scalelab.io/partition"  # on a cut-off pod: its own name
+FAULT_LABEL = "scalelab.io/fault"  # on what a fault created, to find it again
+PARTITION_CHECK_SECONDS = 8.0  # how long a new connection may still reach the broker
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read: an unreachable cluster fails fast
 
@@ -105,6 +142,7 @@ class PodState:
     terminating: bool
     created: float  # creation time, seconds since the epoch
     restarted_at: str = ""  # the pod template's restart annotation: which rollout made it
+    ip: str = ""  # the pod's IP, once it has one
 
     @property
     def live(self) -> bool:
@@ -257,6 +295,7 @@ def _pod_state(pod: Any) -> PodState:
         terminating=meta.deletion_timestamp is not None,
         created=float(created),
         restarted_at=str((meta.annotations or {}).get(RESTART_ANNOTATION, "")),
+        ip=str((status.pod_ip if status else None) or ""),
     )
 
 
@@ -302,8 +341,8 @@ def pod_log(cluster: Cluster, name: str, container: str) -> str:
             _request_timeout=REQUEST_TIMEOUT))
 
 
-def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> None:
-    """Run ``argv`` in the container; PlatformError unless it exits 0."""
+def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> str:
+    """Run ``argv`` in the container; its stdout. PlatformError unless it exits 0."""
     with _errors(cluster, f"exec in pod {pod}"):
         resp = kube.stream.stream(
             cluster.exec_core.connect_get_namespaced_pod_exec, pod, cluster.namespace,
@@ -312,6 +351,7 @@ def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> 
         try:
             resp.run_forever(timeout=REQUEST_TIMEOUT[1])
             code = resp.returncode
+            out = resp.read_stdout() if resp.peek_stdout() else ""
             err = resp.read_stderr() if resp.peek_stderr() else ""
         finally:
             resp.close()
@@ -320,7 +360,50 @@ def exec_in_pod(cluster: Cluster, pod: str, container: str, argv: list[str]) -> 
             if resp.sock is not None:
                 resp.sock.shutdown()
     if code != 0:
-        raise PlatformError(f"exec {argv[-1]!r} in pod {pod} failed ({code}): {err.strip()[:200]}")
+        said = (err.strip().splitlines() or [""])[-1][:200]
+        raise PlatformError(f"exec {argv[-1].splitlines()[0]!r}... in pod {pod} failed ({code}): "
+                            f"{said}")
+    return str(out)
+
+
+def label_pod(cluster: Cluster, name: str, labels: dict[str, str | None]) -> None:
+    """Set (or, for None, remove) labels of a pod; a pod that is gone is no error."""
+    with _errors(cluster, f"label pod {name}"):
+        try:
+            cluster.core.patch_namespaced_pod(name, cluster.namespace,
+                                              {"metadata": {"labels": labels}},
+                                              _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def create_network_policy(cluster: Cluster, body: dict[str, Any]) -> None:
+    net = kube.client.NetworkingV1Api(cluster.apps.api_client)
+    with _errors(cluster, f"create NetworkPolicy {body['metadata']['name']}"):
+        net.create_namespaced_network_policy(cluster.namespace, body,
+                                             _request_timeout=REQUEST_TIMEOUT)
+
+
+def delete_network_policies(cluster: Cluster, label_selector: str) -> None:
+    net = kube.client.NetworkingV1Api(cluster.apps.api_client)
+    with _errors(cluster, "delete NetworkPolicies"):
+        net.delete_collection_namespaced_network_policy(
+            cluster.namespace, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT)
+
+
+def service_ip(cluster: Cluster, name: str) -> str:
+    with _errors(cluster, f"read Service {name}"):
+        service = cluster.core.read_namespaced_service(name, cluster.namespace,
+                                                       _request_timeout=REQUEST_TIMEOUT)
+    return str(service.spec.cluster_ip)
+
+
+def node_architectures(cluster: Cluster) -> dict[str, str]:
+    """Each node's CPU architecture as its kubelet reports it (amd64, arm64, ...)."""
+    with _errors(cluster, "list nodes"):
+        nodes = cluster.core.list_node(_request_timeout=REQUEST_TIMEOUT)
+    return {str(n.metadata.name): str(n.status.node_info.architecture) for n in nodes.items}
 
 
 def redis_answers(url: str) -> bool:
@@ -332,6 +415,40 @@ def redis_answers(url: str) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+    finally:
+        client.close()
+
+
+def configure_broker(url: str, settings: dict[str, str]) -> None:
+    """CONFIG SET each setting on the Redis at ``url`` (the broker, through its NodePort)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        for key, value in settings.items():
+            client.config_set(key, value)
+    except redis.RedisError as exc:
+        raise PlatformError(f"cannot configure the broker at {url}: {exc}") from None
+    finally:
+        client.close()
+
+
+def kill_broker_clients(url: str, ip: str) -> int:
+    """Close every connection the broker has from ``ip``; how many there were."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        listed: list[dict[str, Any]] = client.client_list()  # type: ignore[assignment]
+        mine = str(client.client_id())  # the harness's own, should it come from ``ip``
+        ids = [c["id"] for c in listed
+               if str(c.get("addr", "")).rpartition(":")[0] == ip and str(c["id"]) != mine]
+        for client_id in ids:
+            client.client_kill_filter(_id=client_id)
+        return len(ids)
+    except redis.RedisError as exc:
+        raise PlatformError(f"cannot close {ip}'s connections on the broker at {url}: {exc}"
+                            ) from None
     finally:
         client.close()
 
@@ -353,6 +470,88 @@ def as_run(topology: Topology) -> dict[str, Any]:
 def signal_argv(signame: str) -> list[str]:
     """Signal every process of the container but tini (PID 1) and the caller."""
     return [PYTHON, "-S", "-c", f"import os, signal; os.kill(-1, signal.{signame})"]
+
+
+def broker_memory(settings: Any) -> dict[str, str]:
+    """The broker's memory limit and policy for a topology, Redis's defaults when it sets
+    none (so an earlier run's limit never lingers): what the local platform passes as
+    redis-server arguments (``chaos.redis_server.memory_args``)."""
+    args = memory_args(settings) or ["--maxmemory", "0", "--maxmemory-policy", "noeviction"]
+    return {args[i].lstrip("-"): args[i + 1] for i in range(0, len(args), 2)}
+
+
+def partition_policy(pod: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    """A NetworkPolicy that lets the pod labelled ``PARTITION_LABEL=pod`` reach
+    everything but the broker: every pod of the lab that is not the broker (the ledger
+    above all), every other namespace (DNS), and every address outside the pod network
+    (the API server). Policies only ever allow, so "all but the broker" is spelled as
+    the union of everything else."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"scalelab-partition-{pod}", "namespace": namespace,
+                     "labels": {FAULT_LABEL: "partition", PARTITION_LABEL: pod,
+                                "app.kubernetes.io/part-of": "scalelab"}},
+        "spec": {
+            "podSelector": {"matchLabels": {PARTITION_LABEL: pod}},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"to": [{"podSelector": {"matchExpressions": [
+                    {"key": COMPONENT_LABEL, "operator": "NotIn", "values": ["broker"]}]}}]},
+                {"to": [{"namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                     "values": [namespace]}]}}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [POD_SUBNET]}}]},
+            ],
+        },
+    }
+
+
+def cut_check_argv(host: str, port: int, seconds: float) -> list[str]:
+    """In the pod: print ``cut`` once a new connection to host:port fails (the policy
+    holds), ``reachable`` if every attempt for ``seconds`` still connects."""
+    code = (
+        "import socket, time\n"
+        f"deadline = time.monotonic() + {seconds:g}\n"
+        "state = 'reachable'\n"
+        "while time.monotonic() < deadline:\n"
+        "    try:\n"
+        f"        socket.create_connection(({host!r}, {port}), timeout=0.5).close()\n"
+        "    except OSError:\n"
+        "        state = 'cut'\n"
+        "        break\n"
+        "    time.sleep(0.1)\n"
+        "print(state)\n")
+    return [PYTHON, "-S", "-c", code]
+
+
+def kill_child_argv() -> list[str]:
+    """In a worker container: SIGKILL the lowest-pid pool process of the app tini
+    started (PID 1's child); print its pid, or 0 if it has none."""
+    code = (
+        "import os, signal\n"
+        "from chaos.local_faults import pool_children\n"
+        "apps = [int(p) for p in open('/proc/1/task/1/children').read().split()]\n"
+        "pool = sorted(c for app in apps for c in pool_children(app))\n"
+        "if pool:\n"
+        "    os.kill(pool[0], signal.SIGKILL)\n"
+        "print(pool[0] if pool else 0)\n")
+    return [PYTHON, "-c", code]
+
+
+def skew_argv(seconds: float) -> list[str]:
+    """In a skewable container: write the clock offset libfaketime reads (whole, then
+    renamed, so it never reads half an offset)."""
+    partial = CLOCK_FILE + ".partial"
+    unskewed = (f"no {CLOCK_FILE}: this pod was not started skewable by the image's "
+                "entrypoint (rebuild the image: make cluster-up)")
+    code = (
+        "import os, sys\n"
+        f"if not os.path.exists({CLOCK_FILE!r}):\n"
+        f"    sys.exit({unskewed!r})\n"
+        f"open({partial!r}, 'w').write({faketime_offset(seconds) + chr(10)!r})\n"
+        f"os.replace({partial!r}, {CLOCK_FILE!r})\n")
+    return [PYTHON, "-S", "-c", code]
 
 
 class KubernetesPlatform:
@@ -392,6 +591,9 @@ class KubernetesPlatform:
         self.as_run: dict[str, Any] = {}  # how the last deployed topology really runs
         self._cluster: Cluster | None = None
         self._cronjob_started = False  # deploy resumed the CronJob: teardown suspends it
+        self._skewable = False  # the deployed topology's pods preload libfaketime
+        self._broker_memory: dict[str, str] = {}  # CONFIG SET on the broker after each start
+        self._partitioned: set[str] = set()  # pods cut off the broker now
 
     # Connect on first use: building a platform must not need a cluster.
     @property
@@ -419,14 +621,24 @@ class KubernetesPlatform:
             raise PlatformError(f"cronjob_concurrency_policy must be one of "
                                 f"{', '.join(CONCURRENCY_POLICIES)}, not {policy!r}")
         cluster = self.cluster
+        self._skewable = bool(topology.settings.get(SKEWABLE))
+        if self._skewable:  # before anything changes: a pod that cannot skew is no lab
+            self._check_faketime_architecture()
         self.grace = topology.grace
         self.as_run = as_run(topology)
+        # No partition of an earlier (crashed) run survives into this one.
+        delete_network_policies(cluster, f"{FAULT_LABEL}=partition")
+        self._partitioned.clear()
         replace_settings(cluster, topology.environment())
         # A fresh, empty broker per deploy, as locally: no task of an earlier run survives.
         # Its replica count is set too: a broker outage cut short leaves it at 0.
         stamp = self._restart(BROKER_DEPLOYMENT, {"replicas": 1})
         self._wait_rollout(BROKER_DEPLOYMENT, "broker", 1, stamp, self.ready_timeout)
         self._wait_broker_reachable()
+        # The local platform starts its broker with these; here the fresh broker pod
+        # has Redis's defaults until told otherwise (before any instance uses it).
+        self._broker_memory = broker_memory(topology.settings)
+        configure_broker(self.broker_url, self._broker_memory)
         grace = max(1, math.ceil(topology.grace))
         stamps = {
             c: self._restart(c, {"replicas": topology.count(c)},
@@ -475,6 +687,9 @@ class KubernetesPlatform:
             return
         if self._cronjob_started:  # first: no new Job while the rest stops
             patch_cronjob(cluster, CRONJOB, {"spec": {"suspend": True}})
+        if self._partitioned:  # a run stopped mid-partition
+            delete_network_policies(cluster, f"{FAULT_LABEL}=partition")
+            self._partitioned.clear()
         self._keep_logs(cluster)
         for c in COMPONENTS:
             scale_deployment(cluster, c, 0)
@@ -526,18 +741,56 @@ class KubernetesPlatform:
                             "Deployment in an overlay for apscheduler4)")
 
     def partition(self, instance: Instance) -> None:
-        raise PlatformError("the partition fault is not yet on kubernetes (a NetworkPolicy "
-                            "isolating the pod from the broker)")
+        """Cut the pod off the broker: a NetworkPolicy refuses its new connections (checked
+        from inside the pod), then the broker closes the ones it has open."""
+        cluster = self.cluster
+        pod = self._pod(instance)
+        if not pod.ip:
+            raise PlatformError(f"pod {pod.name} has no IP yet: nothing to cut off")
+        label_pod(cluster, pod.name, {PARTITION_LABEL: pod.name})
+        create_network_policy(cluster, partition_policy(pod.name, self.namespace))
+        self._partitioned.add(pod.name)
+        try:
+            broker = service_ip(cluster, BROKER_SERVICE)
+            state = exec_in_pod(cluster, pod.name, instance.component,
+                                cut_check_argv(broker, REDIS_PORT, PARTITION_CHECK_SECONDS))
+            if state.strip() != "cut":
+                raise PlatformError(
+                    f"NetworkPolicy is not enforced in context {self.context!r}: pod "
+                    f"{pod.name} still reached the broker {PARTITION_CHECK_SECONDS:g} s after "
+                    "its partition policy was applied; the partition fault needs a CNI that "
+                    "enforces NetworkPolicy (kind v0.24 or later)")
+            # Only now: a connection opened before the policy held would outlive the kill.
+            kill_broker_clients(self.broker_url, pod.ip)
+        except PlatformError:
+            self.heal(instance)
+            raise
 
     def heal(self, instance: Instance) -> None:
-        raise PlatformError("the partition fault is not yet on kubernetes")
+        # By name: a pod that died while cut off has nothing left to heal but the policy.
+        cluster = self.cluster
+        delete_network_policies(cluster, f"{FAULT_LABEL}=partition,{PARTITION_LABEL}="
+                                         f"{instance.name}")
+        label_pod(cluster, instance.name, {PARTITION_LABEL: None})
+        self._partitioned.discard(instance.name)
 
     def skew(self, instance: Instance, seconds: float) -> None:
-        raise PlatformError("clock skew is not yet on kubernetes (the image's entrypoint "
-                            "would need libfaketime)")
+        if not self._skewable:
+            raise PlatformError(f"this lab was not started skewable (topology setting "
+                                f"{SKEWABLE!r}): no instance's clock can be skewed")
+        try:
+            check_skew(seconds)
+        except ValueError as exc:
+            raise PlatformError(str(exc)) from None
+        exec_in_pod(self.cluster, instance.name, instance.component, skew_argv(seconds))
 
     def kill_child(self, instance: Instance) -> int:
-        raise PlatformError("killing one pool process is not yet on kubernetes")
+        """SIGKILL one pool process of a worker pod (the OOM killer's pick), not the pod."""
+        out = exec_in_pod(self.cluster, instance.name, instance.component, kill_child_argv())
+        pid = int(out.split()[-1]) if out.split() and out.split()[-1].isdigit() else 0
+        if not pid:
+            raise PlatformError(f"{instance.name} has no pool process to kill")
+        return pid
 
     def broker_outage(self, seconds: float) -> None:
         cluster = self.cluster
@@ -550,8 +803,24 @@ class KubernetesPlatform:
         scale_deployment(cluster, BROKER_DEPLOYMENT, 1)
         self.wait_ready("broker", 1, self.ready_timeout)
         self._wait_broker_reachable()
+        if self._broker_memory:  # back with Redis's defaults: the run's limit again
+            configure_broker(self.broker_url, self._broker_memory)
 
     # --- helpers ---------------------------------------------------------------------
+    def _pod(self, instance: Instance) -> PodState:
+        pods, _ = list_pods(self.cluster, selector(instance.component))
+        for pod in pods:
+            if pod.name == instance.name:
+                return pod
+        raise PlatformError(f"no such instance: {instance.name}")
+
+    def _check_faketime_architecture(self) -> None:
+        for node, arch in sorted(node_architectures(self.cluster).items()):
+            if arch not in FAKETIME_ARCHITECTURES:
+                raise PlatformError(
+                    f"clock skew needs amd64 nodes: the libfaketime wheel ships an x86-64 "
+                    f"library only, and node {node} is {arch}")
+
     def _keep_logs(self, cluster: Cluster) -> None:
         """Each app pod's log into ``logs``, before the pods go (as the local platform
         keeps each instance's); a pod that cannot be read is skipped."""

@@ -49,10 +49,15 @@ class FakeCluster:
         self.desired: dict[str, int] = {}  # each Deployment's spec.replicas, once set
         self.counter = itertools.count()
         self.clock = itertools.count(1000)
+        self.pool_pid = 17  # what a worker's kill_child exec prints
+        self.enforced = True  # whether the cluster enforces NetworkPolicy
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.nodes = {"scalelab-control-plane": "amd64"}
 
     def pod(self, component: str, stamp: str = "", ready: bool = True) -> k.PodState:
-        pod = k.PodState(f"{component}-{next(self.counter)}", component, ready, False,
-                         float(next(self.clock)), stamp)
+        serial = next(self.counter)
+        pod = k.PodState(f"{component}-{serial}", component, ready, False,
+                         float(next(self.clock)), stamp, f"10.244.0.{10 + serial}")
         self.pods.append(pod)
         return pod
 
@@ -111,8 +116,40 @@ class FakeCluster:
         self.pods.remove(pod)
         self.pod(pod.component, pod.restarted_at)  # the ReplicaSet's replacement
 
-    def exec_in_pod(self, cluster: object, pod: str, container: str, argv: list[str]) -> None:
+    def exec_in_pod(self, cluster: object, pod: str, container: str, argv: list[str]) -> str:
         self.calls.append(("exec", pod, container, argv[-1]))
+        if "pool_children" in argv[-1]:
+            return f"{self.pool_pid}\n"
+        if "create_connection" in argv[-1]:
+            return f"{'cut' if self.enforced else 'reachable'}\n"
+        return ""
+
+    # --- NetworkPolicy, nodes, the broker's own settings --------------------------------
+    def label_pod(self, cluster: object, name: str, labels: dict[str, str | None]) -> None:
+        self.calls.append(("label", name, labels))
+
+    def create_network_policy(self, cluster: object, body: dict[str, Any]) -> None:
+        self.calls.append(("policy", body["metadata"]["name"]))
+        self.policies[body["metadata"]["name"]] = body
+
+    def delete_network_policies(self, cluster: object, selector: str) -> None:
+        self.calls.append(("unpolicy", selector))
+        wanted = dict(term.split("=") for term in selector.split(","))
+        self.policies = {n: b for n, b in self.policies.items()
+                         if any(b["metadata"]["labels"].get(k) != v for k, v in wanted.items())}
+
+    def service_ip(self, cluster: object, name: str) -> str:
+        return "10.96.0.80"
+
+    def node_architectures(self, cluster: object) -> dict[str, str]:
+        return dict(self.nodes)
+
+    def configure_broker(self, url: str, settings: dict[str, str]) -> None:
+        self.calls.append(("broker-config", dict(settings)))
+
+    def kill_broker_clients(self, url: str, ip: str) -> int:
+        self.calls.append(("client-kill", ip))
+        return 2
 
     def pod_log(self, cluster: object, name: str, container: str) -> str:
         self.calls.append(("log", name))
@@ -128,7 +165,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     monkeypatch.setattr(k, "redis_answers", lambda url: True)
     for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
                  "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
-                 "delete_pod", "exec_in_pod", "pod_log"):
+                 "delete_pod", "exec_in_pod", "pod_log", "label_pod", "create_network_policy",
+                 "delete_network_policies", "service_ip", "node_architectures",
+                 "configure_broker", "kill_broker_clients"):
         monkeypatch.setattr(k, name, getattr(cluster, name))
     monkeypatch.setattr("chaos.kubernetes.time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
@@ -334,6 +373,302 @@ def test_teardown_without_a_lab_does_nothing(fake: FakeCluster) -> None:
     fake.deployed = False
     k.KubernetesPlatform().teardown()
     assert fake.calls == []
+
+
+# --- kill_child, skew, partition, the broker's memory policy ---------------------------------
+
+
+def test_kill_child_sigkills_one_pool_process_and_returns_its_pid(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    pod = fake.pod("worker")
+    assert platform.kill_child(Instance(pod.name, "worker")) == 17
+    (call,) = fake.calls
+    assert call[:3] == ("exec", pod.name, "worker")
+    # the pool processes are the children of the app tini (PID 1) started, found as the
+    # local platform finds them; the pod itself stays
+    assert "/proc/1/task/1/children" in call[3] and "pool_children" in call[3]
+    assert "signal.SIGKILL" in call[3] and fake.of("worker") == [pod]
+    fake.pool_pid = 0
+    with pytest.raises(PlatformError, match=rf"^{pod.name} has no pool process to kill$"):
+        platform.kill_child(Instance(pod.name, "worker"))
+
+
+def test_the_broker_gets_the_topologys_memory_policy_and_loses_it_at_the_next_deploy(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    from chaos.redis_server import memory_args
+
+    settings = {"broker_maxmemory": "1100kb", "broker_maxmemory_policy": "allkeys-lru"}
+    platform.deploy(Topology(replicas={"worker": 1}, settings=settings))
+    # what the local platform starts its redis-server with, as CONFIG SET pairs
+    assert memory_args(settings) == ["--maxmemory", "1100kb", "--maxmemory-policy", "allkeys-lru"]
+    steps = [c[0] if c[0] != "patch" else c[1] for c in fake.calls
+             if c[0] in ("patch", "broker-config")]
+    # set on the fresh broker before any instance starts using it
+    assert steps == [k.BROKER_DEPLOYMENT, "broker-config", "api", "worker", "beat"]
+    assert ("broker-config", {"maxmemory": "1100kb", "maxmemory-policy": "allkeys-lru"}) \
+        in fake.calls
+    fake.calls.clear()
+    platform.broker_outage(0.1)  # the broker comes back with Redis's defaults: set again
+    assert [c for c in fake.calls if c[0] == "broker-config"] == [
+        ("broker-config", {"maxmemory": "1100kb", "maxmemory-policy": "allkeys-lru"})]
+    fake.calls.clear()
+    platform.deploy(Topology(replicas={"worker": 1}))
+    assert [c for c in fake.calls if c[0] == "broker-config"] == [
+        ("broker-config", {"maxmemory": "0", "maxmemory-policy": "noeviction"})]
+    assert k.broker_memory({"broker_maxmemory": "2mb"}) == {
+        "maxmemory": "2mb", "maxmemory-policy": "noeviction"}
+
+
+def test_kill_broker_clients_closes_only_that_addresss_connections(tmp_path: Path) -> None:
+    # A real redis-server: the harness's own connection comes from the same loopback
+    # address here, and must survive its own CLIENT KILLs.
+    import socket
+    import subprocess
+
+    import redis
+
+    from chaos.redis_server import redis_server_binary
+    from tests.conftest import wait_for
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([redis_server_binary(), "--port", str(port), "--save", "",
+                               "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        victims = [redis.Redis.from_url(url) for _ in range(2)]
+        wait_for(lambda: all(_pings(c) for c in victims), 10, "redis up")
+        ids = {str(c.client_id()) for c in victims}
+        assert k.kill_broker_clients(url, "127.0.0.2") == 0
+        assert k.kill_broker_clients(url, "127.0.0.1") == 2
+        probe = redis.Redis.from_url(url)
+        listed: list[dict[str, Any]] = probe.client_list()  # type: ignore[assignment]
+        assert not ids & {str(c["id"]) for c in listed}  # their connections went
+        for c in victims:
+            c.close()
+        k.configure_broker(url, {"maxmemory": "1100kb", "maxmemory-policy": "allkeys-lru"})
+        assert probe.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+        assert probe.config_get("maxmemory") == {"maxmemory": str(1100 * 1024)}
+        probe.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _pings(client: Any) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_skew_writes_the_offset_file_of_a_skewable_pod(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    api = Instance(fake.pod("api").name, "api")
+    with pytest.raises(PlatformError, match=r"^this lab was not started skewable"):
+        platform.skew(api, 2)
+    platform.deploy(Topology(replicas={"api": 2}, settings={"skewable": True}))
+    api = platform.instances("api")[0]
+    with pytest.raises(PlatformError, match=r"^a clock skew must be within ±3600 s, not 4000$"):
+        platform.skew(api, 4000)
+    fake.calls.clear()
+    platform.skew(api, 2)
+    (call,) = fake.calls
+    assert call[:3] == ("exec", api.name, "api") and "'+2.000\\n'" in call[3]
+
+
+def test_skew_argv_replaces_the_file_whole_and_refuses_a_pod_started_unskewed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    clock = tmp_path / "scalelab.faketime"
+    monkeypatch.setattr(k, "CLOCK_FILE", str(clock))
+    code = k.skew_argv(-1.5)[-1]
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1 and "was not started skewable" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    clock.write_text("+0.000\n")  # what the entrypoint writes at start
+    subprocess.run([sys.executable, "-S", "-c", code], check=True)
+    assert clock.read_text() == "-1.500\n" and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_skewable_lab_needs_amd64_nodes(platform: k.KubernetesPlatform,
+                                          fake: FakeCluster) -> None:
+    # The libfaketime wheel is tagged py3-none-any but holds an x86-64 library: on arm64
+    # the loader would ignore it and the clock would silently stay true.
+    fake.nodes = {"scalelab-control-plane": "arm64"}
+    with pytest.raises(PlatformError) as info:
+        platform.deploy(Topology(replicas={"api": 1}, settings={"skewable": True}))
+    assert str(info.value) == ("clock skew needs amd64 nodes: the libfaketime wheel ships an "
+                               "x86-64 library only, and node scalelab-control-plane is arm64")
+    assert fake.calls == []  # refused before anything changed
+    platform.deploy(Topology(replicas={"api": 1}))  # unskewable labs run anywhere
+
+
+def test_the_libfaketime_wheel_ships_an_x86_64_library_only() -> None:
+    # What the arm64 check above stands on: the wheel the lock pins, as installed here.
+    from chaos.skew import faketime_library
+
+    lib = Path(faketime_library())
+    if "site-packages" not in str(lib):
+        pytest.skip(f"libfaketime from {lib}, not the wheel")
+    header = lib.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 62  # x86-64
+    record = (lib.parents[4] / next(p.name for p in lib.parents[4].glob("libfaketime-*.dist-info"))
+              / "WHEEL").read_text()
+    assert "Tag: py3-none-any" in record
+
+
+def test_partition_labels_the_pod_applies_the_policy_checks_it_then_closes_its_connections(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    pod = fake.pod("worker")
+    victim = Instance(pod.name, "worker")
+    platform.partition(victim)
+    kinds = [c[0] for c in fake.calls]
+    assert kinds == ["label", "policy", "exec", "client-kill"]
+    assert fake.calls[0] == ("label", pod.name, {k.PARTITION_LABEL: pod.name})
+    assert "('10.96.0.80', 6379)" in fake.calls[2][3]  # the broker Service, from the pod
+    assert fake.calls[3] == ("client-kill", pod.ip)
+    assert list(fake.policies) == [f"scalelab-partition-{pod.name}"]
+    fake.calls.clear()
+    platform.heal(victim)
+    assert fake.policies == {}
+    assert ("label", pod.name, {k.PARTITION_LABEL: None}) in fake.calls
+
+
+def test_partition_where_nothing_enforces_network_policy_fails_loudly_and_leaves_nothing(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    fake.enforced = False  # a CNI with no policy engine accepts the object and ignores it
+    pod = fake.pod("api")
+    with pytest.raises(PlatformError) as info:
+        platform.partition(Instance(pod.name, "api"))
+    message = str(info.value)
+    assert message.startswith("NetworkPolicy is not enforced in context 'kind-scalelab': pod "
+                              f"{pod.name} still reached the broker") and "\n" not in message
+    assert fake.policies == {} and not [c for c in fake.calls if c[0] == "client-kill"]
+    assert fake.calls[-1] == ("label", pod.name, {k.PARTITION_LABEL: None})
+
+
+def test_deploy_and_teardown_remove_a_partition_left_behind(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    fake.policies["scalelab-partition-api-0"] = k.partition_policy("api-0")  # a crashed run's
+    platform.deploy(Topology(replicas={"api": 1}))
+    assert fake.policies == {}
+    platform.partition(platform.instances("api")[0])
+    platform.teardown()
+    assert fake.policies == {}
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for key, want in selector.get("matchLabels", {}).items():
+        if labels.get(key) != want:
+            return False
+    for e in selector.get("matchExpressions", []):
+        has = labels.get(e["key"])
+        if (e["operator"] == "In" and has not in e["values"]) or \
+                (e["operator"] == "NotIn" and has in e["values"]):
+            return False
+    return True
+
+
+def test_the_partition_policy_cuts_the_broker_only(tmp_path: Path) -> None:
+    import ipaddress
+
+    import yaml
+
+    body = k.partition_policy("worker-abc")
+    spec = body["spec"]
+    assert spec["policyTypes"] == ["Egress"]  # what reaches the pod is not touched
+    assert _selects(spec["podSelector"], {k.PARTITION_LABEL: "worker-abc"})
+    assert not _selects(spec["podSelector"], {k.COMPONENT_LABEL: "worker"})
+
+    def reaches(labels: dict[str, str] | None, namespace: str = "scalelab", ip: str = "") -> bool:
+        # labels None: not a pod (an address outside the pod network)
+        for rule in spec["egress"]:
+            for peer in rule["to"]:
+                if labels is not None and "podSelector" in peer and namespace == "scalelab" \
+                        and _selects(peer["podSelector"], labels):
+                    return True
+                if labels is not None and "namespaceSelector" in peer and _selects(
+                        peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace}):
+                    return True
+                if "ipBlock" in peer and ip:
+                    block = peer["ipBlock"]
+                    addr = ipaddress.ip_address(ip)
+                    if addr in ipaddress.ip_network(block["cidr"]) and not any(
+                            addr in ipaddress.ip_network(x) for x in block["except"]):
+                        return True
+        return False
+
+    # nor by its pod address, for engines that match ipBlocks against pod addresses too
+    assert not reaches({k.COMPONENT_LABEL: "broker"}, ip="10.244.0.31")
+    assert reaches({k.COMPONENT_LABEL: "ledger"})  # the ledger observes: never cut off
+    assert reaches({k.COMPONENT_LABEL: "api"})
+    assert reaches({"k8s-app": "kube-dns"}, namespace="kube-system")
+    assert reaches(None, ip="172.18.0.2")  # kind's node: the API server
+    # the pod network it keeps out is the kind cluster's
+    kind = yaml.safe_load((ROOT / "k8s" / "kind-config.yaml").read_text())
+    assert kind["networking"]["podSubnet"] == k.POD_SUBNET
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for version in ("1.29.0", "1.33.0"):
+        kubernetes_validate.validate(body, version, strict=True)
+
+
+def test_cut_check_tells_a_reachable_broker_from_a_cut_one() -> None:
+    # Run for real against loopback sockets: one that accepts, one that refuses.
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(64)
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        for port, want in ((listening.getsockname()[1], "reachable"),
+                           (closed.getsockname()[1], "cut")):
+            code = k.cut_check_argv("127.0.0.1", port, 0.5)[-1]
+            out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout
+            assert out.strip() == want
+
+
+def test_a_named_target_is_the_nth_pod_oldest_first(platform: k.KubernetesPlatform) -> None:
+    # Experiments name targets as the local platform names instances (api-1); pods are
+    # named by their ReplicaSet, so api-1 is the oldest API pod.
+    from chaos.faults import FaultStep, _target
+
+    oldest, newest = (Instance(name, "api", 0, platform.api_url)
+                      for name in ("api-7d9f8c6b5-x2b4q", "api-7d9f8c6b5-24567"))
+
+    class Pods:
+        def instances(self, component: str) -> list[Instance]:
+            return [oldest, newest] if component == "api" else []
+
+    class Strike:
+        def __init__(self, p: Any) -> None:
+            self.platform = p
+
+        def pick(self, step: FaultStep) -> Instance:
+            raise AssertionError("a named target is not picked")
+
+    s = Strike(Pods())
+    assert _target(s, FaultStep("skew", "api-1")) == oldest  # type: ignore[arg-type]
+    assert _target(s, FaultStep("skew", "api-2")) == newest  # type: ignore[arg-type]
+    with pytest.raises(PlatformError, match="no instance api-3 to skew"):
+        _target(s, FaultStep("skew", "api-3"))  # type: ignore[arg-type]
+
+    class Local:  # serial names: only the exact name is the target
+        def instances(self, component: str) -> list[Instance]:
+            return [Instance("api-2", "api"), Instance("api-3", "api")]
+
+    s = Strike(Local())
+    assert _target(s, FaultStep("skew", "api-3")).name == "api-3"  # type: ignore[arg-type]
+    with pytest.raises(PlatformError, match="no instance api-1 to skew"):
+        _target(s, FaultStep("skew", "api-1"))  # type: ignore[arg-type]
 
 
 # --- errors, against the real client ---------------------------------------------------------

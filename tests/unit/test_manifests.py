@@ -214,7 +214,7 @@ def test_app_containers_keep_tini_as_pid_1(target: str) -> None:
 
 def test_dockerfile_matches_the_pods() -> None:
     text = (ROOT / "services" / "Dockerfile").read_text()
-    assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--"\]', text, re.M)
+    assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--"', text, re.M)
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert re.search(r"^ARG BASE=", text, re.M)
     assert text.count("\nFROM ") >= 2, "multi-stage"
@@ -489,3 +489,71 @@ def test_no_stale_references() -> None:
             assert (ROOT / ref).exists(), f"{path.name} names {ref}"
     # IMAGE is the overlays' tag, not a setting the manifests would ignore
     assert re.search(r"^IMAGE\s*:=", (ROOT / "Makefile").read_text(), re.M)
+
+
+# --- the image's entrypoint: libfaketime for a skewable lab -----------------------------------
+
+ENTRYPOINT = ROOT / "services" / "entrypoint.sh"
+
+
+def test_the_entrypoint_runs_under_tini_and_names_the_platforms_clock_file() -> None:
+    from chaos.kubernetes import CLOCK_FILE
+
+    text = (ROOT / "services" / "Dockerfile").read_text()
+    assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--", "/bin/sh", '
+                     r'"/usr/local/bin/scalelab-entrypoint"\]', text, re.M)
+    assert "COPY services/entrypoint.sh /usr/local/bin/scalelab-entrypoint" in text
+    # the library at the path the entrypoint preloads, from the lock's wheel
+    assert "pip install -c requirements.lock libfaketime" in text
+    script = ENTRYPOINT.read_text()
+    assert f"${{SCALELAB_CLOCK_FILE:-{CLOCK_FILE}}}" in script
+    assert "${SCALELAB_FAKETIME_LIB:-/opt/venv/lib/libfaketime.so.1}" in script
+    assert "/opt/venv/lib/libfaketime.so.1" in text
+    # the app replaces the shell: it stays tini's only child
+    assert script.count('exec "$@"') == 2
+
+
+def _entrypoint(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(ENTRYPOINT), *argv], capture_output=True, text=True,
+                          timeout=30, env={"PATH": os.environ["PATH"], **env})
+
+
+def test_the_entrypoint_skews_the_app_by_the_clock_file(tmp_path: Path) -> None:
+    import time
+
+    from chaos.skew import faketime_library
+
+    lib = faketime_library()
+    clock = tmp_path / "clock"
+    now = [sys.executable, "-S", "-c", "import time; print(time.time())"]
+    env = {"SCALELAB_SKEWABLE": "True", "SCALELAB_FAKETIME_LIB": lib,
+           "SCALELAB_CLOCK_FILE": str(clock)}
+    out = _entrypoint(tmp_path, *now, **env)
+    assert out.returncode == 0, out.stderr
+    assert clock.read_text() == "+0.000\n"  # created at +0 when missing
+    assert abs(float(out.stdout) - time.time()) < 5
+    clock.write_text("+600.000\n")  # what the platform's skew writes (through exec)
+    out = _entrypoint(tmp_path, *now, **env)
+    assert 595 < float(out.stdout) - time.time() < 605
+    assert clock.read_text() == "+600.000\n"  # a restarted container keeps its skew
+    # not skewable: nothing preloaded, the clock is the real one
+    plain = _entrypoint(tmp_path, sys.executable, "-S", "-c",
+                        "import os, time; print(time.time(), os.environ.get('LD_PRELOAD'))",
+                        SCALELAB_CLOCK_FILE=str(clock), SCALELAB_FAKETIME_LIB=lib)
+    seconds, preload = plain.stdout.split()
+    assert abs(float(seconds) - time.time()) < 5 and preload == "None"
+
+
+def test_the_entrypoint_refuses_a_library_of_another_architecture(tmp_path: Path) -> None:
+    # An x86-64 libfaketime on an arm64 node would be skipped by the loader with a
+    # warning, and the app would run with its clock true: refuse, in one line.
+    arm = tmp_path / "libfaketime.so.1"
+    aarch64 = (183).to_bytes(2, "little")  # ELF e_machine, at byte 18
+    arm.write_bytes(b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x03\x00" + aarch64)
+    out = _entrypoint(tmp_path, "true", SCALELAB_SKEWABLE="True",
+                      SCALELAB_FAKETIME_LIB=str(arm), SCALELAB_CLOCK_FILE=str(tmp_path / "c"))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "clock skew needs amd64 nodes" in out.stderr
+    missing = _entrypoint(tmp_path, "true", SCALELAB_SKEWABLE="1",
+                          SCALELAB_FAKETIME_LIB=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "needs libfaketime" in missing.stderr
