@@ -24,7 +24,12 @@ ports the kind cluster maps there. containerd gets an unreachable loopback proxy
 so an image that was not imported fails at once instead of being pulled.
 
 NetworkPolicy is not enforced: the bridge plugin has no policy engine (kind's
-kindnet enforces it). Everything else the lab's manifests use is.
+kindnet enforces it). Everything else the lab's manifests use is. kind's engine,
+kube-network-policies, cannot run here: it sends the first packet of each
+connection to userspace with nftables' ``queue`` expression, which this machine's
+kernel lacks (CONFIG_NFT_QUEUE unset: adding such a rule fails with ENOENT);
+``policy_engine_problem`` checks it, and the platform's partition fault fails
+with one line on a node like this one rather than cut nothing.
 """
 
 from __future__ import annotations
@@ -582,6 +587,26 @@ def net_up() -> None:
             "-j", "SCALELAB-NODE")
 
 
+def policy_engine_problem() -> str | None:
+    """Why kube-network-policies (kind's NetworkPolicy engine) cannot enforce policies on
+    this kernel, or None if it could: it needs nftables' ``queue`` expression."""
+    table = "scalelab_queue_probe"
+    run("nft", "add", "table", "inet", table, check=False)
+    try:
+        run("nft", "add", "chain", "inet", table, "probe",
+            "{ type filter hook postrouting priority 95; policy accept; }")
+        rule = subprocess.run(["nft", "add", "rule", "inet", table, "probe", "ip", "daddr",
+                               "192.0.2.1", "queue", "num", "100", "bypass"],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        run("nft", "delete", "table", "inet", table, check=False)
+    if rule.returncode == 0:
+        return None
+    said = (rule.stderr.strip().splitlines() or [""])[0]
+    return (f"this kernel has no nftables queue expression (CONFIG_NFT_QUEUE): "
+            f"`nft add rule ... queue` says {said!r}")
+
+
 def forward_jump_present() -> bool:
     return "-j SCALELAB-NODE" in run("iptables", "-S", "FORWARD", check=False)
 
@@ -938,6 +963,9 @@ def cmd_up(overlay: str, control_plane_only: bool = False) -> int:
                 timeout=200)
     log(f"up in {time.monotonic() - started:.0f}s: context {CONTEXT!r} "
         f"(KUBE_CONTEXT={CONTEXT} make test-kind)")
+    if shutil.which("nft") and (why := policy_engine_problem()):
+        log(f"NetworkPolicy is not enforced (no policy engine; kind's, kube-network-policies, "
+            f"could not run: {why}): the partition fault fails here")
     return 0
 
 

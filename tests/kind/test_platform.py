@@ -149,3 +149,153 @@ def test_loop_starvation_keeps_its_replica_in_the_service(kube_context: str) -> 
     summary = run_experiment("loop-starvation", ["--duration", "10"], kube_context)
     assert summary["valid"], summary["expectation"]
     assert timed_out_probes(started) == []
+
+
+# --- kill_child, skew, partition, the broker's memory policy ----------------------------------
+
+POOL = ("from chaos.local_faults import pool_children\n"
+        "apps = [int(p) for p in open('/proc/1/task/1/children').read().split()]\n"
+        "print(' '.join(str(c) for a in apps for c in pool_children(a)))\n")
+
+
+def pool_pids(platform: KubernetesPlatform, pod: str) -> set[int]:
+    from chaos.kubernetes import PYTHON, exec_in_pod
+
+    out = exec_in_pod(platform.cluster, pod, "worker", [PYTHON, "-c", POOL])
+    return {int(p) for p in out.split()}
+
+
+def restarts(platform: KubernetesPlatform, pod: str) -> int:
+    status = platform.cluster.core.read_namespaced_pod(pod, "scalelab").status
+    return sum(c.restart_count for c in status.container_statuses or [])
+
+
+def test_kill_child_kills_one_pool_process_and_the_worker_replaces_it(
+        platform: KubernetesPlatform) -> None:
+    from tests.conftest import wait_for
+
+    platform.deploy(Topology(replicas={"worker": 1}, settings={"worker_concurrency": 2}))
+    (worker,) = platform.instances("worker")
+    before = wait_for(lambda: (p := pool_pids(platform, worker.name)) and len(p) == 2 and p,
+                      30, "two pool processes", interval=0.5)
+    killed = platform.kill_child(worker)
+    assert killed in before
+    # Celery's main process forks a new pool process; the pod and its container stay
+    after = wait_for(lambda: (p := pool_pids(platform, worker.name)) and len(p) == 2
+                     and killed not in p and p, 30, "the pool back to two, without the killed one",
+                     interval=0.5)
+    assert len(after & before) == 1
+    assert [i.name for i in platform.instances("worker")] == [worker.name]
+    assert restarts(platform, worker.name) == 0
+
+
+def test_the_broker_takes_the_topologys_memory_policy_until_the_next_deploy(
+        platform: KubernetesPlatform) -> None:
+    settings = {"broker_maxmemory": "1100kb", "broker_maxmemory_policy": "allkeys-lru"}
+    platform.deploy(Topology(replicas={"worker": 1}, settings=settings))
+
+    def policy() -> tuple[str, str]:
+        broker: Any = redis.Redis.from_url(platform.broker_url, decode_responses=True)
+        try:
+            return (broker.config_get("maxmemory")["maxmemory"],
+                    broker.config_get("maxmemory-policy")["maxmemory-policy"])
+        finally:
+            broker.close()
+
+    assert policy() == (str(1100 * 1024), "allkeys-lru")
+    platform.broker_outage(1)  # a new broker pod: the policy is set again
+    assert policy() == (str(1100 * 1024), "allkeys-lru")
+    platform.deploy(Topology(replicas={"worker": 1}))
+    assert policy() == ("0", "noeviction")
+
+
+def test_skew_moves_the_apps_clock_not_the_ledgers(kube_context: str) -> None:
+    # A replica 2 s ahead fires its ticks 2 s early, as the ledger's own clock sees them;
+    # with the per-tick lock's 1 s TTL, ticks run twice.
+    summary = run_experiment("clock-skew", ["--duration", "6"], kube_context)
+    assert summary["valid"], summary["expectation"]
+    measured = summary["measured"]
+    assert measured["skewed"] and 1.5 <= measured["early_by"] <= 2.5, measured
+
+
+def test_a_skewable_pod_preloads_libfaketime_and_an_unskewable_one_does_not(
+        platform: KubernetesPlatform) -> None:
+    from chaos.kubernetes import CLOCK_FILE, PYTHON, exec_in_pod
+
+    environ = [PYTHON, "-S", "-c",
+               "child = open('/proc/1/task/1/children').read().split()[0]\n"
+               "env = open(f'/proc/{child}/environ').read().split(chr(0))\n"
+               "print([e for e in env if e.startswith(('LD_PRELOAD=', "
+               "'FAKETIME_TIMESTAMP_FILE='))])\n"]
+    platform.deploy(Topology(replicas={"api": 1}, settings={"skewable": True}))
+    (api,) = platform.instances("api")
+    seen = exec_in_pod(platform.cluster, api.name, "api", environ)
+    assert "LD_PRELOAD=/opt/venv/lib/libfaketime.so.1" in seen
+    assert f"FAKETIME_TIMESTAMP_FILE={CLOCK_FILE}" in seen
+    platform.skew(api, -3)
+    read = [PYTHON, "-S", "-c", f"print(open({CLOCK_FILE!r}).read())"]
+    assert exec_in_pod(platform.cluster, api.name, "api", read).strip() == "-3.000"
+    platform.deploy(Topology(replicas={"api": 1}))
+    (api,) = platform.instances("api")
+    assert exec_in_pod(platform.cluster, api.name, "api", environ).strip() == "[]"
+
+
+def connects(platform: KubernetesPlatform, pod: str, container: str, service: str) -> bool:
+    from chaos.kubernetes import PYTHON, exec_in_pod
+
+    probe = (f"import socket\ntry:\n    socket.create_connection(({service!r}, 6379), "
+             "timeout=2).close()\n    print('yes')\nexcept OSError:\n    print('no')\n")
+    return exec_in_pod(platform.cluster, pod, container, [PYTHON, "-S", "-c", probe]).strip() \
+        == "yes"
+
+
+def partition_policies(platform: KubernetesPlatform) -> list[str]:
+    from kubernetes.client import NetworkingV1Api
+
+    items: Any = NetworkingV1Api(platform.cluster.apps.api_client).list_namespaced_network_policy(
+        "scalelab", label_selector="scalelab.io/fault=partition").items
+    return [str(p.metadata.name) for p in items]
+
+
+def test_partition_cuts_the_pod_off_the_broker_only(platform: KubernetesPlatform) -> None:
+    from chaos.platform import PlatformError
+
+    platform.deploy(Topology(replicas={"worker": 2}))
+    victim, other = platform.instances("worker")
+    try:
+        platform.partition(victim)
+    except PlatformError as exc:
+        if "NetworkPolicy is not enforced" in str(exc):
+            pytest.skip(f"this cluster does not enforce NetworkPolicy: {exc}")
+        raise
+    try:
+        assert not connects(platform, victim.name, "worker", "redis-broker")
+        assert connects(platform, victim.name, "worker", "redis-ledger")  # it still observes
+        assert connects(platform, other.name, "worker", "redis-broker")
+        ip = platform.cluster.core.read_namespaced_pod(victim.name, "scalelab").status.pod_ip
+        broker: Any = redis.Redis.from_url(platform.broker_url)
+        # its open connections were closed, and none came back
+        assert not [c for c in broker.client_list() if c["addr"].startswith(f"{ip}:")]
+    finally:
+        platform.heal(victim)
+    assert partition_policies(platform) == []
+    assert connects(platform, victim.name, "worker", "redis-broker")
+
+
+def test_partition_where_network_policy_is_not_enforced_fails_and_leaves_nothing(
+        platform: KubernetesPlatform) -> None:
+    from chaos.platform import PlatformError
+
+    platform.deploy(Topology(replicas={"worker": 1}))
+    (victim,) = platform.instances("worker")
+    try:
+        platform.partition(victim)
+    except PlatformError as exc:
+        assert str(exc).startswith("NetworkPolicy is not enforced") and "\n" not in str(exc)
+    else:
+        platform.heal(victim)
+        pytest.skip("this cluster enforces NetworkPolicy")
+    assert partition_policies(platform) == []
+    labels = platform.cluster.core.read_namespaced_pod(victim.name, "scalelab").metadata.labels
+    assert "scalelab.io/partition" not in labels
+    assert connects(platform, victim.name, "worker", "redis-broker")

@@ -194,3 +194,24 @@ def test_down_leaves_no_process_mount_link_or_rule(bring_up: float) -> None:
     left = run_node("leftovers", timeout=60)
     assert left.returncode == 0, left.stdout
     assert not Path(f"/sys/class/net/{node.BRIDGE}").exists()
+
+
+def test_the_policy_engine_probe_agrees_with_the_kernel() -> None:
+    # kube-network-policies (kind's NetworkPolicy engine) queues packets to userspace
+    # with nftables' queue expression; where the kernel has none it cannot enforce
+    # anything, and the node says so instead of pretending.
+    import gzip
+    import shutil
+
+    if os.environ.get("SCALELAB_NODE_TESTS") != "1" or os.geteuid() != 0:
+        pytest.skip("opt-in (`make test-node`), as root")
+    if not shutil.which("nft") or not Path("/proc/config.gz").exists():
+        pytest.skip("needs nft and /proc/config.gz")
+    config = gzip.decompress(Path("/proc/config.gz").read_bytes()).decode()
+    has_queue = any(line in config.splitlines()
+                    for line in ("CONFIG_NFT_QUEUE=y", "CONFIG_NFT_QUEUE=m"))
+    problem = node.policy_engine_problem()
+    assert (problem is None) == has_queue, problem
+    if problem:
+        assert "CONFIG_NFT_QUEUE" in problem and "\n" not in problem
+    assert "scalelab_queue_probe" not in node.run("nft", "list", "tables")
