@@ -4,11 +4,14 @@ same order, on generated histories (and the same error on lines the codec reject
 from __future__ import annotations
 
 import math
+from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from experiments import columns
 from experiments.checker import Result, Schedule, check
 from experiments.fastcheck import check_buffer, check_lines
 from services.history import decode_line
@@ -19,17 +22,21 @@ MECHANISMS = ("celery", "scheduler", "background")
 FAULT_MARKS = ("kill", "terminate", "restart", "scale-down", "pause", "resume")
 INSTANCES = ("api-1", "api-2", "worker-1", "")
 # "api-1:7:0" is the key the reference gives a start without exec_id: a collision case
-EXEC_IDS = ("", "e1", "e2", "e3", "api-1:7:0")
+EXEC_IDS = ("", "e1", "e2", "e3", "api-1:7:0",
+            "0d6c1c3e-5a0b-4c47-9f0e-7f3a2b1c9d8e:1", "e" * 70)
 
 scheduled_ids = st.builds(lambda job, k, step: f"{job}@{k * step:.3f}",
                           st.sampled_from(JOBS), st.integers(-2, 14),
                           st.sampled_from((0.5, 1.0, 2.5)))
 work_ids = st.one_of(
-    st.sampled_from(("a", "b", "c", "task-00000001")),
+    st.sampled_from(("a", "b", "c", "task-00000001", "task-00000002", "abcdefgh", "abcdefghi",
+                     "0d6c1c3e-5a0b-4c47-9f0e-7f3a2b1c9d8e", "w" * 65)),
     scheduled_ids,
     st.sampled_from(("x@", "@1", "tick@nan", "tick@1e1", "tick@inf", "beat@-0.000")),
 )
-times = st.floats(0, 20, allow_nan=False).map(lambda t: f"{t:.6f}")
+# small times, and the ledger's own (``%.6f`` of this century: 17 bytes, a point at 10)
+times = st.one_of(st.floats(0, 20, allow_nan=False).map(lambda t: f"{t:.6f}"),
+                  st.floats(1.7e9, 1.9e9).map(lambda t: f"{t:.6f}"))
 
 
 @st.composite
@@ -44,7 +51,8 @@ def lines(draw: st.DrawFn) -> str:
         target = draw(st.sampled_from(INSTANCES))
         work_id = draw(work_ids)
     fields = [draw(times), kind, work_id, mechanism, target,
-              draw(st.sampled_from(("7", "8", "007"))), draw(st.sampled_from(("1", "2"))),
+              draw(st.sampled_from(("7", "8", "007", "1234567", "123456789"))),
+              draw(st.sampled_from(("1", "2", "10"))),
               draw(st.sampled_from(EXEC_IDS)),
               draw(st.sampled_from(("", '{"a":1}', '{"s":"x\\ty"}'))), "run-1"]
     return "\t".join(fields)
@@ -73,7 +81,9 @@ def test_fast_path_gives_the_reference_result(history: list[str], window: tuple[
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(lines(), min_size=1, max_size=20), st.integers(0, 19),
-       st.sampled_from(("1e3", "+2.5", "1_0", " 1.5", ".", "x", "", "1.2.3", "\u00e9", "2\x01")),
+       st.sampled_from(("1e3", "+2.5", "1_0", " 1.5", ".", "x", "", "1.2.3", "\u00e9", "2\x01",
+                        "1900000000.00010x", "190000000.0000100", "1900000000.000.10",
+                        "19000000000000100", "1900000000.000100", "5.", ".5", "12345678")),
        st.sampled_from((0, 5, 6, 8)))
 def test_a_field_the_fast_decode_cannot_vouch_for_is_judged_by_the_reference(
         history: list[str], at: int, odd: str, field: int) -> None:
@@ -120,3 +130,34 @@ def test_an_empty_history_an_open_window_and_a_buffer() -> None:
                        (-math.inf, math.inf)).counts["lost"] == 1
     line = b"1.0\tintent\tw\tcelery\tharness\t1\t1\t\t\trun"
     assert check_buffer(line, 1) == check([decode_line(line)])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(lines(), max_size=60), windows, schedules, st.integers(0, 3))
+def test_values_that_hash_alike_are_still_told_apart(history: list[str],
+                                                     window: tuple[float, float],
+                                                     sched: list[Schedule], bits: int) -> None:
+    # every field's hash squeezed into a few values: collisions everywhere
+    hashed = columns.Field.hashed
+
+    def squeezed(field: columns.Field) -> columns.Words:
+        return hashed(field) & np.uint64((1 << bits) - 1)
+
+    with mock.patch.object(columns.Field, "hashed", squeezed):
+        judged_alike(history, window, sched, 0.5)
+
+
+def test_equal_values_are_numbered_by_first_appearance_and_unequal_apart() -> None:
+    buf = b"\n".join(f"1.0\tstart\t{w}\tc\ti\t1\t1\te\t\tr".encode()
+                     for w in ("b", "a", "b", "abcdefghij", "abcdefghik", "a"))
+    lines = columns.Lines(buf, 6)
+    ids, first = columns.numbered(lines.field(2))
+    assert ids.tolist() == [0, 1, 0, 2, 3, 1]
+    assert first.tolist() == [0, 1, 3, 4]
+
+
+def test_a_field_in_the_buffers_last_bytes_reads_whole() -> None:
+    line = b"1.0\tstart\tw\tc\ti\t1\t1\te\t\trun-1"
+    lines = columns.Lines(line, 1)
+    starts, lengths = lines.bounds(9)
+    assert lines.word(starts, lengths, 0).tolist() == [int.from_bytes(b"run-1", "little")]
