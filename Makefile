@@ -90,10 +90,12 @@ suite: $(STAMP)  ## the full catalogue, longer runs, one at a time
 	$(VENV)/bin/scalelab suite --seed $(SEED)
 
 # Tests run side by side (pytest-xdist): most of their time is spent waiting on real
-# processes, so more workers than cores pays.
-TEST_JOBS ?= 4
+# processes, so more workers than cores pays; an idle worker takes queued tests from
+# a busy one (worksteal), so no long run waits at the end behind another. pytest
+# caches its rewritten test modules only where bytecode may be written.
+TEST_JOBS ?= 6
 test: $(DEV)  ## unit + integration tests (real processes), offline manifest checks
-	$(VENV)/bin/pytest -q -n $(TEST_JOBS) --durations=10
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal --durations=10
 
 test-unit: $(DEV)
 	$(VENV)/bin/pytest -q tests/unit

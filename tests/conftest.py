@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,5 +70,30 @@ def scalelab(lab_tag: str, tmp_path: Path) -> Any:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def scalelab_here(lab_tag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    """The same CLI, called in this process (``main(argv)``): for input it refuses
+    before it starts anything, where a subprocess would only add its start-up."""
+    from experiments.cli import main
+
+    def run(*args: str) -> CliResult:
+        argv = list(args)
+        if args and args[0] in ("run", "suite") and "--results" not in args:
+            argv += ["--results", str(tmp_path / "results")]
+        capsys.readouterr()
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
 
     return run

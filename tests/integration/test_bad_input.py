@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+# Most refusals are checked in this process (``scalelab_here``); the ones that need a
+# real environment (no redis-server, a busy port, a kubeconfig) and the subprocess
+# itself (one line on the real stderr, no traceback) run ``scalelab`` as a process.
+
 
 def assert_refused(r: Any, *words: str) -> None:
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
@@ -36,9 +40,9 @@ def assert_refused(r: Any, *words: str) -> None:
     (["run", "scheduler-duplicates", "--platform", "mars"], ["platform", "mars"]),
     (["run", "scheduler-duplicates", "--seed", "abc"], ["seed"]),
 ])
-def test_bad_input_is_one_line_and_exit_2(scalelab: Any, tmp_path: Path, args: list[str],
+def test_bad_input_is_one_line_and_exit_2(scalelab_here: Any, tmp_path: Path, args: list[str],
                                           words: list[str]) -> None:
-    assert_refused(scalelab(*args), *words)
+    assert_refused(scalelab_here(*args), *words)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
@@ -78,15 +82,15 @@ def test_a_ledger_port_already_in_use(scalelab: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("port", ["80", "70000", "-1"])
-def test_a_ledger_port_out_of_range(scalelab: Any, port: str) -> None:
-    assert_refused(scalelab("run", "scheduler-duplicates", f"--ledger-port={port}"),
+def test_a_ledger_port_out_of_range(scalelab_here: Any, port: str) -> None:
+    assert_refused(scalelab_here("run", "scheduler-duplicates", f"--ledger-port={port}"),
                    "--ledger-port")
 
 
-def test_missing_kubeconfig_for_the_kubernetes_platform(scalelab: Any, tmp_path: Path,
+def test_missing_kubeconfig_for_the_kubernetes_platform(scalelab_here: Any, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    r = scalelab("run", "scheduler-duplicates", "--platform", "kubernetes")
+    r = scalelab_here("run", "scheduler-duplicates", "--platform", "kubernetes")
     assert_refused(r, "kubeconfig")
 
 

@@ -37,8 +37,13 @@ def test_background_tasks_die_with_their_replica(scalelab: Any, kill: str) -> No
 
 def test_the_same_work_through_celery_survives_the_kill(scalelab: Any) -> None:
     s = run(scalelab, "background-loss", "--mechanism", "celery", "--duration", "6",
-            "--kills", "1")
+            "--kills", "1", "--seed", "42")
     assert s["counts"]["lost"] == 0 and s["counts"]["ok"] == s["expected"] > 0
+    # what the run was: its seed (the seeded choice of targets is tested on the stub
+    # platform in tests/unit/test_nemesis.py) and the versions it ran with
+    assert s["seed"] == 42
+    for dist in ("celery", "kombu", "redis", "apscheduler", "redis-server"):
+        assert s["versions"].get(dist), dist
 
 
 def test_celery_default_acks_lose_a_killed_task(scalelab: Any) -> None:
@@ -54,14 +59,17 @@ def test_celery_acks_late_redelivers_a_killed_task(scalelab: Any) -> None:
     assert redelivery and max(redelivery) <= 15, redelivery
 
 
-def test_a_kill_after_the_effect_runs_it_twice_unless_idempotent(scalelab: Any) -> None:
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_a_kill_after_the_effect_runs_it_twice_unless_idempotent(scalelab: Any,
+                                                                  idempotent: bool) -> None:
     s = run(scalelab, "celery-kill", "--acks", "late", "--kill-at", "after-effect",
-            "--duration", "5", "--kills", "1")
-    assert s["counts"]["duplicated"] >= 1 and s["counts"]["lost"] == 0
-    s = run(scalelab, "celery-kill", "--acks", "late", "--kill-at", "after-effect",
-            "--idempotent", "--duration", "5", "--kills", "1")
-    assert s["counts"]["duplicated"] == 0 and s["counts"]["lost"] == 0
-    assert s["refused"] >= 1, "the redelivery's second effect was refused by its key"
+            *(["--idempotent"] if idempotent else []), "--duration", "5", "--kills", "1")
+    assert s["counts"]["lost"] == 0
+    if idempotent:
+        assert s["counts"]["duplicated"] == 0
+        assert s["refused"] >= 1, "the redelivery's second effect was refused by its key"
+    else:
+        assert s["counts"]["duplicated"] >= 1
 
 
 def test_a_task_outliving_the_visibility_timeout_runs_twice(scalelab: Any) -> None:
@@ -76,10 +84,13 @@ def test_two_beats_send_every_tick_twice(scalelab: Any) -> None:
     assert s["counts"]["duplicated"] >= s["expected"] - 1 > 0
 
 
-def test_redbeat_sends_once_and_a_killed_holder_misses_ticks(scalelab: Any) -> None:
+def test_redbeat_sends_once(scalelab: Any) -> None:
     s = run(scalelab, "beat-duplicates", "--beat-replicas", "2", "--guard", "redbeat",
             "--duration", "5")
     assert s["counts"]["duplicated"] == 0 and s["counts"]["ok"] >= s["expected"] - 1
+
+
+def test_a_killed_redbeat_holder_misses_ticks_until_its_lock_expires(scalelab: Any) -> None:
     s = run(scalelab, "beat-duplicates", "--beat-replicas", "2", "--guard", "redbeat",
             "--kill-holder", "--kill-at", "2", "--lock-timeout", "3", "--duration", "8")
     assert s["counts"]["duplicated"] == 0
@@ -87,11 +98,13 @@ def test_redbeat_sends_once_and_a_killed_holder_misses_ticks(scalelab: Any) -> N
     assert s["measured"]["missed_ticks"] >= 1, "ticks are missed while the lock expires"
 
 
-def test_blocking_requests_starve_the_embedded_scheduler(scalelab: Any) -> None:
-    control = run(scalelab, "loop-starvation", "--block-seconds", "0", "--duration", "5")
-    assert control["counts"]["lost"] == 0 and control["late"] == 0
-    s = run(scalelab, "loop-starvation", "--block-seconds", "1.5", "--duration", "5")
-    assert s["counts"]["lost"] + s["late"] >= 1 and s["valid"]
+@pytest.mark.parametrize("block", ["0", "1.5"])
+def test_blocking_requests_starve_the_embedded_scheduler(scalelab: Any, block: str) -> None:
+    s = run(scalelab, "loop-starvation", "--block-seconds", block, "--duration", "5")
+    if block == "0":  # the control: nothing blocks the loop, nothing is late or lost
+        assert s["counts"]["lost"] == 0 and s["late"] == 0
+    else:
+        assert s["counts"]["lost"] + s["late"] >= 1 and s["valid"]
 
 
 @pytest.mark.parametrize("mechanism", ["background", "celery"])
@@ -115,20 +128,6 @@ def test_a_paused_leader(scalelab: Any, fencing: bool) -> None:
         assert s["counts"]["duplicated"] == 0 and s["refused"] >= 1
     else:
         assert s["counts"]["duplicated"] >= 1 and s["refused"] == 0
-
-
-def test_the_same_seed_gives_the_same_fault_schedule(scalelab: Any) -> None:
-    """Timed kills pick their target with the seeded RNG: same seed, same targets."""
-    args = ("background-loss", "--mechanism", "celery", "--replicas", "4", "--kills", "3",
-            "--kill-at", "1", "--kill-every", "1", "--rate", "1", "--duration", "4",
-            "--work-seconds", "0.2")
-    a, b = (run(scalelab, *args, "--seed", "42") for _ in range(2))
-    assert a["seed"] == b["seed"] == 42
-    schedule = [[(f["action"], f["target"], f["step"]) for f in s["faults"]] for s in (a, b)]
-    assert len(schedule[0]) == 3 and schedule[0] == schedule[1]
-    for s in (a, b):
-        for dist in ("celery", "kombu", "redis", "apscheduler", "redis-server"):
-            assert s["versions"].get(dist), dist
 
 
 def test_a_broker_outage_never_touches_the_ledger(scalelab: Any) -> None:

@@ -129,8 +129,8 @@ def test_background_work_behind_base_http_middleware_outlives_the_client(
     (["broker-eviction", "--maxmemory", "lots"], "--maxmemory"),
     (["pool-child-kill", "--poison", "--target", "parent"], "--poison"),
 ])
-def test_bad_input_is_one_line_and_exit_2(scalelab: Any, args: list[str], says: str) -> None:
-    r = scalelab("run", *args)
+def test_bad_input_is_one_line_and_exit_2(scalelab_here: Any, args: list[str], says: str) -> None:
+    r = scalelab_here("run", *args)
     assert r.returncode == 2
     assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
