@@ -31,7 +31,8 @@ def one_line_error(r: Any, *words: str) -> str:
 
 # --- on hand-written runs (no lab processes) ------------------------------------------------
 
-def test_report_exits_by_the_rechecked_expectation(scalelab: Any, tmp_path: Path) -> None:
+def test_report_exits_by_the_rechecked_expectation(scalelab_here: Any, tmp_path: Path) -> None:
+    scalelab = scalelab_here  # nothing to start: the report runs in this process
     run = tmp_path / "run"
     stored_run(run, replicas=2)
     (run / "summary.md").unlink()
@@ -53,7 +54,8 @@ def test_report_exits_by_the_rechecked_expectation(scalelab: Any, tmp_path: Path
     assert "re-check differs from summary.json: valid: stored True, re-checked False" in r.stderr
 
 
-def test_report_on_what_is_not_a_run_is_exit_2(scalelab: Any, tmp_path: Path) -> None:
+def test_report_on_what_is_not_a_run_is_exit_2(scalelab_here: Any, tmp_path: Path) -> None:
+    scalelab = scalelab_here
     one_line_error(scalelab("report", str(tmp_path / "nowhere")), "no such run directory")
     one_line_error(scalelab("report", str(tmp_path)), "not a run directory")
     run = tmp_path / "run"
@@ -111,28 +113,6 @@ def test_report_reproduces_a_real_runs_counts_exactly(
     (bad / "events.jsonl").write_bytes(full[: len(full) - 20])
     last = full.count(b"\n")
     one_line_error(scalelab("report", str(bad)), f"{bad / 'events.jsonl'}:{last}:", "truncated")
-
-
-@pytest.mark.slow
-def test_the_suite_writes_report_md_linking_every_run(scalelab: Any, tmp_path: Path) -> None:
-    r = scalelab("suite", "--quick", "--only", "scheduler-duplicates", timeout=170)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    (suite,) = (tmp_path / "results").iterdir()
-    assert suite.name.endswith("-suite")
-    report = (suite / "report.md").read_text()
-    runs = sorted(p for p in suite.iterdir() if p.is_dir())
-    assert len(runs) == 2  # guard none, guard redis-lock
-    for run in runs:
-        assert f"]({run.name}/summary.md)" in report
-        assert f"]({run.name}/timeline.png)" in report
-        assert (run / "summary.md").exists() and (run / "timeline.png").exists()
-    row = next(line for line in report.splitlines() if line.startswith("| Horizontal scaling"))
-    unguarded = json.loads((runs[0] / "summary.json").read_text())
-    if unguarded["parameters"]["guard"] != "none":
-        unguarded = json.loads((runs[1] / "summary.json").read_text())
-    assert (f"3 replicas unguarded: duplicated {unguarded['counts']['duplicated']}/"
-            f"{unguarded['expected']}") in row
-    assert "Redis lock per tick: duplicated 0/" in row
 
 
 # --- the suite report and progress, pure ----------------------------------------------------

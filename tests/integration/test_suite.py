@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,9 +29,17 @@ def test_four_runs_at_a_time_into_a_new_directory_make_one_report(scalelab: Any,
     assert len(runs) == 4  # two variants of each, side by side
     report = (suite / "report.md").read_text()
     for run in runs:
-        assert f"({run.name}/summary.md)" in report
-    # the seed's table is filled from both runs
-    assert "replicas unguarded: duplicated" in report and "Redis lock per tick" in report
+        assert f"]({run.name}/summary.md)" in report
+        assert f"]({run.name}/timeline.png)" in report
+        assert (run / "summary.md").exists() and (run / "timeline.png").exists()
+    # the seed's table is filled from the runs, with their own counts
+    summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+    unguarded = next(s for s in summaries if s["experiment"] == "scheduler-duplicates"
+                     and s["parameters"]["guard"] == "none")
+    row = next(line for line in report.splitlines() if line.startswith("| Horizontal scaling"))
+    assert (f"3 replicas unguarded: duplicated {unguarded['counts']['duplicated']}/"
+            f"{unguarded['expected']}") in row
+    assert "Redis lock per tick: duplicated 0/" in row
 
 
 def test_ctrl_c_stops_every_run_of_a_parallel_suite(lab_tag: str, tmp_path: Path) -> None:
