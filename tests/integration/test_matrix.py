@@ -35,8 +35,8 @@ def test_matrix_runs_its_cells_and_writes_the_grid(scalelab: Any, tmp_path: Path
     assert len(row_lines) == 1 and "dup 0/" in row_lines[0]
 
 
-def test_an_unknown_row_is_one_line_and_runs_nothing(scalelab: Any, tmp_path: Path) -> None:
-    r = scalelab("matrix", "--only", "apscheduler5", "--results", str(tmp_path / "m"))
+def test_an_unknown_row_is_one_line_and_runs_nothing(scalelab_here: Any, tmp_path: Path) -> None:
+    r = scalelab_here("matrix", "--only", "apscheduler5", "--results", str(tmp_path / "m"))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "unknown row 'apscheduler5'" in r.stderr
     assert not (tmp_path / "m").exists()

@@ -57,7 +57,7 @@ def test_a_per_tick_redis_lock_brings_it_back_to_once(scalelab: Any, tmp_path: P
 
 def test_duplicates_appear_only_after_the_scale_up(scalelab: Any, tmp_path: Path) -> None:
     r = scalelab("run", "scheduler-duplicates", "--replicas", "1", "--scale-to", "3",
-                 "--scale-at", "3", "--duration", "12", "--json")
+                 "--scale-at", "3", "--duration", "7", "--json")
     assert r.returncode == 0, r.stderr
     s = r.summary
     assert s["faults"][0]["action"] == "scale-up"
