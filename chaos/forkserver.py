@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -48,13 +49,35 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# What each component's instances import before they serve (and load as they start).
+# What each component's instances import before they serve, and as they start (what a
+# forked instance still imported after the preload before these lists were complete: the
+# scheduler and tzlocal in an API replica's lifespan, uvicorn's "auto" choices, anyio's
+# asyncio backend at its first request (70 ms, the first /healthz answered late), the parts
+# of celery a worker or beat loads on its way to ready).
 PRELOAD_FOR = {
     "api": ("uvicorn", "uvicorn.main", "uvicorn.lifespan.on", "uvicorn.loops.asyncio",
-            "uvicorn.protocols.http.h11_impl", "services.api.app"),
-    "worker": ("services.worker.app", "celery.apps.worker", "celery.worker.consumer",
-               "celery.concurrency.prefork", "celery.backends.redis", "kombu.transport.redis"),
-    "beat": ("services.worker.beat", "celery.apps.beat", "kombu.transport.redis"),
+            "uvicorn.loops.auto", "uvicorn.protocols.http.h11_impl",
+            "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto",
+            "services.api.app", "services.api.scheduler", "apscheduler.schedulers.asyncio",
+            "apscheduler.executors.asyncio", "apscheduler.executors.pool",
+            "apscheduler.jobstores.memory", "apscheduler.triggers.interval", "tzlocal",
+            "concurrent.futures.process", "multiprocessing.queues",
+            "fastapi.telemetry._runtime", "anyio._backends._asyncio", "anyio.streams.memory",
+            "anyio.streams.stapled", "anyio.streams.tls"),
+    "worker": ("services.worker.app", "services.worker.other_app", "celery.apps.worker",
+               "celery.worker.consumer", "celery.worker.consumer.delayed_delivery",
+               "celery.worker.components", "celery.worker.autoscale",
+               "celery.worker.strategy", "celery.concurrency.prefork",
+               "celery.backends.redis", "celery.app.amqp", "celery.app.control",
+               "celery.app.events", "celery.app.log", "celery.app.routes", "celery.events",
+               "celery.events.dispatcher", "celery.events.receiver", "celery.fixups.django",
+               "celery.utils.deprecated", "billiard.heap", "billiard.popen_fork",
+               "billiard.sharedctypes", "billiard.synchronize", "kombu.matcher",
+               "kombu.mixins", "kombu.pidbox", "kombu.transport.redis", "mmap"),
+    "beat": ("services.worker.beat", "services.worker.schedulers", "celery.apps.beat",
+             "celery.worker.worker", "celery.app.amqp", "celery.app.log", "celery.app.routes",
+             "celery.fixups.django", "celery.loaders.app", "celery.utils.deprecated",
+             "billiard.einfo", "dbm.dumb", "encodings.latin_1", "kombu.transport.redis"),
 }
 PRELOAD = tuple(dict.fromkeys(m for modules in PRELOAD_FOR.values() for m in modules))
 
@@ -116,6 +139,8 @@ class ForkServer:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
             env=self.env, cwd=cwd, start_new_session=True)
         self.pid = self._proc.pid
+        self.started_at = time.monotonic()
+        self.ready_at: float | None = None  # when it said it had preloaded
         self._lock = threading.Lock()  # one request on the wire at a time
         self._changed = threading.Condition()
         self._replies: dict[int, dict[str, Any]] = {}
@@ -135,6 +160,7 @@ class ForkServer:
                     self._exits[int(message["exit"])] = int(message["code"])
                 elif "ready" in message:
                     self._ready = message
+                    self.ready_at = time.monotonic()
                 else:
                     self._replies[int(message["id"])] = message
                 self._changed.notify_all()
@@ -251,6 +277,7 @@ def _child(request: dict[str, Any]) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    gc.enable()  # as in any interpreter; what the server preloaded stays frozen
     sys.argv = [request["module"], *request["argv"]]
     code = 0
     try:
@@ -274,9 +301,14 @@ def _child(request: dict[str, Any]) -> int:
 
 def serve(preload: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness ends us by closing stdin
+    gc.disable()  # no collection halfway through the imports: one, then freeze
     for name in preload:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+    # Every preloaded object to the permanent generation: an instance's collections then
+    # never walk them, and so never write to (and copy) the pages it shares with us.
+    gc.collect()
+    gc.freeze()
     threads = threading.active_count()
     _send({"ready": True, "threads": threads})
     pending = b""

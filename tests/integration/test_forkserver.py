@@ -3,9 +3,11 @@ group, real signals kill, terminate and pause it, and nothing outlives the lab."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from chaos.processes import LAB_TAG, free_port
 from tests.conftest import wait_for
 
 SERVE = frozenset({"http.server"})  # a real server process standing in for an instance
+PROBE = "tests.integration.forked_probe"  # an instance that says what it finds itself to be
 
 
 @pytest.fixture
@@ -86,3 +89,59 @@ def test_what_only_takes_effect_at_exec_is_not_forked(server: ForkServer) -> Non
     assert not server.can_fork(args, {**server.env, "LD_PRELOAD": "libfaketime.so.1"})
     assert not server.can_fork(args, {**server.env, "PYTHONPATH": "/elsewhere"})
     assert not server.can_fork([sys.executable, "-m", "services.api"], server.env)
+
+
+@pytest.fixture
+def probing(lab_tag: str) -> Iterator[ForkServer]:
+    fs = ForkServer({**os.environ, LAB_TAG: lab_tag}, preload=(PROBE,),
+                    modules=frozenset({PROBE}))
+    try:
+        fs.wait_ready()
+        yield fs
+    finally:
+        fs.close()
+
+
+def probe(fs: ForkServer, out: Path, **env: str) -> dict[str, object]:
+    proc = fs.popen([sys.executable, "-m", PROBE, str(out)], {**fs.env, **env},
+                    out.with_suffix(".log"))
+    found: dict[str, object] = json.loads(wait_for(
+        lambda: out.exists() and out.read_text(), 15, "the probe to report"))
+    assert found["pid"] == proc.pid
+    return found
+
+
+def test_what_the_server_preloaded_is_frozen_and_the_instance_collects_its_own(
+        probing: ForkServer, tmp_path: Path) -> None:
+    found = probe(probing, tmp_path / "probe.json")
+    assert found["gc_enabled"] is True
+    assert isinstance(found["frozen"], int) and found["frozen"] > 1000
+    pid = int(str(found["pid"]))
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: probing.exit_code(pid) is not None, 10, "the kill to be reported")
+    assert probing.ready_at is not None and probing.ready_at >= probing.started_at
+
+
+def test_instances_asked_for_at_once_are_separate_processes_each_its_own_group(
+        probing: ForkServer, tmp_path: Path) -> None:
+    found: dict[int, dict[str, object]] = {}
+
+    def start(i: int) -> None:
+        found[i] = probe(probing, tmp_path / f"probe-{i}.json", SCALELAB_INSTANCE=f"api-{i}")
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(found) == list(range(6))
+    pids = {int(str(f["pid"])) for f in found.values()}
+    assert len(pids) == 6 and probing.pid not in pids
+    for i, f in found.items():
+        assert f["pid"] == f["pgid"] == f["sid"]
+        assert f["instance"] == f"api-{i}"
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        wait_for(lambda p=pid: probing.exit_code(p) is not None, 10, "every terminate reported")
+        assert probing.exit_code(pid) == -signal.SIGTERM
