@@ -5,7 +5,8 @@ loopback ports, Celery workers and beats. A supervisor thread keeps each
 component at its desired replica count, like a ReplicaSet: an instance that dies
 (killed by a fault or crashed) is replaced after ``Topology.replace_delay``
 seconds by a new instance with a new name. Readiness: an API replica answers
-``/healthz``; a worker or beat has announced itself in the ledger.
+``/healthz`` (asked once it has announced itself in the ledger, at the end of its
+lifespan's start); a worker or beat has announced itself in the ledger.
 
 ``teardown`` always runs (the runner calls it in ``finally``), and the watchdog
 process covers the case where the harness itself is killed.
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +39,28 @@ from chaos.redis_server import RedisServer, memory_args
 from services.ledger import Ledger
 
 _POLL = 0.05
+_POLL_STARTING = 0.01  # while an instance starts: one ledger read, no request to it yet
 COMPONENTS = (*APP_COMPONENTS, "arq")  # locally also arq workers (services.arq_worker)
 KUBERNETES_ONLY = {"cronjob": "a Kubernetes CronJob"}  # components with no local process
+
+
+def _side_by_side(*steps: Callable[[], None]) -> None:
+    """Run the steps in threads, wait for all; raise the first step's error, if any."""
+    errors: list[BaseException] = []
+
+    def run(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(step,)) for step in steps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 @dataclass
@@ -115,16 +137,14 @@ class LocalPlatform:
         if topology.settings.get("scheduler_library") == "apscheduler4":
             self._apscheduler4 = apscheduler4.ensure_installed()
         self._watchdog = Watchdog(self.tag)
-        if self.fork_server:
-            self._forks = ForkServer({**os.environ, LAB_TAG: self.tag},
-                                     preload_for([c for c in COMPONENTS if topology.count(c)]))
-            self._watchdog.watch(self._forks.pid)
+        forks = self.start_fork_server([c for c in COMPONENTS if topology.count(c)])
+        if forks is not None:
+            self._watchdog.watch(forks.pid)
         self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog,
                                          port=self.ledger_port)
-        self.ledger_server.start()
         self.broker_server = RedisServer("broker", self.workdir, self._watchdog,
                                          config=memory_args(topology.settings))
-        self.broker_server.start()
+        _side_by_side(self.ledger_server.start, self.broker_server.start)
         broker = self.broker_server
         self._instance_faults = InstanceFaults(self.workdir, topology.settings,
                                                lambda: ("127.0.0.1", broker.port))
@@ -140,6 +160,14 @@ class LocalPlatform:
         self._supervisor.start()
         for component in COMPONENTS:
             self.wait_ready(component, topology.count(component), timeout=60)
+
+    def start_fork_server(self, components: list[str]) -> ForkServer | None:
+        """Start the fork server, preloading what ``components`` import, unless it runs
+        already or this platform execs its instances. ``deploy`` calls it; a harness may
+        call it earlier, so the preload overlaps its own preparations."""
+        if self.fork_server and self._forks is None:
+            self._forks = ForkServer({**os.environ, LAB_TAG: self.tag}, preload_for(components))
+        return self._forks
 
     def instances(self, component: str) -> list[Instance]:
         with self._lock:
@@ -158,7 +186,7 @@ class LocalPlatform:
                                     f"{timeout:.0f}s; last log: {self._last_log(component)}")
             if self._stop.is_set():
                 raise PlatformError("the platform is shutting down")
-            time.sleep(_POLL)
+            time.sleep(_POLL_STARTING)
 
     def kill(self, instance: Instance) -> None:
         self._replica(instance).group.kill()
@@ -310,12 +338,40 @@ class LocalPlatform:
         replica.leaving = True
         replica.group.stop(self.topology.grace)
 
-    def _start(self, component: str) -> None:
-        self._serial[component] += 1
-        self._launch(component, f"{component}-{self._serial[component]}")
+    def _start(self, component: str, count: int) -> None:
+        """Start ``count`` new replicas side by side (a fork server forks one while the
+        harness asks for the next); they join the ReplicaSet in the order of their names."""
+        names = []
+        for _ in range(count):
+            self._serial[component] += 1
+            names.append(f"{component}-{self._serial[component]}")
+        started: dict[str, _Replica | BaseException] = {}
 
-    def _launch(self, component: str, name: str, in_place: _Replica | None = None) -> None:
-        """Start an instance's processes: a new replica, or ``in_place`` again."""
+        def start(name: str) -> None:
+            try:
+                group, port = self._spawn(component, name)
+                started[name] = _Replica(name, component, group, port)
+            except BaseException as exc:  # raised below, after the others are kept
+                started[name] = exc
+
+        threads = [threading.Thread(target=start, args=(n,), name=f"start-{n}") for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failed = [r for r in started.values() if isinstance(r, BaseException)]
+        self._replicas.extend(r for n in names if isinstance(r := started[n], _Replica))
+        if failed:
+            raise failed[0]
+
+    def _launch(self, component: str, name: str, in_place: _Replica) -> None:
+        """Start ``in_place``'s processes again."""
+        group, port = self._spawn(component, name)
+        in_place.group, in_place.port, in_place.ready = group, port, False
+        in_place.started = time.monotonic()
+
+    def _spawn(self, component: str, name: str) -> tuple[Group, int]:
+        """Start an instance's processes; its group and (an API replica's) port."""
         env = dict(os.environ)
         env.update(self.topology.environment())
         env.update({
@@ -346,14 +402,12 @@ class LocalPlatform:
         assert self._watchdog is not None
         group = Group(args, env, self.workdir / f"{name}.log", self._watchdog,
                       spawner=self._forks)
-        if in_place is not None:
-            in_place.group, in_place.port, in_place.ready = group, port, False
-            in_place.started = time.monotonic()
-            return
-        self._replicas.append(_Replica(name, component, group, port))
+        return group, port
 
     def _is_ready(self, r: _Replica, announced: dict[str, dict[str, object]]) -> bool:
         if r.component == "api":
+            if r.name not in announced:
+                return False  # its lifespan has not finished starting: nothing listens yet
             try:
                 return self._http.get(f"http://127.0.0.1:{r.port}/healthz").status_code == 200
             except httpx.HTTPError:
@@ -362,14 +416,16 @@ class LocalPlatform:
         return info is not None
 
     def _supervise(self) -> None:
-        while not self._stop.wait(_POLL):
+        starting = True  # deploy has just set what it wants
+        while not self._stop.wait(_POLL_STARTING if starting else _POLL):
             try:
-                self._reconcile()
+                starting = self._reconcile()
             except Exception as exc:  # keep supervising; a broken ledger read is not fatal
                 with contextlib.suppress(Exception):
                     sys.stderr.write(f"scalelab: supervisor: {exc}\n")
 
-    def _reconcile(self) -> None:
+    def _reconcile(self) -> bool:
+        """One round of the ReplicaSet; whether an instance is still starting."""
         now = time.monotonic()
         with self._lock:
             for r in list(self._replicas):
@@ -382,9 +438,8 @@ class LocalPlatform:
             starting = [r for r in self._replicas if not r.ready]
         if starting:
             announced: dict[str, dict[str, object]] = {}
-            if any(r.component != "api" for r in starting):
-                with contextlib.suppress(Exception):
-                    announced = self.ledger.instances()
+            with contextlib.suppress(Exception):
+                announced = self.ledger.instances()
             for r in starting:
                 if self._is_ready(r, announced):
                     r.ready = True
@@ -396,8 +451,8 @@ class LocalPlatform:
                 waiting = len(pending) - len(due)
                 # start replacements that are due, and new replicas for a scale-up
                 want = self._desired[component] - len(live) - waiting
-                for _ in range(max(0, want)):
-                    self._start(component)
+                if want > 0:
+                    self._start(component, want)
                 self._pending[component] = [t for t in pending if t > now]
                 excess = len(live) - self._desired[component]
                 if excess > 0:
@@ -405,3 +460,4 @@ class LocalPlatform:
                         r.leaving = True
                         threading.Thread(target=r.group.stop, args=(self.topology.grace,),
                                          daemon=True).start()
+            return any(not r.ready for r in self._replicas)
