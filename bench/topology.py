@@ -6,37 +6,35 @@ time of that call, which includes the watchdog and both redis-servers. Memory is
 read from /proc while the lab idles: RSS and PSS of each instance's process group
 (RSS counts pages shared with other processes once per process; PSS splits them).
 
-Each start is taken two ways, side by side:
+Each start is taken three ways, side by side:
 
-- ``exec`` (today's way): every instance a new interpreter that imports its app;
-- ``fork``: instances forked by ``chaos.forkserver`` (one pre-imported parent, each
-  child its own session and process group), preloading what the topology's
-  components import. ``cold``: the fork server is started inside the timed span, so
-  its one import is paid there; ``warm``: it was started and had preloaded before.
+- ``exec`` (the platform with ``fork_server=False``): every instance a new interpreter
+  that imports its app;
+- ``fork-cold`` (the platform as the lab runs it): ``deploy`` starts the fork server
+  (``chaos.forkserver``), which preloads what the topology's components import while the
+  redis-servers start, then forks every instance (each its own session and process
+  group); its preload is inside the timed span;
+- ``fork-warm``: the fork server was started (``LocalPlatform.start_fork_server``) and
+  had preloaded before ``deploy``: what every later instance of a run costs
+  (replacements, scale-ups), and what a run costs when its harness starts the fork
+  server while it prepares.
 
-Until the local platform wires the fork server in, the bench wires it itself:
-``forked_instances`` has ``chaos.local`` build each instance's ``Group`` with a
-process the fork server forked (what ``can_fork`` refuses is exec'd as before).
+The fork server's own start (from its launch to its "preloaded" message) is reported
+for both fork rows: ``fork_server_start_seconds``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import chaos.local
 from bench.common import Stopwatch, group_memory
-from chaos.forkserver import ForkServer, preload_for
 from chaos.local import LocalPlatform
 from chaos.platform import Topology
-from chaos.processes import LAB_TAG, Group, Watchdog
 
 CASES: tuple[tuple[dict[str, int], tuple[str, ...]], ...] = (
     ({"api": 1}, ("exec", "fork-cold", "fork-warm")),
@@ -48,39 +46,6 @@ CASES: tuple[tuple[dict[str, int], tuple[str, ...]], ...] = (
 )
 
 
-class _ForkedGroup(Group):
-    """A ``Group`` whose process the fork server forked, when it can fork it."""
-
-    server: ForkServer | None = None
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
-                 watchdog: Watchdog, cwd: str | None = None) -> None:
-        server = type(self).server
-        full = {**env, LAB_TAG: watchdog.tag}
-        if server is None or not server.can_fork(args, full):
-            super().__init__(args, env, log_path, watchdog, cwd)
-            return
-        self.args = args
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in reap(), as Group's
-        self.proc = server.popen(args, full, log_path, cwd)  # type: ignore[assignment]
-        self.pid = self.proc.pid
-        self._watchdog = watchdog
-        watchdog.watch(self.pid)
-
-
-@contextlib.contextmanager
-def forked_instances(server: ForkServer) -> Iterator[None]:
-    """While inside, the local platform's instances are forked by ``server``."""
-    _ForkedGroup.server = server
-    chaos.local.Group = _ForkedGroup  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        chaos.local.Group = Group  # type: ignore[misc]
-        _ForkedGroup.server = None
-
-
 def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 1), "max": round(max(values), 1)}
 
@@ -88,23 +53,19 @@ def _summary(values: list[float]) -> dict[str, float]:
 def start_once(replicas: dict[str, int], how: str = "exec",
                settle: float = 0.5) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="scalelab-bench-topology-"))
-    platform = LocalPlatform(workdir)
+    platform = LocalPlatform(workdir, fork_server=how != "exec")
     row: dict[str, Any] = {"replicas": replicas, "how": how}
-    server: ForkServer | None = None
-    env = {**os.environ, LAB_TAG: platform.tag}
-    preload = preload_for([c for c, n in replicas.items() if n])
     try:
         if how == "fork-warm":
-            server = ForkServer(env, preload)
-            with Stopwatch() as preload:
-                server.wait_ready()
-            row["fork_server_preload_seconds"] = round(preload.seconds, 2)
+            server = platform.start_fork_server([c for c, n in replicas.items() if n])
+            assert server is not None
+            server.wait_ready()
         with Stopwatch() as ready:
-            if how == "fork-cold":
-                server = ForkServer(env, preload)
-            with forked_instances(server) if server else contextlib.nullcontext():
-                platform.deploy(Topology(replicas=replicas))
+            platform.deploy(Topology(replicas=replicas))
         row["ready_seconds"] = round(ready.seconds, 2)
+        server = platform.start_fork_server([])  # the one deploy used
+        if server is not None and server.ready_at is not None:
+            row["fork_server_start_seconds"] = round(server.ready_at - server.started_at, 2)
         time.sleep(settle)  # let lazy imports and first scheduler ticks settle
         for component in ("api", "worker"):
             instances = platform.instances(component)
@@ -120,8 +81,6 @@ def start_once(replicas: dict[str, int], how: str = "exec",
     finally:
         with Stopwatch() as down:
             platform.teardown()
-            if server is not None:
-                server.close()
         row["teardown_seconds"] = round(down.seconds, 2)
         shutil.rmtree(workdir, ignore_errors=True)
     return row
@@ -143,7 +102,17 @@ def run(cases: tuple[tuple[dict[str, int], tuple[str, ...]], ...] = CASES) -> di
     api_pss = {how: max((r["api"]["pss_mb"]["max"] for r in rows
                          if "api" in r and r["how"] == how), default=None)
                for how in ("exec", "fork-cold", "fork-warm")}
+    def fork_start(replicas: dict[str, int], how: str) -> float | None:
+        for r in rows:
+            if r["replicas"] == replicas and r["how"] == how:
+                return r.get("fork_server_start_seconds")
+        return None
+
     return {"cases": rows,
+            "largest_fork_server_start_seconds": fork_start(largest, "fork-warm"),
+            "largest_fork_server_start_seconds_cold": fork_start(largest, "fork-cold"),
+            "one_api_fork_server_start_seconds": fork_start({"api": 1}, "fork-warm"),
+            "one_api_fork_server_start_seconds_cold": fork_start({"api": 1}, "fork-cold"),
             "largest_ready_seconds": _ready(rows, largest, "exec"),
             "largest_ready_seconds_fork_cold": _ready(rows, largest, "fork-cold"),
             "largest_ready_seconds_fork_warm": _ready(rows, largest, "fork-warm"),
