@@ -419,16 +419,20 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def configure_broker(url: str, settings: dict[str, str]) -> None:
-    """CONFIG SET each setting on the Redis at ``url`` (the broker, through its NodePort)."""
+def configure_broker(url: str, settings: dict[str, str]) -> bool:
+    """CONFIG SET each setting on the Redis at ``url`` (the broker, through its NodePort);
+    False if it could not be reached (yet), PlatformError if it refused a setting."""
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
         for key, value in settings.items():
             client.config_set(key, value)
+        return True
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
     except redis.RedisError as exc:
-        raise PlatformError(f"cannot configure the broker at {url}: {exc}") from None
+        raise PlatformError(f"the broker at {url} refused its memory policy: {exc}") from None
     finally:
         client.close()
 
@@ -638,7 +642,7 @@ class KubernetesPlatform:
         # The local platform starts its broker with these; here the fresh broker pod
         # has Redis's defaults until told otherwise (before any instance uses it).
         self._broker_memory = broker_memory(topology.settings)
-        configure_broker(self.broker_url, self._broker_memory)
+        self._configure_broker()
         grace = max(1, math.ceil(topology.grace))
         stamps = {
             c: self._restart(c, {"replicas": topology.count(c)},
@@ -785,7 +789,8 @@ class KubernetesPlatform:
         exec_in_pod(self.cluster, instance.name, instance.component, skew_argv(seconds))
 
     def kill_child(self, instance: Instance) -> int:
-        """SIGKILL one pool process of a worker pod (the OOM killer's pick), not the pod."""
+        """SIGKILL one pool process of a worker pod (the OOM killer's pick), not the pod.
+        The pid returned is the one in the container's own PID namespace."""
         out = exec_in_pod(self.cluster, instance.name, instance.component, kill_child_argv())
         pid = int(out.split()[-1]) if out.split() and out.split()[-1].isdigit() else 0
         if not pid:
@@ -804,7 +809,7 @@ class KubernetesPlatform:
         self.wait_ready("broker", 1, self.ready_timeout)
         self._wait_broker_reachable()
         if self._broker_memory:  # back with Redis's defaults: the run's limit again
-            configure_broker(self.broker_url, self._broker_memory)
+            self._configure_broker()
 
     # --- helpers ---------------------------------------------------------------------
     def _pod(self, instance: Instance) -> PodState:
@@ -884,6 +889,16 @@ class KubernetesPlatform:
             if time.monotonic() > deadline:
                 raise PlatformError(f"broker ready but unreachable at {self.broker_url}")
             time.sleep(0.1)
+
+    def _configure_broker(self) -> None:
+        # The NodePort that just answered a PING refused the next connection once on the
+        # local node, right after a broker restart: a refused connection is tried again.
+        deadline = time.monotonic() + self.ready_timeout
+        while not configure_broker(self.broker_url, self._broker_memory):
+            if time.monotonic() > deadline:
+                raise PlatformError(f"cannot configure the broker: unreachable at "
+                                    f"{self.broker_url}")
+            time.sleep(0.2)
 
     def _wait_announced(self, timeout: float) -> None:
         """Wait until every app pod has announced itself in the ledger."""

@@ -53,6 +53,7 @@ class FakeCluster:
         self.enforced = True  # whether the cluster enforces NetworkPolicy
         self.policies: dict[str, dict[str, Any]] = {}
         self.nodes = {"scalelab-control-plane": "amd64"}
+        self.broker_refusals = 0
 
     def pod(self, component: str, stamp: str = "", ready: bool = True) -> k.PodState:
         serial = next(self.counter)
@@ -144,8 +145,12 @@ class FakeCluster:
     def node_architectures(self, cluster: object) -> dict[str, str]:
         return dict(self.nodes)
 
-    def configure_broker(self, url: str, settings: dict[str, str]) -> None:
+    def configure_broker(self, url: str, settings: dict[str, str]) -> bool:
         self.calls.append(("broker-config", dict(settings)))
+        if self.broker_refusals:  # the NodePort refuses a connection or two
+            self.broker_refusals -= 1
+            return False
+        return True
 
     def kill_broker_clients(self, url: str, ip: str) -> int:
         self.calls.append(("client-kill", ip))
@@ -419,6 +424,14 @@ def test_the_broker_gets_the_topologys_memory_policy_and_loses_it_at_the_next_de
         "maxmemory": "2mb", "maxmemory-policy": "noeviction"}
 
 
+def test_a_broker_that_refuses_a_connection_right_after_its_ping_is_configured_anyway(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    # Seen on the local node: the NodePort answered PING, then refused the next connection.
+    fake.broker_refusals = 2
+    platform.deploy(Topology(replicas={"worker": 1}, settings={"broker_maxmemory": "2mb"}))
+    assert len([c for c in fake.calls if c[0] == "broker-config"]) == 3
+
+
 def test_kill_broker_clients_closes_only_that_addresss_connections(tmp_path: Path) -> None:
     # A real redis-server: the harness's own connection comes from the same loopback
     # address here, and must survive its own CLIENT KILLs.
@@ -447,7 +460,10 @@ def test_kill_broker_clients_closes_only_that_addresss_connections(tmp_path: Pat
         assert not ids & {str(c["id"]) for c in listed}  # their connections went
         for c in victims:
             c.close()
-        k.configure_broker(url, {"maxmemory": "1100kb", "maxmemory-policy": "allkeys-lru"})
+        assert k.configure_broker(url, {"maxmemory": "1100kb",
+                                        "maxmemory-policy": "allkeys-lru"})
+        with pytest.raises(PlatformError, match="refused its memory policy"):
+            k.configure_broker(url, {"maxmemory-policy": "sometimes"})
         assert probe.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
         assert probe.config_get("maxmemory") == {"maxmemory": str(1100 * 1024)}
         probe.close()
