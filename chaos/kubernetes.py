@@ -43,8 +43,8 @@ app as its only child (services/Dockerfile), and has its own PID namespace:
   (egress), then the broker closes the pod's open connections (``CLIENT KILL``).
   Both are needed: kind's policy engine (kindnet, kube-network-policies since kind
   v0.24) judges only the first packet of a connection and lets established ones
-  run on (kube-network-policies pkg/dataplane/controller.go: "network policies
-  are applied ONLY at the time the connection is initiated"), as iptables-based
+  run on (kube-network-policies v0.8.0, pkg/networkpolicy/controller.go: "network
+  policies are applied ONLY at the time the connection is initiated"), as iptables-based
   engines do with their conntrack ESTABLISHED rule. A packet it refuses is dropped,
   not rejected: a reconnect times out (the app's socket timeouts) rather than being
   refused at once as by the local platform's proxy. ``partition`` checks from
