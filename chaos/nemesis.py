@@ -91,6 +91,7 @@ class Nemesis:
         self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
         self._tail = LedgerTail(ledger, run)
         self._serial = 0
+        self._after_effect_of = ""  # the unit whose finish triggered the step being applied
 
     def start(self) -> None:
         self._thread.start()
@@ -135,6 +136,8 @@ class Nemesis:
                 name = str(e.detail.get("via", e.instance))
                 for inst in self.platform.instances(step.component):
                     if inst.name == name:
+                        if step.on == "finish":
+                            self._after_effect_of = e.work_id
                         return inst
             return None
 
@@ -161,6 +164,9 @@ class Nemesis:
                **detail: Any) -> None:
         self._serial += 1
         at = self._elapsed()
+        if self._after_effect_of:  # struck after that unit's effect, before its ack
+            detail = {"after_effect_of": self._after_effect_of, **detail}
+            self._after_effect_of = ""
         self.ledger.record(Kind.FAULT, f"fault-{self._serial}", action, target,
                            detail={"inflight": inflight, "at": round(at, 3), **detail})
         self.records.append(FaultRecord(step.describe(), action, target, at, inflight,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chaos.apscheduler4 import PINNED as APSCHEDULER4
+from chaos.faults import ENDING
 from chaos.nemesis import LedgerTail, Nemesis
 from chaos.platform import Platform, PlatformError
 from chaos.platforms import PlatformFactory
@@ -30,7 +31,7 @@ from experiments.model import Experiment, rule_of
 from experiments.store import schedules_to_json, write_run
 from experiments.summary import Summary
 from experiments.workload import RequestClient, TaskClient
-from services.ledger import Event, Ledger
+from services.ledger import Event, Kind, Ledger
 from services.settings import LabSettings
 
 
@@ -219,13 +220,21 @@ def settled(events: list[Event], redelivers: bool) -> bool:
     """Nothing more can happen: no execution in doubt, no acknowledged unit still to run.
 
     Where a fault leads to redelivery (``redelivers``), an interrupted unit may still
-    run again, so only a finish settles it.
+    run again, so only a finish settles it; a unit whose instance was ended right
+    after its effect (before the ack) is settled only once it has started again.
     """
     r = check(events)
     if r.counts["in_doubt"]:
         return False
     pending = [u for u in r.units.values() if u.acknowledged and u.finishes == 0]
-    return not pending if redelivers else all(u.starts for u in pending)
+    if not redelivers:
+        return all(u.starts for u in pending)
+    struck = [(str(e.detail["after_effect_of"]), e.t) for e in events
+              if e.kind == Kind.FAULT and e.mechanism in ENDING
+              and e.detail.get("after_effect_of")]
+    again = all(any(x.kind == Kind.START and x.work_id == work and x.t > t for x in events)
+                for work, t in struck)
+    return not pending and again
 
 
 def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis) -> None:

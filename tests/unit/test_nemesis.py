@@ -142,3 +142,26 @@ def test_the_drain_waits_for_acknowledged_work_to_start_or_finish() -> None:
     ledger.start("task-1", "worker-2")
     ledger.record(Kind.FINISH, "task-1", "celery", "worker-2", exec_id="worker-2:task-1")
     assert settled(ledger.events, redelivers=True)
+
+
+def test_a_kill_after_an_effect_names_the_unit_and_the_drain_waits_for_its_redelivery() -> None:
+    platform, ledger = lab(worker=2)
+    target = platform.instances("worker")[1].name
+
+    def effect() -> None:
+        exec_id = ledger.start("task-1", target)
+        ledger.record(Kind.FINISH, "task-1", "celery", target, exec_id=exec_id)
+
+    ledger.record(Kind.INTENT, "task-1", "celery", "harness")
+    threading.Timer(0.1, effect).start()
+    nemesis = run(platform, ledger, [FaultStep("kill", "worker", on="finish",
+                                               mechanism="celery")])
+    assert nemesis.records[0].detail == {"after_effect_of": "task-1"}
+    # The effect is in the ledger, but the message was not acknowledged: with
+    # redelivery the unit is not settled until it has started again.
+    assert settled(ledger.events, redelivers=False)
+    assert not settled(ledger.events, redelivers=True)
+    again = ledger.start("task-1", "worker-3")
+    assert settled(ledger.events, redelivers=True) is False  # running again: in doubt
+    ledger.record(Kind.FINISH, "task-1", "celery", "worker-3", exec_id=again)
+    assert settled(ledger.events, redelivers=True)
