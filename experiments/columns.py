@@ -25,6 +25,7 @@ Ints = npt.NDArray[np.int64]
 Words = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float64]
+Buffer = bytes | bytearray | memoryview  # the ledger's lines, joined by newlines
 
 FIELDS = 10  # t, kind, work_id, mechanism, instance, pid, attempt, exec_id, detail, run
 PAD = 512  # widest field the exact (sorting) numbering cuts into a column
@@ -85,12 +86,10 @@ class Field:
 class Lines:
     """Where every field of every line is; the words, hashes and numbering of fields."""
 
-    def __init__(self, buf: bytes, count: int) -> None:
-        if len(buf) < 8:  # the word view needs eight bytes; NUL is not a line's byte
-            buf = buf + b"\0" * (8 - len(buf))
-            size = len(buf.rstrip(b"\0"))
-        else:
-            size = len(buf)
+    def __init__(self, buf: Buffer, count: int) -> None:
+        size = len(buf)
+        if size < 8:  # the word view needs eight bytes
+            buf = bytes(buf) + b"\0" * (8 - size)
         arr = np.frombuffer(buf, dtype=np.uint8)[:size]
         # Printable ASCII and the separators only: the reference decodes these alike.
         if arr.size and int(arr.max()) > 0x7E:
@@ -133,7 +132,7 @@ class Lines:
         return starts, ends - starts
 
     def line(self, row: int) -> bytes:
-        return self.buf[int(self.line_starts[row]):int(self.grid[row, -1])]
+        return bytes(self.buf[int(self.line_starts[row]):int(self.grid[row, -1])])
 
     # --- words ----------------------------------------------------------------------------
     def words(self, at: Ints) -> Words:
@@ -261,7 +260,7 @@ class Lines:
         for row in np.flatnonzero(lengths).tolist():
             at = int(starts[row])
             try:
-                json.loads(self.buf[at:at + int(lengths[row])])
+                json.loads(bytes(self.buf[at:at + int(lengths[row])]))
             except ValueError:
                 raise Unvouched("a detail that is not JSON") from None
 
