@@ -19,7 +19,14 @@ What differs from an exec'd instance, and what it changes in what the lab measur
   orphan checks still find them); the instance's own environment is ``os.environ``;
 - an instance whose environment only takes effect at exec (``LD_PRELOAD`` with
   libfaketime for a clock skew, another ``PYTHONPATH``) is never forked:
-  ``ForkServer.can_fork`` says no and the platform starts it as before.
+  ``ForkServer.can_fork`` says no and the platform starts it as before;
+- what the server preloaded is frozen (``gc.freeze``): an instance's cyclic collector
+  never walks those objects (it collects what the instance itself allocates), so it
+  does not copy the pages it shares with the server — and a cycle among preloaded
+  objects is never freed, as in the server itself.
+
+Several requests may be on the wire at once (the platform asks for all the instances
+a round needs together): the server forks them in order, one reply each.
 
 The protocol is one JSON object a line. Requests on the server's stdin:
 ``{"id": N, "module": M, "argv": [...], "env": {...}, "log": PATH, "cwd": DIR}``.
