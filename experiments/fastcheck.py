@@ -47,6 +47,7 @@ from experiments.columns import (
     Bools,
     Buffer,
     Collision,
+    Field,
     Ints,
     Lines,
     Unvouched,
@@ -166,16 +167,24 @@ def _numbered(lines: Lines, k: int, rows: Ints, also: Ints | None = None,
               ordered: bool = True) -> tuple[Ints, Ints]:
     """Field ``k`` of ``rows`` numbered in order of first appearance (see
     ``columns.numbered``), exactly even when two values hash alike."""
+    return _numbered_field(lines, k, rows, also, ordered)[:2]
+
+
+def _numbered_field(lines: Lines, k: int, rows: Ints, also: Ints | None = None,
+                    ordered: bool = True) -> tuple[Ints, Ints, Field | None]:
+    """``_numbered``, and the field's words if it was numbered by them."""
+    field = None
     try:
-        return numbered(lines.field(k, rows), also, ordered)
+        field = lines.field(k, rows)
+        return (*numbered(field, also, ordered), field)
     except Collision:
         starts, lengths = lines.bounds(k, rows)
         ids, first = numbered_exactly(lines.column(starts, lengths))
         if also is None:
-            return ids, first
+            return ids, first, field
         both = also * max(1, first.size) + ids
         _, first2, inverse = np.unique(both, return_index=True, return_inverse=True)
-        return inverse.ravel().astype(np.int64), first2.astype(np.int64)
+        return inverse.ravel().astype(np.int64), first2.astype(np.int64), field
 
 
 class _Judge:
@@ -198,10 +207,13 @@ class _Judge:
                late_after: float) -> Result:
         lines, rows, kind = self.lines, self.rows, self.kind
         # work_ids, numbered in order of first appearance (the reference's unit order)
-        w, first = _numbered(lines, 2, rows)
+        w, first, field = _numbered_field(lines, 2, rows)
         units = first.size
-        starts_at, lengths = lines.bounds(2, rows[first])
-        work_ids = lines.strings(2, starts_at, lengths)
+        if field is not None:
+            work_ids = field.strings(first)
+        else:
+            starts_at, lengths = lines.bounds(2, rows[first])
+            work_ids = lines.strings(2, starts_at, lengths)
 
         intent, finish = kind == _INTENT, kind == _FINISH
         acknowledged = np.zeros(units, dtype=bool)
@@ -333,9 +345,13 @@ class _Judge:
         """Where each unit finished, in commit order."""
         if not rows.size:
             return [()] * units
-        name_ids, first = _numbered(self.lines, 4, rows, ordered=False)
-        starts, lengths = self.lines.bounds(4, rows[first])
-        single = [(name,) for name in self.lines.strings(4, starts, lengths)]
+        name_ids, first, field = _numbered_field(self.lines, 4, rows, ordered=False)
+        if field is not None:
+            names = field.strings(first)
+        else:
+            starts, lengths = self.lines.bounds(4, rows[first])
+            names = self.lines.strings(4, starts, lengths)
+        single = [(name,) for name in names]
         table = [*single, ()]  # index -1: no finish
         last = np.full(units, -1, dtype=np.int64)
         last[w] = name_ids
