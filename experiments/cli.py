@@ -221,6 +221,12 @@ def suite(seed: int, results: Path, quick: bool, platform: str, context: str | N
     raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
 
 
+def _longest(spec: ExperimentSpec, values: dict[str, Any]) -> float:
+    """A run's longest course: its workload and its longest drain."""
+    experiment = spec.experiment(values)
+    return experiment.workload.duration + experiment.drain
+
+
 def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]], jobs: int,
                        suite_dir: Path, *, seed: int,
                        platform: tuple[PlatformEntry, dict[str, Any]],
@@ -230,7 +236,8 @@ def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]]
     children = [ChildRun(label, {"experiment": spec.name, "values": values, "seed": seed,
                                  "results": str(suite_dir.resolve()),
                                  "platform": platform[0].name, "platform_options": platform[1],
-                                 "label": label})
+                                 "label": label},
+                         weight=_longest(spec, values))
                 for label, spec, values in planned]
     console.print(f"running {len(children)} runs, {jobs} at a time ...")
     run_children(children, jobs, suite_dir / "harness-logs")

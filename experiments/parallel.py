@@ -31,6 +31,7 @@ class ChildRun:
 
     label: str
     order: dict[str, Any]
+    weight: float = 0.0  # how long it may take, at most: the longest are started first
     returncode: int | None = None
     summary: dict[str, Any] | None = None
     error: str = ""
@@ -56,7 +57,8 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
     env = dict(os.environ) if env is None else env
     # The children (and through them every instance) carry this suite's lab tag.
     watchdog = Watchdog(env.get(LAB_TAG) or f"suite-{uuid.uuid4().hex[:8]}")
-    pending = list(enumerate(children))
+    # Longest first: a long run started last would run alone at the end.
+    pending = sorted(enumerate(children), key=lambda pair: -pair[1].weight)
     running: list[tuple[ChildRun, Group, Path]] = []
     try:
         while pending or running:

@@ -31,6 +31,7 @@ from experiments.model import Experiment, rule_of
 from experiments.store import schedules_to_json, write_run
 from experiments.summary import Summary
 from experiments.workload import RequestClient, TaskClient
+from services import keys
 from services.ledger import Event, Kind, Ledger
 from services.settings import LabSettings
 
@@ -150,7 +151,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             c.join(timeout=10)
             c.close()
         progress("draining", w.duration, w.duration, len(nemesis.records))
-        _drain(ledger, run_id, experiment, nemesis)
+        _drain(ledger, run_id, experiment, nemesis, platform.broker_url)
         nemesis.stop()
         ledger.end_run()
         progress("checking", w.duration, w.duration)
@@ -237,15 +238,53 @@ def settled(events: list[Event], redelivers: bool) -> bool:
     return not pending and again
 
 
-def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis) -> None:
-    """Wait, at most ``experiment.drain`` seconds, until the run has settled."""
+def only_tasks_left(events: list[Event]) -> bool:
+    """Nothing runs, and every unit still to run is a Celery task: only the broker
+    could still deliver one (the checker's view; the broker is asked separately)."""
+    r = check(events)
+    if r.counts["in_doubt"]:
+        return False
+    tasks = {e.work_id for e in events if e.kind == Kind.INTENT and e.mechanism == "celery"}
+    return all(u.work_id in tasks for u in r.units.values()
+               if u.acknowledged and u.finishes == 0)
+
+
+def broker_holds_no_task(broker_url: str) -> bool:
+    """No message queued (a non-empty list) or delivered and unacknowledged in the broker.
+    An unreachable broker holds what it holds: not known empty."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(broker_url, socket_timeout=2) as broker:
+            if broker.hlen(keys.KOMBU_UNACKED):
+                return False
+            return not any(broker.llen(k) for k in broker.scan_iter(count=1000, _type="list"))
+    except redis.RedisError:
+        return False
+
+
+def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis,
+           broker_url: str) -> None:
+    """Wait, at most ``experiment.drain`` seconds, until the run has settled: by the
+    ledger alone, or — for tasks that can no longer come (lost with their worker,
+    evicted from the broker) — once nothing runs and the broker has held no task for
+    a second (a message between the queue and the unacked hash is never missed twice)."""
     deadline = time.monotonic() + experiment.drain
     # A tick due just before the window's end may start up to late_after later.
     earliest = time.monotonic() + (experiment.late_after if experiment.schedules else 0.0)
     tail = LedgerTail(ledger, run_id)  # reads only what was appended since the last look
+    empty_since: tuple[float, int] | None = None  # (when, events seen then)
     while time.monotonic() < deadline:
         tail.poll()
-        if (nemesis.done and time.monotonic() >= earliest
-                and settled(tail.events, experiment.redelivers)):
-            return
+        if nemesis.done and time.monotonic() >= earliest:
+            if settled(tail.events, experiment.redelivers):
+                return
+            if only_tasks_left(tail.events) and broker_holds_no_task(broker_url):
+                now, seen = time.monotonic(), len(tail.events)
+                if empty_since is None or empty_since[1] != seen:
+                    empty_since = (now, seen)
+                elif now - empty_since[0] >= 1.0:
+                    return
+            else:
+                empty_since = None
         time.sleep(0.2)

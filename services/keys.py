@@ -22,6 +22,11 @@ TICK_LOCK_PREFIX = "scalelab:lock:tick:"  # + work_id: one per (job, fire time):
 LEADER = "scalelab:leader"  # holder of the scheduler lease
 LEADER_TOKEN = "scalelab:leader:token"  # fencing token, incremented per new term
 
+# --- the broker Redis: what Celery's transport (kombu) keeps there, read by the harness ---
+# Each queue is a list; a delivered message stays in this hash until it is acknowledged
+# (kombu's Redis transport default name).
+KOMBU_UNACKED = "unacked"
+
 
 def events(run: str) -> str:
     return f"{EVENTS_PREFIX}{run}"
