@@ -126,8 +126,11 @@ def _measure(ledger: Ledger, size: int, kill_every: int) -> dict[str, Any]:
 def _series(ledger: Ledger, sizes: tuple[int, ...], kill_every: int) -> list[dict[str, Any]]:
     rows = [_measure(ledger, size, kill_every) for size in sizes]
     base = rows[0]["read_and_check_us_per_event"]
+    fast_base = rows[0]["fast_read_and_check_seconds"] / rows[0]["events"]
     for row in rows:  # 1.0 = linear; above 1 the cost per event grows with the history
         row["per_event_cost_vs_smallest"] = round(row["read_and_check_us_per_event"] / base, 2)
+        row["fast_per_event_cost_vs_smallest"] = round(
+            row["fast_read_and_check_seconds"] / row["events"] / fast_base, 2)
     return rows
 
 
