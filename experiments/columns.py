@@ -29,6 +29,7 @@ Buffer = bytes | bytearray | memoryview  # the ledger's lines, joined by newline
 
 FIELDS = 10  # t, kind, work_id, mechanism, instance, pid, attempt, exec_id, detail, run
 PAD = 512  # widest field the exact (sorting) numbering cuts into a column
+_BLOCK = 1 << 15  # rows cut into a column at a time
 WIDEST = 64  # widest field held as words (wider: numbered exactly, by sorting)
 _U64 = np.dtype("<u8")
 # the low r bytes of a word, r = 0..8
@@ -192,9 +193,10 @@ class Lines:
             raise Unvouched("a field too wide for a column")
         out = np.zeros((starts.size, width), dtype=np.uint8)
         cols = np.arange(width)
-        at = starts[:, None] + cols
-        inside = cols < lengths[:, None]
-        out[inside] = self.arr[at[inside]]
+        for a in range(0, starts.size, _BLOCK):  # a block of rows at a time: bounded memory
+            at = starts[a:a + _BLOCK, None] + cols
+            inside = cols < lengths[a:a + _BLOCK, None]
+            out[a:a + _BLOCK][inside] = self.arr[at[inside]]
         return out.view(f"S{width}").ravel()
 
     # --- what the reference parses but no verdict reads ------------------------------------
@@ -278,14 +280,14 @@ class Lines:
 
 
 # --- grouping equal values --------------------------------------------------------------------
-def groups(keys: Words, bits: int = 64) -> tuple[Ints, Bools]:
+def groups(keys: Words, bits: int = 64, whole: bool = False) -> tuple[Ints, Bools]:
     """Sort ``keys`` (values below ``2**bits``; ``bits=64``: hashes, of which the top
-    bits are enough): the order (equal keys by position), and where each group of equal
-    keys begins in that order."""
+    bits are enough unless ``whole``): the order (equal keys by position), and where
+    each group of equal keys begins in that order."""
     n = keys.size
     index_bits = max(1, (n - 1).bit_length())
     if bits + index_bits > 64:
-        if bits < 64:  # exact keys too wide to pack with their position
+        if bits < 64 or whole:  # keys too wide to pack with their position
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             new = np.empty(n, dtype=bool)
@@ -318,12 +320,15 @@ def numbered(field: Field, also: Ints | None = None,
         h ^= (also.astype(np.uint64) + np.uint64(1)) * _P3
         h *= _P1
         h ^= h >> np.uint64(32)
-    order, new = groups(h)
-    group = np.cumsum(new) - 1
-    first = order[new]  # each group's first field (by position)
-    rest = np.flatnonzero(~new)
-    a, b = order[rest], first[group[rest]]
-    if not field.same(a, b) or (also is not None and not bool((also[a] == also[b]).all())):
+    for whole in (False, True):  # the top bits of the hash; else all of them
+        order, new = groups(h, whole=whole)
+        group = np.cumsum(new) - 1
+        first = order[new]  # each group's first field (by position)
+        rest = np.flatnonzero(~new)
+        a, b = order[rest], first[group[rest]]
+        if field.same(a, b) and (also is None or bool((also[a] == also[b]).all())):
+            break
+    else:
         raise Collision
     if not ordered:
         ids = np.empty(n, dtype=np.int64)

@@ -133,11 +133,13 @@ def test_an_empty_history_an_open_window_and_a_buffer() -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(lines(), max_size=60), windows, schedules, st.integers(0, 3))
+@given(st.lists(lines(), max_size=60), windows, schedules,
+       st.sampled_from((0, 1, 2, 3, 8, 12)))
 def test_values_that_hash_alike_are_still_told_apart(history: list[str],
                                                      window: tuple[float, float],
                                                      sched: list[Schedule], bits: int) -> None:
-    # every field's hash squeezed into a few values: collisions everywhere
+    # every field's hash squeezed into a few values: collisions everywhere (with 8 or 12
+    # bits, often only in the top bits the first sort uses, and not in the whole hash)
     hashed = columns.Field.hashed
 
     def squeezed(field: columns.Field) -> columns.Words:
