@@ -67,14 +67,14 @@ def check_results_dir(results: Path) -> None:
 
 def execute(spec: ExperimentSpec, values: Mapping[str, Any], *, seed: int, results: Path,
             platform: tuple[PlatformEntry, dict[str, Any]], quiet: bool,
-            label: str | None = None) -> Run:
+            label: str | None = None, plot: bool = True) -> Run:
     """Run one experiment with checked parameter values on a chosen platform."""
     experiment = spec.experiment(values)
     entry, options = platform
     check_results_dir(results)
     with live(console, label or spec.name, quiet) as progress:
         return run_experiment(experiment, entry.factory(options), results, seed, progress,
-                              platform_options=options)
+                              platform_options=options, plot=plot)
 
 
 # --- scalelab run NAME: one command per experiment ----------------------------------------
@@ -221,6 +221,18 @@ def suite(seed: int, results: Path, quick: bool, platform: str, context: str | N
     raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
 
 
+def _draw_timeline(suite_dir: Path, child: Any) -> None:
+    """The timeline of the suite's run that ``child`` made (found by its run id)."""
+    if child.summary is None:
+        return
+    for directory in suite_dir.iterdir():
+        summary_json = directory / store.SUMMARY_JSON
+        if (summary_json.is_file() and not (directory / store.TIMELINE).exists()
+                and json.loads(summary_json.read_text())["run_id"] == child.summary["run_id"]):
+            store.draw_timeline(directory)
+            return
+
+
 def _longest(spec: ExperimentSpec, values: dict[str, Any]) -> float:
     """A run's longest course: its workload and its longest drain."""
     experiment = spec.experiment(values)
@@ -236,11 +248,14 @@ def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]]
     children = [ChildRun(label, {"experiment": spec.name, "values": values, "seed": seed,
                                  "results": str(suite_dir.resolve()),
                                  "platform": platform[0].name, "platform_options": platform[1],
-                                 "label": label},
+                                 "label": label, "plot": False},
                          weight=_longest(spec, values))
                 for label, spec, values in planned]
     console.print(f"running {len(children)} runs, {jobs} at a time ...")
-    run_children(children, jobs, suite_dir / "harness-logs")
+    # The suite draws every run's timeline itself, as each run ends: matplotlib is
+    # imported once, not once per run.
+    run_children(children, jobs, suite_dir / "harness-logs",
+                 on_done=lambda child: _draw_timeline(suite_dir, child))
     failed = [c for c in children if c.summary is None]
     if failed:
         raise LabCannotRun(f"{failed[0].label}: {failed[0].error} "
@@ -261,7 +276,7 @@ def run_child(order_file: Path) -> None:
     r = execute(spec, spec.values(order["values"]), seed=int(order["seed"]),
                 results=Path(order["results"]),
                 platform=choose(order["platform"], order["platform_options"]),
-                quiet=True, label=order["label"])
+                quiet=True, label=order["label"], plot=order.get("plot", True))
     print(json.dumps(r.summary, separators=(",", ":")))
     raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
 

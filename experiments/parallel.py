@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ def _parse(child: ChildRun, log: Path) -> None:
 
 
 def run_children(children: list[ChildRun], jobs: int, logs: Path,
-                 env: dict[str, str] | None = None) -> list[ChildRun]:
-    """Run every child, at most ``jobs`` at a time; returns them with their outcome."""
+                 env: dict[str, str] | None = None,
+                 on_done: Callable[[ChildRun], None] | None = None) -> list[ChildRun]:
+    """Run every child, at most ``jobs`` at a time; returns them with their outcome.
+    ``on_done`` is called with each child as it ends (while the others run)."""
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ) if env is None else env
     # The children (and through them every instance) carry this suite's lab tag.
@@ -76,6 +79,8 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
                     child.returncode = group.proc.returncode
                     _parse(child, log)
                     running.remove(entry)
+                    if on_done is not None:
+                        on_done(child)
             time.sleep(0.1)
     except BaseException:
         for _, group, _ in running:  # each harness tears its own lab down

@@ -89,6 +89,7 @@ def run_experiment(
     seed: int,
     progress: Progress = _quiet,
     platform_options: Mapping[str, Any] | None = None,
+    plot: bool = True,
 ) -> Run:
     final = new_run_directory(results, experiment.name)
     workdir = final.with_name(final.name + ".partial")
@@ -98,7 +99,7 @@ def run_experiment(
             platform = make_platform(workdir / "logs")
         except PlatformError as exc:
             raise _NotStarted(exc) from exc
-        run = _run(experiment, platform, workdir, seed, progress, platform_options or {})
+        run = _run(experiment, platform, workdir, seed, progress, platform_options or {}, plot)
     except _NotStarted as exc:
         # Nothing ran (no platform, or it could not deploy): leave no directory behind.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -113,7 +114,7 @@ def run_experiment(
 
 
 def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
-         progress: Progress, platform_options: Mapping[str, Any]) -> Run:
+         progress: Progress, platform_options: Mapping[str, Any], plot: bool) -> Run:
     rng = random.Random(seed)
     run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:12] + "-" + uuid.uuid4().hex[:4]
     wall_started = time.monotonic()
@@ -203,7 +204,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "versions": vers,
         "wall_seconds": round(time.monotonic() - wall_started, 2),
     }
-    write_run(workdir, summary, events, result)
+    write_run(workdir, summary, events, result, plot=plot)
     return Run(workdir, summary, result, events)
 
 

@@ -150,22 +150,38 @@ def schedules_from_json(raw: Any, where: Path,
 # --- writing a run ----------------------------------------------------------------------
 
 def write_readables(directory: Path, summary: Summary, events: Sequence[Event],
-                    result: Result) -> None:
+                    result: Result, *, plot: bool = True) -> None:
     """``summary.md`` and ``timeline.png``: what a person reads, made from the record."""
-    from experiments.plot import save_timeline, timeline
     from experiments.report import markdown_summary
 
     (directory / SUMMARY_MD).write_text(markdown_summary(summary, TIMELINE), encoding="utf-8")
+    if plot:
+        write_timeline(directory, summary, events, result)
+
+
+def write_timeline(directory: Path, summary: Summary, events: Sequence[Event],
+                   result: Result) -> None:
+    """``timeline.png`` (matplotlib: a second of imports, the first time)."""
+    from experiments.plot import save_timeline, timeline
+
     save_timeline(timeline(summary, events, result), directory / TIMELINE)
 
 
+def draw_timeline(directory: Path) -> None:
+    """``timeline.png`` of a stored run, from its record."""
+    summary = read_summary(directory)
+    events = read_events(directory / EVENTS)
+    write_timeline(directory, summary, events, check(events))
+
+
 def write_run(directory: Path, summary: Summary, events: Sequence[Event],
-              result: Result) -> None:
-    """Store a run: the record first (events, summary.json), then what is made from it."""
+              result: Result, *, plot: bool = True) -> None:
+    """Store a run: the record first (events, summary.json), then what is made from it
+    (``plot=False``: all but the timeline, which whoever asked draws later)."""
     directory.mkdir(parents=True, exist_ok=True)
     write_events(directory / EVENTS, events)
     (directory / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    write_readables(directory, summary, events, result)
+    write_readables(directory, summary, events, result, plot=plot)
 
 
 # --- re-checking ------------------------------------------------------------------------
