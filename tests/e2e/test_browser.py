@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,23 @@ sync_api = pytest.importorskip("playwright.sync_api",
 
 @pytest.fixture
 def results(scalelab: Any, tmp_path: Path) -> Path:
-    """Two real runs: 2 unguarded replicas, then the same with the Redis lock per tick."""
-    for guard in ("none", "redis-lock"):
-        r = scalelab("run", "scheduler-duplicates", "--replicas", "2", "--duration", "3",
-                     "--guard", guard, timeout=150)
-        assert r.returncode == 0, f"{guard}: {r.stderr[-2000:]}"
-    return tmp_path / "results"
+    """Two real runs side by side: 2 unguarded replicas, and the same with the Redis
+    lock per tick; each into a directory of its own, then both into one results."""
+    def run(guard: str) -> Any:
+        return scalelab("run", "scheduler-duplicates", "--replicas", "2", "--duration", "3",
+                        "--guard", guard, "--results", str(tmp_path / guard), timeout=150)
+
+    results = tmp_path / "results"
+    results.mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        for guard, r in zip(("none", "redis-lock"), pool.map(run, ("none", "redis-lock")),
+                            strict=True):
+            assert r.returncode == 0, f"{guard}: {r.stderr[-2000:]}"
+            (made,) = (tmp_path / guard).iterdir()
+            # runs started in the same second: the second is named as the lab would
+            target = results / made.name
+            made.rename(target.with_name(target.name + "-2") if target.exists() else target)
+    return results
 
 
 @pytest.fixture
@@ -111,7 +123,7 @@ def test_browse_a_run_its_timeline_units_and_a_comparison(
             assert links.count() == 2
             page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
 
-            page.locator("tr", has_text=unguarded.name).locator("a.run-link").click()
+            page.locator(f'a.run-link[href="/runs/{unguarded.name}"]').click()
             page.wait_for_url(f"**/runs/{unguarded.name}")
             assert "held" in page.locator("h1 .badge").inner_text()
             timeline = page.locator("svg.timeline")
