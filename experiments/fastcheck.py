@@ -28,9 +28,10 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import redis
 
 from experiments.checker import (
@@ -327,10 +328,10 @@ class _Judge:
                                                   has_lateness[idx].tolist(), strict=True)]
         else:
             lat = repeat(None)
-        names = np.array(VERDICTS, dtype=object)[verdict[idx]].tolist()
-        made = list(map(Unit, pick(cast(list[object], work_ids)), names,
-                        finishes[idx].tolist(), starts[idx].tolist(),
-                        acknowledged[idx].tolist(), is_due[idx].tolist(),
+        names = np.array(VERDICTS, dtype=object)[verdict[idx]]
+        made = list(map(Unit, pick(cast(list[object], work_ids)), _items(names),
+                        _items(finishes[idx]), _items(starts[idx]),
+                        _items(acknowledged[idx]), _items(is_due[idx]),
                         pick(cast(list[object], instances)), lat))
         codes = np.bincount(verdict[keep], minlength=len(VERDICTS))
         counts = dict(zip(VERDICTS, codes.tolist(), strict=True))
@@ -430,6 +431,14 @@ class _Judge:
             units[i] = Unit(work_id, verdict, len(a.finishes), len(a.starts), a.acknowledged,
                             due, tuple(f.instance for f in a.finishes), lateness)
         return units, ignored
+
+
+def _items(column: npt.NDArray[Any]) -> Iterable[Any]:
+    """A column's values as Python objects: one, repeated, if they are all the same
+    (most units of a history are alike: one start, one finish, acknowledged)."""
+    if column.size and column.dtype != object and bool((column == column[0]).all()):
+        return repeat(column[0].item())
+    return cast(list[Any], column.tolist())
 
 
 def _by_work_id(items: Iterable[tuple[str, Unit]]) -> dict[str, Unit]:
