@@ -49,7 +49,11 @@ def lab_modules(packages: tuple[str, ...]) -> list[str]:
 
 def compile_half(half: int) -> tuple[int, int]:
     """Import one half's modules (writing their bytecode): (imported, not importable)."""
-    names = lab_modules(HALVES[half]) + (list(AT_START) if half == 0 else [])
+    names = lab_modules(HALVES[half])
+    if half == 0:  # and what the fork server preloads for them (their start-up's imports)
+        from chaos.forkserver import PRELOAD
+
+        names += [*AT_START, *PRELOAD]
     imported = failed = 0
     for name in names:
         try:
