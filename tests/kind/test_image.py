@@ -133,7 +133,8 @@ def test_sigterm_through_pid_1_shuts_the_app_down_gracefully(
     _, client = ledger
     client.set("scalelab:run", "docker-test")  # the lifespan reports its counts at shutdown
     # it reports only runs it recorded in: wait for its scheduler's first tick of this run
-    wait_for(lambda: client.llen(events_key("docker-test")) > 0, 30, "a tick in the run")
+    wait_for(lambda: int(client.llen(events_key("docker-test"))) > 0,  # type: ignore[arg-type]
+             30, "a tick in the run")
     started = time.monotonic()
     docker("stop", "--time", "30", name, timeout=60)  # SIGTERM to PID 1, SIGKILL after 30 s
     took = time.monotonic() - started

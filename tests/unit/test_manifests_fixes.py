@@ -299,6 +299,9 @@ def cron(monkeypatch: pytest.MonkeyPatch) -> FakeCronCluster:
         monkeypatch.setattr(k, name, getattr(cluster, name))
     monkeypatch.setattr(k, "redis_answers", lambda url: True)  # no NodePort in a fake
     monkeypatch.setattr(k, "disconnect", lambda c: None)  # no connection pools either
+    # nor a broker to set a memory policy on, nor NetworkPolicies to sweep
+    monkeypatch.setattr(k, "configure_broker", lambda url, settings: True)
+    monkeypatch.setattr(k, "delete_network_policies", lambda c, selector: None)
     cluster.pod("broker")
     return cluster
 
