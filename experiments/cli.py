@@ -88,11 +88,13 @@ def _common_options() -> list[click.Parameter]:
         click.Option(["--platform"], type=click.Choice(list(PLATFORMS)), default="local",
                      show_default=True, help="where the instances run"),
         click.Option(["--json", "as_json"], is_flag=True, help="print summary.json last"),
+        click.Option(["--plot/--no-plot"], default=True, show_default=True,
+                     help="draw timeline.png (`scalelab report RUN` draws it later)"),
         *platform_options(),
     ]
 
 
-_COMMON = ("seed", "results", "platform", "as_json")
+_COMMON = ("seed", "results", "platform", "as_json", "plot")
 
 
 def _run_command(spec: ExperimentSpec) -> click.Command:
@@ -108,7 +110,7 @@ def _run_command(spec: ExperimentSpec) -> click.Command:
         values = {p.name: given[p.name] for p in spec.all_params}
         chosen = choose(given["platform"], {k: given[k] for k in platform_keys})
         r = execute(spec, values, seed=given["seed"], results=given["results"],
-                    platform=chosen, quiet=given["as_json"])
+                    platform=chosen, quiet=given["as_json"], plot=given["plot"])
         if given["as_json"]:
             print(json.dumps(r.summary, separators=(",", ":")))
         else:

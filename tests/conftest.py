@@ -61,12 +61,15 @@ def lab_tag(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 @pytest.fixture
 def scalelab(lab_tag: str, tmp_path: Path) -> Any:
-    """Run ``scalelab ARGS`` for real in a subprocess, results under tmp_path."""
+    """Run ``scalelab ARGS`` for real in a subprocess, results under tmp_path; a run
+    draws no timeline.png unless the test asks (``--plot``): the plot has its own tests."""
 
     def run(*args: str, timeout: float = 120) -> CliResult:
         argv = [sys.executable, "-m", "experiments.cli", *args]
         if args and args[0] in ("run", "suite") and "--results" not in args:
             argv += ["--results", str(tmp_path / "results")]
+        if args and args[0] == "run" and "--plot" not in args:
+            argv.append("--no-plot")
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)

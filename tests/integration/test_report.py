@@ -71,7 +71,7 @@ def test_report_on_what_is_not_a_run_is_exit_2(scalelab_here: Any, tmp_path: Pat
 @pytest.fixture
 def real_run(scalelab: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     r = scalelab("run", "scheduler-duplicates", "--replicas", "2", "--scale-to", "3",
-                 "--scale-at", "2", "--duration", "4", "--json")
+                 "--scale-at", "2", "--duration", "4", "--plot", "--json")
     assert r.returncode == 0, r.stderr
     (run,) = (tmp_path / "results").iterdir()
     return run, r.summary
