@@ -115,7 +115,6 @@ PYTHON = "/opt/venv/bin/python"  # the image's interpreter (services/Dockerfile)
 CLOCK_FILE = "/tmp/scalelab.faketime"
 SKEWABLE = "skewable"  # topology setting, as on the local platform (chaos.local_faults)
 FAKETIME_ARCHITECTURES = ("amd64",)  # what the libfaketime wheel's library is built for
-POD_SUBNET = "10.244.0.0/16"  # k8s/kind-config.yaml's podSubnet
 BROKER_SERVICE = "redis-broker"
 REDIS_PORT = 6379
 PARTITION_LABEL = "scalelab.io/partition"  # on a cut-off pod: its own name
@@ -484,12 +483,15 @@ def broker_memory(settings: Any) -> dict[str, str]:
     return {args[i].lstrip("-"): args[i + 1] for i in range(0, len(args), 2)}
 
 
-def partition_policy(pod: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+def partition_policy(pod: str, broker_ip: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     """A NetworkPolicy that lets the pod labelled ``PARTITION_LABEL=pod`` reach
     everything but the broker: every pod of the lab that is not the broker (the ledger
-    above all), every other namespace (DNS), and every address outside the pod network
-    (the API server). Policies only ever allow, so "all but the broker" is spelled as
-    the union of everything else."""
+    above all), every other namespace (DNS), and every address but the broker pod's
+    (the API server, a DNS server on the node). Policies only ever allow, so "all but
+    the broker" is spelled as the union of everything else. Some engines match
+    ipBlocks against pod addresses too (kube-router does), hence the broker's address
+    kept out of the last one; a broker replaced during the partition would be
+    reachable at its new address there."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -505,7 +507,7 @@ def partition_policy(pod: str, namespace: str = NAMESPACE) -> dict[str, Any]:
                 {"to": [{"namespaceSelector": {"matchExpressions": [
                     {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                      "values": [namespace]}]}}]},
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [POD_SUBNET]}}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [f"{broker_ip}/32"]}}]},
             ],
         },
     }
@@ -751,8 +753,12 @@ class KubernetesPlatform:
         pod = self._pod(instance)
         if not pod.ip:
             raise PlatformError(f"pod {pod.name} has no IP yet: nothing to cut off")
+        brokers = [b for b in list_pods(cluster, selector("broker"))[0] if b.live and b.ip]
+        if not brokers:
+            raise PlatformError("no ready broker pod to cut the instance off from")
         label_pod(cluster, pod.name, {PARTITION_LABEL: pod.name})
-        create_network_policy(cluster, partition_policy(pod.name, self.namespace))
+        create_network_policy(cluster, partition_policy(pod.name, brokers[0].ip,
+                                                        self.namespace))
         self._partitioned.add(pod.name)
         try:
             broker = service_ip(cluster, BROKER_SERVICE)
