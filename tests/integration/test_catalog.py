@@ -38,7 +38,10 @@ def test_background_tasks_die_with_their_replica(scalelab: Any, kill: str) -> No
 def test_the_same_work_through_celery_survives_the_kill(scalelab: Any) -> None:
     s = run(scalelab, "background-loss", "--mechanism", "celery", "--duration", "6",
             "--kills", "1", "--seed", "42")
-    assert s["counts"]["lost"] == 0 and s["counts"]["ok"] == s["expected"] > 0
+    # Every unit ran: none lost. (A publish that Celery retries after a broker error
+    # may run a task twice: at least once, not exactly once.)
+    assert s["counts"]["lost"] == 0
+    assert s["counts"]["ok"] + s["counts"]["duplicated"] == s["expected"] > 0
     # what the run was: its seed (the seeded choice of targets is tested on the stub
     # platform in tests/unit/test_nemesis.py) and the versions it ran with
     assert s["seed"] == 42
