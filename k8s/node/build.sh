@@ -5,7 +5,7 @@
 #
 #   $SCALELAB_KUBE_CACHE/<release>/bin/   kube-apiserver etcd kube-controller-manager
 #                                         kube-scheduler kubelet kube-proxy coredns
-#                                         pause kubectl
+#                                         pause kubectl kube-router
 #   $SCALELAB_KUBE_CACHE/<release>/build.log   what was built, and how long it took
 #
 # The Kubernetes binaries come from ./go.mod (its `tool` lines), CoreDNS from
@@ -81,3 +81,14 @@ say "complete: $bin ($(( $(date +%s) - start )) s this run)"
 # the etcd (Debian's) and the kubectl on PATH.
 build_tool etcd go.etcd.io/etcd/server/v3  # the release this Kubernetes pins (go.mod)
 build_kube kubectl
+# NetworkPolicy for the node (kind's own engine needs a kernel feature this machine
+# lacks; node.py's docstring says which): kube-router, of which the node runs only
+# the firewall. Its own module, as CoreDNS.
+if missing kube-router; then
+  say "kube-router $KUBE_ROUTER_VERSION: building"
+  t0=$(date +%s)
+  (cd "$here/kube-router" && go build -ldflags "-s -w" -o "$bin/kube-router.tmp" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+  mv "$bin/kube-router.tmp" "$bin/kube-router"
+  say "kube-router $KUBE_ROUTER_VERSION: built in $(( $(date +%s) - t0 )) s"
+fi

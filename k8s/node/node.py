@@ -23,13 +23,16 @@ anything else a pod sends. kube-proxy answers NodePorts on 127.0.0.1 only, the
 ports the kind cluster maps there. containerd gets an unreachable loopback proxy,
 so an image that was not imported fails at once instead of being pulled.
 
-NetworkPolicy is not enforced: the bridge plugin has no policy engine (kind's
-kindnet enforces it). Everything else the lab's manifests use is. kind's engine,
-kube-network-policies, cannot run here: it sends the first packet of each
-connection to userspace with nftables' ``queue`` expression, which this machine's
-kernel lacks (CONFIG_NFT_QUEUE unset: adding such a rule fails with ENOENT);
-``policy_engine_problem`` checks it, and the platform's partition fault fails
-with one line on a node like this one rather than cut nothing.
+NetworkPolicy: the bridge plugin has no policy engine (kind's kindnet has one).
+kind's engine, kube-network-policies, cannot run here: it sends the first packet
+of each connection to userspace with nftables' ``queue`` expression, which this
+machine's kernel lacks (CONFIG_NFT_QUEUE unset: adding such a rule fails with
+ENOENT); ``policy_engine_problem`` checks it. When build.sh has built kube-router
+and Debian's ``ipset`` is installed, the node runs kube-router's firewall alone
+(``--run-firewall``, no routing, no service proxy: iptables rules and ipsets,
+which this kernel has) and enforces NetworkPolicy; otherwise it enforces none, and
+the platform's partition fault fails with one line rather than cut nothing.
+Everything else the lab's manifests use is enforced.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ COREDNS_READY = "127.0.0.1:18181"
 COREDNS_HEALTH = "127.0.0.1:18080"
 KUBE_PROXY_HEALTH = "127.0.0.1:10256"
 KUBELET_HEALTH = "127.0.0.1:10248"
+KUBE_ROUTER_HEALTH_PORT = 20244  # kube-router's default
 NAMESPACE = "scalelab"
 LAB_DEPLOYMENTS = ("redis-ledger", "redis-broker", "api", "worker", "beat")
 COMMENT = "scalelab-node"  # on every iptables rule of ours outside our own chains
@@ -79,9 +83,10 @@ OUR_CHAINS = re.compile(r"^(KUBE-|CNI-|SCALELAB-)")
 SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
            "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
            "net/ipv4/conf/all/route_localnet", "net/bridge/bridge-nf-call-iptables")
-# Start order; down stops them in reverse.
+# Start order; down stops them in reverse. kube-router only when it can run (below).
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-              "containerd", "kubelet", "kube-proxy", "coredns")
+              "containerd", "kubelet", "kube-proxy", "kube-router", "coredns")
+OUR_IPSETS = re.compile(r"^(inet6:)?(KUBE-|kube-router)")  # kube-router's sets
 
 
 class NodeError(RuntimeError):
@@ -191,10 +196,11 @@ CERTS = (
     Cert("kubelet", f"/CN={NODE}", "serverAuth", f"IP:{GATEWAY},DNS:{NODE}"),
     Cert("kube-proxy", "/CN=system:kube-proxy", "clientAuth"),
     Cert("coredns", "/CN=scalelab-node:coredns", "clientAuth"),
+    Cert("kube-router", "/CN=scalelab-node:kube-router", "clientAuth"),
 )
 KUBECONFIGS = {"admin": "admin", "controller-manager": "controller-manager",
                "scheduler": "scheduler", "kubelet": "kubelet-client",
-               "kube-proxy": "kube-proxy", "coredns": "coredns"}
+               "kube-proxy": "kube-proxy", "coredns": "coredns", "kube-router": "kube-router"}
 
 
 def make_pki() -> None:
@@ -388,7 +394,25 @@ def commands() -> dict[str, list[str]]:
             f"--node-ip={GATEWAY}", f"--root-dir={STATE / 'kubelet'}", "--v=0"],
         "kube-proxy": [str(BIN / "kube-proxy"), f"--config={STATE / 'kube-proxy.yaml'}", "--v=0"],
         "coredns": [str(BIN / "coredns"), "-conf", str(STATE / "Corefile")],
+        # The NetworkPolicy firewall only. Its health server listens on every address
+        # (v2.1.0 has no bind option, and crashes with it off: --health-port=0 closes
+        # the channel its health check reads); net_up keeps the port to loopback.
+        "kube-router": [
+            str(BIN / "kube-router"), "--run-firewall=true", "--run-router=false",
+            "--run-service-proxy=false", f"--kubeconfig={STATE / 'kube-router.kubeconfig'}",
+            f"--hostname-override={NODE}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--health-port={KUBE_ROUTER_HEALTH_PORT}", "--metrics-port=0",
+            "--iptables-sync-period=10s", "--v=1"],
     }
+
+
+def policy_engine() -> str | None:
+    """Why the node will enforce no NetworkPolicy, or None when kube-router can run."""
+    if not (BIN / "kube-router").exists():
+        return f"no kube-router in {BIN} (make node-binaries builds it)"
+    if not shutil.which("ipset"):
+        return "no ipset on PATH for kube-router (apt-get install ipset)"
+    return None
 
 
 def etcd_bin() -> str:
@@ -469,9 +493,17 @@ class Supervisor:
                    lambda: http_ok("https://127.0.0.1:10257/healthz")
                    and http_ok("https://127.0.0.1:10259/healthz"), 60, self.dead)
         wait_until(f"Node {NODE} Ready", node_ready, 90, self.dead)
+        # kube-router finds its node by name: only once kubelet has registered it.
+        if (why := policy_engine()) is None:
+            self.start("kube-router", cmd["kube-router"])
+        else:
+            log(f"NetworkPolicy will not be enforced: {why}")
         wait_until("kube-proxy", lambda: http_ok(f"http://{KUBE_PROXY_HEALTH}/healthz"), 30,
                    self.dead)
         wait_until("CoreDNS", lambda: http_ok(f"http://{COREDNS_READY}/ready"), 30, self.dead)
+        if "kube-router" in self.procs:
+            wait_until("kube-router's firewall", lambda: http_ok(
+                f"http://127.0.0.1:{KUBE_ROUTER_HEALTH_PORT}/healthz"), 60, self.dead)
         # the default namespace's service account, which the lab's namespace gets too
         wait_until("the service-account controller",
                    lambda: kubectl("get", "serviceaccount", "default", check=False) != "",
@@ -581,6 +613,13 @@ def net_up() -> None:
     run("iptables", "-A", "SCALELAB-NODE", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT")
     run("iptables", "-A", "SCALELAB-NODE", "-i", BRIDGE, "-j", "REJECT")
     run("iptables", "-A", "SCALELAB-NODE", "-o", BRIDGE, "-j", "REJECT")
+    # kube-router's health server listens on every address: answer on loopback only.
+    if run("iptables", "-C", "INPUT", "!", "-i", "lo", "-p", "tcp", "--dport",
+           str(KUBE_ROUTER_HEALTH_PORT), "-m", "comment", "--comment", COMMENT, "-j", "DROP",
+           check=False) == "" and f"--dport {KUBE_ROUTER_HEALTH_PORT}" not in run(
+               "iptables", "-S", "INPUT", check=False):
+        run("iptables", "-I", "INPUT", "1", "!", "-i", "lo", "-p", "tcp", "--dport",
+            str(KUBE_ROUTER_HEALTH_PORT), "-m", "comment", "--comment", COMMENT, "-j", "DROP")
     if run("iptables", "-C", "FORWARD", "-m", "comment", "--comment", COMMENT,
            "-j", "SCALELAB-NODE", check=False) == "" and not forward_jump_present():
         run("iptables", "-I", "FORWARD", "1", "-m", "comment", "--comment", COMMENT,
@@ -712,7 +751,7 @@ def our_processes() -> list[str]:
 
 def leftovers() -> dict[str, list[str]]:
     return {"processes": our_processes(), "mounts": our_mounts(), "links": our_links(),
-            "iptables": our_rules()}
+            "iptables": our_rules(), "ipsets": our_ipsets()}
 
 
 def sweep() -> None:
@@ -729,6 +768,7 @@ def sweep() -> None:
     if (BIN / "kube-proxy").exists():
         run(BIN / "kube-proxy", "--cleanup", check=False, timeout=60)
     remove_rules()
+    remove_ipsets()  # after the rules that match on them
     restore_sysctls()
     remove_cgroups()
     for d in ("etcd", "kubelet", "cni-ipam", "containerd", "containerd-opt", "pod-logs"):
@@ -755,6 +795,17 @@ def remove_rules() -> None:
                 run(family, "-t", table, "-F", chain, check=False)
             for chain in ours:
                 run(family, "-t", table, "-X", chain, check=False)
+
+
+def our_ipsets() -> list[str]:
+    if not shutil.which("ipset"):
+        return []
+    return [n for n in run("ipset", "list", "-n", check=False).split() if OUR_IPSETS.match(n)]
+
+
+def remove_ipsets() -> None:
+    for name in our_ipsets():
+        run("ipset", "destroy", name, check=False)
 
 
 def save_sysctls() -> None:
@@ -963,9 +1014,13 @@ def cmd_up(overlay: str, control_plane_only: bool = False) -> int:
                 timeout=200)
     log(f"up in {time.monotonic() - started:.0f}s: context {CONTEXT!r} "
         f"(KUBE_CONTEXT={CONTEXT} make test-kind)")
-    if shutil.which("nft") and (why := policy_engine_problem()):
-        log(f"NetworkPolicy is not enforced (no policy engine; kind's, kube-network-policies, "
-            f"could not run: {why}): the partition fault fails here")
+    if (why := policy_engine()) is not None:
+        kind_engine = policy_engine_problem() if shutil.which("nft") else None
+        log(f"NetworkPolicy is not enforced ({why}"
+            + (f"; kind's engine, kube-network-policies, cannot run here: {kind_engine}"
+               if kind_engine else "") + "): the partition fault fails here")
+    else:
+        log("NetworkPolicy enforced by kube-router's firewall")
     return 0
 
 
