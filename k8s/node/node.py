@@ -394,9 +394,8 @@ def commands() -> dict[str, list[str]]:
             f"--node-ip={GATEWAY}", f"--root-dir={STATE / 'kubelet'}", "--v=0"],
         "kube-proxy": [str(BIN / "kube-proxy"), f"--config={STATE / 'kube-proxy.yaml'}", "--v=0"],
         "coredns": [str(BIN / "coredns"), "-conf", str(STATE / "Corefile")],
-        # The NetworkPolicy firewall only. Its health server listens on every address
-        # (v2.1.0 has no bind option, and crashes with it off: --health-port=0 closes
-        # the channel its health check reads); net_up keeps the port to loopback.
+        # The NetworkPolicy firewall only. Its health server, which up waits on, listens
+        # on every address (v2.1.0 has no bind option): net_up keeps it to loopback.
         "kube-router": [
             str(BIN / "kube-router"), "--run-firewall=true", "--run-router=false",
             "--run-service-proxy=false", f"--kubeconfig={STATE / 'kube-router.kubeconfig'}",
