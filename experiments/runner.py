@@ -127,19 +127,23 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             platform.teardown()
             raise _NotStarted(exc) from exc
         ledger = Ledger.from_url(platform.ledger_url)
-        t0 = ledger.begin_run(run_id)
-        started = time.monotonic()
+        # The clients are made (Celery imported, its app built) before the run's clock
+        # starts: a client that started late would catch up in a burst, and the timed
+        # faults would meet that burst instead of the workload asked for.
         clients: list[RequestClient | TaskClient] = [
-            RequestClient(platform, ledger, load, f"req{i}" if i else "req", w.duration, started)
+            RequestClient(platform, ledger, load, f"req{i}" if i else "req", w.duration, 0.0)
             for i, load in enumerate(w.requests)
         ]
         if w.tasks is not None:
             settings = LabSettings.model_validate({
                 **experiment.topology.settings,
                 "broker_url": platform.broker_url, "ledger_url": platform.ledger_url})
-            clients.append(TaskClient(ledger, settings, w.tasks, w.duration, started))
+            clients.append(TaskClient(ledger, settings, w.tasks, w.duration, 0.0))
+        t0 = ledger.begin_run(run_id)
+        started = time.monotonic()
         nemesis = Nemesis(platform, ledger, run_id, list(experiment.faults), rng, started)
         for c in clients:
+            c.started = started
             c.start()
         nemesis.start()
         while (elapsed := time.monotonic() - started) < w.duration:
