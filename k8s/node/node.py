@@ -927,6 +927,17 @@ def render_overlay(overlay: str) -> Path:
     return target
 
 
+def redis_pings(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def merge_kubeconfig() -> None:
     """Add (or refresh) the context CONTEXT in the user's kubeconfig, as kind does."""
     for args in (
@@ -1011,6 +1022,12 @@ def cmd_up(overlay: str, control_plane_only: bool = False) -> int:
     for d in LAB_DEPLOYMENTS:
         kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{d}", "--timeout=180s",
                 timeout=200)
+    # Ready pods are not yet reachable ones: kube-proxy, and a NetworkPolicy engine
+    # (kube-router's sync), program a new pod a moment later. Up means the harness
+    # reaches the API and both Redis through their NodePorts, as on kind.
+    wait_until("the lab's NodePorts on 127.0.0.1",
+               lambda: http_ok("http://127.0.0.1:30800/healthz")
+               and all(redis_pings(port) for port in (30379, 30380)), 120)
     log(f"up in {time.monotonic() - started:.0f}s: context {CONTEXT!r} "
         f"(KUBE_CONTEXT={CONTEXT} make test-kind)")
     if (why := policy_engine()) is not None:
