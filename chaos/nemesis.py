@@ -36,6 +36,9 @@ class EventLog(Protocol):
         """The run's events in commit order, from index ``start``."""
 
 
+BETWEEN_SETTLE = 0.1  # seconds an instance must stay idle after a finish ("between")
+
+
 class LedgerTail:
     """Reads a run's events as they are appended, and keeps who is running what."""
 
@@ -131,7 +134,7 @@ class Nemesis:
             for e in self._tail.poll():
                 if e.kind != kind or (step.mechanism and e.mechanism != step.mechanism):
                     continue
-                if step.on == "between" and self._tail.open[e.instance]:
+                if step.on == "between" and not self._idle_after(e.instance):
                     continue
                 name = str(e.detail.get("via", e.instance))
                 for inst in self.platform.instances(step.component):
@@ -143,6 +146,16 @@ class Nemesis:
 
         return poll_until(struck, self.mid_job_timeout, interval=0.01,
                           give_up=self._stop.is_set)
+
+    def _idle_after(self, instance: str) -> bool:
+        """The instance runs nothing now, nor a moment later: the moment lets it end the
+        job it just finished in its own bookkeeping too (a scheduler still counts a job
+        as running until its task is done), and a next job that started meanwhile is
+        seen in the ledger."""
+        if self._tail.open[instance] or self._stop.wait(BETWEEN_SETTLE):
+            return False
+        self._tail.poll()
+        return not self._tail.open[instance]
 
     # --- what a fault's handler may use (chaos.faults.Strike) -----------------------------
     def pick(self, step: FaultStep) -> Instance:
