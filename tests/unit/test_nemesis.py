@@ -147,21 +147,30 @@ def test_the_drain_waits_for_acknowledged_work_to_start_or_finish() -> None:
 def test_a_kill_after_an_effect_names_the_unit_and_the_drain_waits_for_its_redelivery() -> None:
     platform, ledger = lab(worker=2)
     target = platform.instances("worker")[1].name
-
-    def effect() -> None:
-        exec_id = ledger.start("task-1", target)
-        ledger.record(Kind.FINISH, "task-1", "celery", target, exec_id=exec_id)
-
-    ledger.record(Kind.INTENT, "task-1", "celery", "harness")
-    threading.Timer(0.1, effect).start()
-    nemesis = run(platform, ledger, [FaultStep("kill", "worker", on="finish",
-                                               mechanism="celery")])
-    assert nemesis.records[0].detail == {"after_effect_of": "task-1"}
+    nemesis = Nemesis(platform, ledger, ledger.run,
+                      [FaultStep("kill", "worker", on="finish", mechanism="celery")],
+                      random.Random(1), time.monotonic(), mid_job_timeout=5.0)
+    nemesis.start()
+    # Effects, one after another, until one of them is struck (the nemesis looks only
+    # at what happens after it started looking).
+    for k in range(200):
+        if nemesis.records:
+            break
+        work = f"task-{k}"
+        ledger.record(Kind.INTENT, work, "celery", "harness")
+        ledger.record(Kind.FINISH, work, "celery", target, exec_id=ledger.start(work, target))
+        time.sleep(0.02)
+    nemesis.stop()
+    (record,) = nemesis.records
+    struck = record.detail["after_effect_of"]
+    assert struck.startswith("task-")
+    events = [e for e in ledger.events if e.kind != Kind.INTENT or e.work_id == struck]
+    events = [e for e in events if e.work_id in (struck, "fault-1")]
     # The effect is in the ledger, but the message was not acknowledged: with
     # redelivery the unit is not settled until it has started again.
-    assert settled(ledger.events, redelivers=False)
-    assert not settled(ledger.events, redelivers=True)
-    again = ledger.start("task-1", "worker-3")
-    assert settled(ledger.events, redelivers=True) is False  # running again: in doubt
-    ledger.record(Kind.FINISH, "task-1", "celery", "worker-3", exec_id=again)
-    assert settled(ledger.events, redelivers=True)
+    assert settled(events, redelivers=False)
+    assert not settled(events, redelivers=True)
+    again = ledger.start(struck, "worker-3")
+    assert not settled([*events, ledger.events[-1]], redelivers=True)  # running: in doubt
+    ledger.record(Kind.FINISH, struck, "celery", "worker-3", exec_id=again)
+    assert settled([*events, *ledger.events[-2:]], redelivers=True)
