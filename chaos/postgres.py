@@ -133,6 +133,12 @@ class PostgresServer:
         self.port = port or free_port()
         self.bin_dir = postgres_bin_dir()
         self.prefix = _as_unprivileged()
+        if self.prefix and not _reachable_by_others(self.bin_dir / "initdb"):
+            raise PlatformError(
+                f"PostgreSQL runs as {UNPRIVILEGED_USER!r} when the lab is root, and it cannot "
+                f"reach {self.bin_dir} (a directory on the way is closed to other users); "
+                "install postgresql (apt install postgresql) or keep the checkout where "
+                "others may pass")
         self.group: Group | None = None
         self.datadir: Path | None = None
         self._private: Path | None = None  # a directory of ours outside the work directory
