@@ -223,16 +223,22 @@ def suite(seed: int, results: Path, quick: bool, platform: str, context: str | N
     raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
 
 
+def _run_directories(suite_dir: Path) -> dict[str, Path]:
+    """The suite's stored runs, by run id."""
+    found = {}
+    for d in suite_dir.iterdir():
+        summary_json = d / store.SUMMARY_JSON
+        if summary_json.is_file():
+            found[json.loads(summary_json.read_text())["run_id"]] = d
+    return found
+
+
 def _draw_timeline(suite_dir: Path, child: Any) -> None:
-    """The timeline of the suite's run that ``child`` made (found by its run id)."""
-    if child.summary is None:
-        return
-    for directory in suite_dir.iterdir():
-        summary_json = directory / store.SUMMARY_JSON
-        if (summary_json.is_file() and not (directory / store.TIMELINE).exists()
-                and json.loads(summary_json.read_text())["run_id"] == child.summary["run_id"]):
+    """The timeline of the suite's run that ``child`` made."""
+    if child.summary is not None:
+        directory = _run_directories(suite_dir).get(child.summary["run_id"])
+        if directory is not None:
             store.draw_timeline(directory)
-            return
 
 
 def _longest(spec: ExperimentSpec, values: dict[str, Any]) -> float:
@@ -262,11 +268,7 @@ def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]]
     if failed:
         raise LabCannotRun(f"{failed[0].label}: {failed[0].error} "
                            f"(logs: {suite_dir / 'harness-logs'})")
-    by_run = {}
-    for d in suite_dir.iterdir():
-        summary_json = d / "summary.json"
-        if summary_json.is_file():
-            by_run[json.loads(summary_json.read_text())["run_id"]] = d
+    by_run = _run_directories(suite_dir)
     return [(c.label, c.summary, by_run[c.summary["run_id"]]) for c in children
             if c.summary is not None]
 

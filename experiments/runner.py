@@ -131,20 +131,19 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         # starts: a client that started late would catch up in a burst, and the timed
         # faults would meet that burst instead of the workload asked for.
         clients: list[RequestClient | TaskClient] = [
-            RequestClient(platform, ledger, load, f"req{i}" if i else "req", w.duration, 0.0)
+            RequestClient(platform, ledger, load, f"req{i}" if i else "req", w.duration)
             for i, load in enumerate(w.requests)
         ]
         if w.tasks is not None:
             settings = LabSettings.model_validate({
                 **experiment.topology.settings,
                 "broker_url": platform.broker_url, "ledger_url": platform.ledger_url})
-            clients.append(TaskClient(ledger, settings, w.tasks, w.duration, 0.0))
+            clients.append(TaskClient(ledger, settings, w.tasks, w.duration))
         t0 = ledger.begin_run(run_id)
         started = time.monotonic()
         nemesis = Nemesis(platform, ledger, run_id, list(experiment.faults), rng, started)
         for c in clients:
-            c.started = started
-            c.start()
+            c.begin(started)
         nemesis.start()
         while (elapsed := time.monotonic() - started) < w.duration:
             progress("running", elapsed, w.duration, len(nemesis.records))

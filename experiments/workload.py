@@ -23,13 +23,19 @@ HARNESS = "harness"
 
 
 class _Client(threading.Thread):
-    def __init__(self, name: str, rate: float, duration: float, started: float) -> None:
+    def __init__(self, name: str, rate: float, duration: float) -> None:
         super().__init__(name=name, daemon=True)
-        self.rate, self.duration, self.started = rate, duration, started
+        self.rate, self.duration = rate, duration
+        self.started = 0.0  # the run's clock (time.monotonic()), set by begin()
         self.sent = 0
         self.acknowledged = 0
         self.failed = 0
         self._stop_event = threading.Event()
+
+    def begin(self, started: float) -> None:
+        """Send from the run's start on (the client is made before the clock starts)."""
+        self.started = started
+        self.start()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -51,8 +57,8 @@ class _Client(threading.Thread):
 
 class RequestClient(_Client):
     def __init__(self, platform: Platform, ledger: Ledger, load: RequestLoad, prefix: str,
-                 duration: float, started: float) -> None:
-        super().__init__(f"requests-{prefix}", load.rate, duration, started)
+                 duration: float) -> None:
+        super().__init__(f"requests-{prefix}", load.rate, duration)
         self.platform, self.ledger, self.load, self.prefix = platform, ledger, load, prefix
         # A connection per request: behind a Kubernetes Service every instance has the
         # same URL and kube-proxy picks a backend per connection, not per request.
@@ -97,9 +103,9 @@ def _taker(reply: httpx.Response, asked: str) -> str:
 
 
 class TaskClient(_Client):
-    def __init__(self, ledger: Ledger, settings: LabSettings, load: TaskLoad, duration: float,
-                 started: float) -> None:
-        super().__init__("tasks", load.rate, duration, started)
+    def __init__(self, ledger: Ledger, settings: LabSettings, load: TaskLoad,
+                 duration: float) -> None:
+        super().__init__("tasks", load.rate, duration)
         from services.worker.app import make_celery, send_work  # heavy; only when used
 
         self.ledger, self.load = ledger, load

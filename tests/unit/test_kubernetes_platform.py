@@ -1005,7 +1005,7 @@ def test_requests_are_spread_per_request_and_credited_to_the_replica_that_took_t
             recorded.append(args)
 
     client = RequestClient(Platform(), Ledger(), RequestLoad("/work/background", 1, 0),  # type: ignore[arg-type]
-                           "req", 10, 0.0)
+                           "req", 10)
     try:
         for k in range(3):
             client.send(k)
