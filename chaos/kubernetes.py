@@ -53,7 +53,8 @@ app as its only child (services/Dockerfile), and has its own PID namespace:
   ignores the object silently).
 - *broker memory policy*: ``broker_maxmemory`` and ``broker_maxmemory_policy``
   are set with ``CONFIG SET`` on the broker after each deploy and outage (the
-  broker pod comes back with Redis's defaults: no limit, ``noeviction``).
+  broker pod comes back with Redis's defaults: no limit, ``noeviction``); a margin
+  ("+150kb") over the broker's footprint once the lab is connected, as locally.
 
 The harness reaches the API, the ledger and the broker through the NodePorts that
 k8s/kind-config.yaml maps to 127.0.0.1; an API ``Instance.url`` is therefore the
@@ -83,7 +84,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from chaos.platform import COMPONENTS, Instance, PlatformError, Topology
-from chaos.redis_server import memory_args
+from chaos.redis_server import MemoryLimit, kilobytes
+from chaos.redis_server import configure as configure_broker
+from chaos.redis_server import footprint as broker_footprint
 from chaos.skew import check_skew, faketime_offset
 
 __all__ = [
@@ -418,24 +421,6 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-def configure_broker(url: str, settings: dict[str, str]) -> bool:
-    """CONFIG SET each setting on the Redis at ``url`` (the broker, through its NodePort);
-    False if it could not be reached (yet), PlatformError if it refused a setting."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        for key, value in settings.items():
-            client.config_set(key, value)
-        return True
-    except (redis.ConnectionError, redis.TimeoutError):
-        return False
-    except redis.RedisError as exc:
-        raise PlatformError(f"the broker at {url} refused its memory policy: {exc}") from None
-    finally:
-        client.close()
-
-
 def kill_broker_clients(url: str, ip: str) -> int:
     """Close every connection the broker has from ``ip``; how many there were."""
     import redis
@@ -473,14 +458,6 @@ def as_run(topology: Topology) -> dict[str, Any]:
 def signal_argv(signame: str) -> list[str]:
     """Signal every process of the container but tini (PID 1) and the caller."""
     return [PYTHON, "-S", "-c", f"import os, signal; os.kill(-1, signal.{signame})"]
-
-
-def broker_memory(settings: Any) -> dict[str, str]:
-    """The broker's memory limit and policy for a topology, Redis's defaults when it sets
-    none (so an earlier run's limit never lingers): what the local platform passes as
-    redis-server arguments (``chaos.redis_server.memory_args``)."""
-    args = memory_args(settings) or ["--maxmemory", "0", "--maxmemory-policy", "noeviction"]
-    return {args[i].lstrip("-"): args[i + 1] for i in range(0, len(args), 2)}
 
 
 def partition_policy(pod: str, broker_ip: str, namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -641,10 +618,13 @@ class KubernetesPlatform:
         stamp = self._restart(BROKER_DEPLOYMENT, {"replicas": 1})
         self._wait_rollout(BROKER_DEPLOYMENT, "broker", 1, stamp, self.ready_timeout)
         self._wait_broker_reachable()
-        # The local platform starts its broker with these; here the fresh broker pod
-        # has Redis's defaults until told otherwise (before any instance uses it).
-        self._broker_memory = broker_memory(topology.settings)
-        self._configure_broker()
+        # The local platform starts its broker with a limit; here the fresh broker pod
+        # has Redis's defaults until told otherwise (before any instance uses it). A
+        # margin over the footprint is set once the lab is connected.
+        memory = MemoryLimit(topology.settings)
+        self._broker_memory = memory.config() if not memory.relative else {}
+        if self._broker_memory:
+            self._configure_broker()
         grace = max(1, math.ceil(topology.grace))
         stamps = {
             c: self._restart(c, {"replicas": topology.count(c)},
@@ -656,6 +636,10 @@ class KubernetesPlatform:
             self._wait_rollout(c, c, topology.count(c), stamps[c], deadline - time.monotonic())
         if self.await_announcements:
             self._wait_announced(deadline - time.monotonic())
+        if memory.relative:
+            self._broker_memory = memory.config(broker_footprint(self.broker_url))
+            self._configure_broker()
+            self.as_run["broker_maxmemory"] = kilobytes(int(self._broker_memory["maxmemory"]))
         if topology.count("cronjob"):
             # No Job of an earlier run left; then the controller creates one a minute.
             # instances("cronjob") is then the running Jobs' pods.

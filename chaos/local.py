@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,7 +36,7 @@ from chaos.platform import COMPONENTS as APP_COMPONENTS
 from chaos.platform import Instance, PlatformError, Topology
 from chaos.postgres import PostgresServer
 from chaos.processes import LAB_TAG, Group, Watchdog, free_port
-from chaos.redis_server import RedisServer, memory_args
+from chaos.redis_server import MemoryLimit, RedisServer, configure, footprint, kilobytes
 from services.ledger import Ledger
 
 _POLL = 0.05
@@ -113,6 +114,7 @@ class LocalPlatform:
         # Every process of this lab carries the tag, so orphan checks can find them.
         self.tag = os.environ.get(LAB_TAG) or uuid.uuid4().hex
         self.exits: list[tuple[str, int | None]] = []  # (instance, returncode) of every exit
+        self.as_run: dict[str, Any] = {}  # how the last deployed topology really runs
 
     # --- Platform protocol ---------------------------------------------------------------
     @property
@@ -134,6 +136,8 @@ class LocalPlatform:
                                     "kubernetes, after make cluster-up); the local platform "
                                     "has none")
         self.topology = topology
+        self.as_run = {}
+        memory = MemoryLimit(topology.settings)
         if topology.settings.get("scheduler_library") == "apscheduler4":
             self._apscheduler4 = apscheduler4.ensure_installed()
         self._watchdog = Watchdog(self.tag)
@@ -143,7 +147,7 @@ class LocalPlatform:
         self.ledger_server = RedisServer("ledger", self.workdir, self._watchdog,
                                          port=self.ledger_port)
         self.broker_server = RedisServer("broker", self.workdir, self._watchdog,
-                                         config=memory_args(topology.settings))
+                                         config=memory.startup_args())
         _side_by_side(self.ledger_server.start, self.broker_server.start)
         broker = self.broker_server
         self._instance_faults = InstanceFaults(self.workdir, topology.settings,
@@ -160,6 +164,19 @@ class LocalPlatform:
         self._supervisor.start()
         for component in COMPONENTS:
             self.wait_ready(component, topology.count(component), timeout=60)
+        if memory.relative:
+            self._limit_broker(memory)
+
+    def _limit_broker(self, memory: MemoryLimit) -> None:
+        """The broker's limit as a margin over its footprint with the lab connected; kept
+        as its start arguments, so a broker outage brings it back with the same limit."""
+        broker = self.broker_server
+        assert broker is not None
+        config = memory.config(footprint(broker.url))
+        if not configure(broker.url, config):
+            raise PlatformError(f"cannot configure the broker: unreachable at {broker.url}")
+        broker.config = [arg for key, value in config.items() for arg in (f"--{key}", value)]
+        self.as_run["broker_maxmemory"] = kilobytes(int(config["maxmemory"]))
 
     def start_fork_server(self, components: list[str]) -> ForkServer | None:
         """Start the fork server, preloading what ``components`` import, unless it runs

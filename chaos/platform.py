@@ -60,6 +60,9 @@ class Platform(Protocol):
     """
 
     name: str
+    # How the last deployed topology really runs where that differs from what it says
+    # (a whole grace period, a memory margin resolved to a size); recorded with a run.
+    as_run: dict[str, Any]
 
     def deploy(self, topology: Topology) -> None:
         """Start the lab for this topology and return when every instance is ready."""

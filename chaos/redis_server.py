@@ -59,13 +59,84 @@ def redis_version(binary: str | None = None) -> str:
     return out.strip()
 
 
-def memory_args(settings: Mapping[str, object]) -> list[str]:
-    """redis-server arguments for the topology's ``broker_maxmemory`` and its policy."""
-    limit = str(settings.get("broker_maxmemory") or "")
-    if not limit:
-        return []
-    policy = str(settings.get("broker_maxmemory_policy") or "noeviction")
-    return ["--maxmemory", limit, "--maxmemory-policy", policy]
+_UNITS = {"": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}  # Redis's own: "1kb" is 1024
+
+
+def size_bytes(size: str) -> int:
+    """A Redis memory size ("1100kb", "2mb", "1048576") in bytes."""
+    digits = size.rstrip("kmgb")
+    return int(digits) * _UNITS[size[len(digits):]]
+
+
+class MemoryLimit:
+    """The broker's ``maxmemory`` and ``maxmemory-policy`` for a topology.
+
+    ``broker_maxmemory`` is a size ("2mb"), or a margin over the broker's footprint once
+    the lab is deployed and connected ("+150kb"). A margin is what an experiment at
+    the limit means on every platform: the footprint is not the same everywhere
+    (another Redis version, other clients) — the local broker uses about 1.0 MB with
+    the lab connected, the one in the image about 1.25 MB.
+    """
+
+    def __init__(self, settings: Mapping[str, object]) -> None:
+        text = str(settings.get("broker_maxmemory") or "")
+        self.relative = text.startswith("+")
+        self.size = size_bytes(text.lstrip("+")) if text else 0  # 0: no limit
+        self.policy = str(settings.get("broker_maxmemory_policy") or "noeviction")
+
+    def startup_args(self) -> list[str]:
+        """redis-server arguments: a size at once; a margin only once the lab is up."""
+        if not self.size or self.relative:
+            return []
+        return ["--maxmemory", str(self.size), "--maxmemory-policy", self.policy]
+
+    def config(self, footprint: int | None = None) -> dict[str, str]:
+        """What to ``CONFIG SET``, a margin given the broker's ``footprint``; Redis's
+        defaults (no limit, noeviction) when there is no limit, so an earlier run's limit
+        never lingers on a broker that outlives it."""
+        if not self.size:
+            return {"maxmemory": "0", "maxmemory-policy": "noeviction"}
+        if self.relative and footprint is None:
+            raise ValueError("a margin needs the broker's footprint")
+        limit = self.size + (footprint or 0 if self.relative else 0)
+        return {"maxmemory": str(limit), "maxmemory-policy": self.policy}
+
+
+def footprint(url: str, samples: int = 5, interval: float = 0.1) -> int:
+    """The broker's ``used_memory``, the median of a few samples: idle connected clients
+    still grow and shrink their buffers by tens of kilobytes."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        used = []
+        for i in range(samples):
+            if i:
+                time.sleep(interval)
+            used.append(int(cast(dict[str, Any], client.info("memory"))["used_memory"]))
+        return sorted(used)[len(used) // 2]
+    except redis.RedisError as exc:
+        raise PlatformError(f"cannot read the broker's memory at {url}: {exc}") from None
+    finally:
+        client.close()
+
+
+def configure(url: str, settings: Mapping[str, str]) -> bool:
+    """CONFIG SET each setting on the Redis at ``url``; False if it could not be reached
+    (yet), PlatformError if it refused a setting."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        for key, value in settings.items():
+            client.config_set(key, value)
+        return True
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    except redis.RedisError as exc:
+        raise PlatformError(f"the Redis at {url} refused {dict(settings)}: {exc}") from None
+    finally:
+        client.close()
+
+
+def kilobytes(size: int) -> str:
+    return f"{size / 1024:.0f}kb"
 
 
 class _PortTaken(Exception):

@@ -50,6 +50,7 @@ class StubPlatform:
 
     def __init__(self) -> None:
         self.topology = Topology(replicas={})
+        self.as_run: dict[str, Any] = {}  # runs every topology as it says
         self.calls: list[tuple[str, str]] = []  # (method, instance or component)
         self.paused: set[str] = set()
         self.broker_up = True

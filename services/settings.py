@@ -88,8 +88,9 @@ class LabSettings(BaseSettings):
     # own queue, with this visibility timeout (the shortest one wins: kombu #337).
     other_visibility_timeout: float = Field(default=0.0, ge=0, le=86400)
 
-    # The broker redis-server's memory limit ("": none, e.g. "2mb") and eviction policy.
-    broker_maxmemory: str = Field(default="", pattern=r"^([0-9]+(kb|mb|gb)?)?$")
+    # The broker redis-server's memory limit and eviction policy: "" none, a size ("2mb"),
+    # or a margin over its footprint once the lab is connected ("+150kb").
+    broker_maxmemory: str = Field(default="", pattern=r"^(\+?[0-9]+(kb|mb|gb)?)?$")
     broker_maxmemory_policy: EvictionPolicy = "noeviction"
 
     # The API's own graceful shutdown, in seconds (uvicorn --timeout-graceful-shutdown).

@@ -110,6 +110,9 @@ def test_a_skewed_replica_fires_early_and_a_short_lock_ttl_lets_ticks_run_twice(
 def test_a_full_broker_loses_acknowledged_tasks(scalelab: Any, policy: str) -> None:
     s = run(scalelab, "broker-eviction", "--policy", policy)
     assert s["valid"] and s["measured"]["tasks_lost"] > 0
+    # the default limit is a margin over the broker's footprint, recorded as it came out
+    assert s["parameters"]["maxmemory"].startswith("+")
+    assert s["as_run"]["broker_maxmemory"].endswith("kb")
 
 
 def test_background_work_behind_base_http_middleware_outlives_the_client(
@@ -127,6 +130,7 @@ def test_background_work_behind_base_http_middleware_outlives_the_client(
     (["partition", "--partition-at", "9", "--duration", "5"], "inside the run"),
     (["workers-per-replica", "--workers", "0"], "at least 1"),
     (["broker-eviction", "--maxmemory", "lots"], "--maxmemory"),
+    (["broker-eviction", "--maxmemory", "+0kb"], "--maxmemory"),
     (["pool-child-kill", "--poison", "--target", "parent"], "--poison"),
 ])
 def test_bad_input_is_one_line_and_exit_2(scalelab_here: Any, args: list[str], says: str) -> None:

@@ -54,6 +54,7 @@ class FakeCluster:
         self.policies: dict[str, dict[str, Any]] = {}
         self.nodes = {"scalelab-control-plane": "amd64"}
         self.broker_refusals = 0
+        self.footprint = 1250 * 1024  # the broker's used_memory with the lab connected
 
     def pod(self, component: str, stamp: str = "", ready: bool = True) -> k.PodState:
         serial = next(self.counter)
@@ -145,6 +146,10 @@ class FakeCluster:
     def node_architectures(self, cluster: object) -> dict[str, str]:
         return dict(self.nodes)
 
+    def broker_footprint(self, url: str) -> int:
+        self.calls.append(("footprint",))
+        return self.footprint
+
     def configure_broker(self, url: str, settings: dict[str, str]) -> bool:
         self.calls.append(("broker-config", dict(settings)))
         if self.broker_refusals:  # the NodePort refuses a connection or two
@@ -172,7 +177,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
                  "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
                  "delete_pod", "exec_in_pod", "pod_log", "label_pod", "create_network_policy",
                  "delete_network_policies", "service_ip", "node_architectures",
-                 "configure_broker", "kill_broker_clients"):
+                 "configure_broker", "broker_footprint", "kill_broker_clients"):
         monkeypatch.setattr(k, name, getattr(cluster, name))
     monkeypatch.setattr("chaos.kubernetes.time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
@@ -400,28 +405,41 @@ def test_kill_child_sigkills_one_pool_process_and_returns_its_pid(
 
 def test_the_broker_gets_the_topologys_memory_policy_and_loses_it_at_the_next_deploy(
         platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
-    from chaos.redis_server import memory_args
-
     settings = {"broker_maxmemory": "1100kb", "broker_maxmemory_policy": "allkeys-lru"}
     platform.deploy(Topology(replicas={"worker": 1}, settings=settings))
-    # what the local platform starts its redis-server with, as CONFIG SET pairs
-    assert memory_args(settings) == ["--maxmemory", "1100kb", "--maxmemory-policy", "allkeys-lru"]
     steps = [c[0] if c[0] != "patch" else c[1] for c in fake.calls
              if c[0] in ("patch", "broker-config")]
-    # set on the fresh broker before any instance starts using it
+    # a size is set on the fresh broker before any instance starts using it
     assert steps == [k.BROKER_DEPLOYMENT, "broker-config", "api", "worker", "beat"]
-    assert ("broker-config", {"maxmemory": "1100kb", "maxmemory-policy": "allkeys-lru"}) \
-        in fake.calls
+    limit = {"maxmemory": str(1100 * 1024), "maxmemory-policy": "allkeys-lru"}
+    assert ("broker-config", limit) in fake.calls
+    assert "broker_maxmemory" not in platform.as_run
     fake.calls.clear()
     platform.broker_outage(0.1)  # the broker comes back with Redis's defaults: set again
-    assert [c for c in fake.calls if c[0] == "broker-config"] == [
-        ("broker-config", {"maxmemory": "1100kb", "maxmemory-policy": "allkeys-lru"})]
+    assert [c for c in fake.calls if c[0] == "broker-config"] == [("broker-config", limit)]
     fake.calls.clear()
     platform.deploy(Topology(replicas={"worker": 1}))
     assert [c for c in fake.calls if c[0] == "broker-config"] == [
         ("broker-config", {"maxmemory": "0", "maxmemory-policy": "noeviction"})]
-    assert k.broker_memory({"broker_maxmemory": "2mb"}) == {
-        "maxmemory": "2mb", "maxmemory-policy": "noeviction"}
+
+
+def test_a_margin_is_set_over_the_brokers_footprint_once_the_lab_is_connected(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    settings = {"broker_maxmemory": "+120kb", "broker_maxmemory_policy": "noeviction"}
+    platform.deploy(Topology(replicas={"worker": 1}, settings=settings))
+    steps = [c[0] if c[0] != "patch" else c[1] for c in fake.calls
+             if c[0] in ("patch", "broker-config", "footprint")]
+    # measured after every instance is up, not on the empty broker
+    assert steps == [k.BROKER_DEPLOYMENT, "api", "worker", "beat", "footprint",
+                     "broker-config"]
+    limit = {"maxmemory": str(fake.footprint + 120 * 1024), "maxmemory-policy": "noeviction"}
+    assert ("broker-config", limit) in fake.calls
+    assert platform.as_run["broker_maxmemory"] == "1370kb"
+    fake.calls.clear()
+    fake.footprint = 100  # an empty broker after the outage: the same limit, not a new one
+    platform.broker_outage(0.1)
+    assert [c for c in fake.calls if c[0] in ("broker-config", "footprint")] == [
+        ("broker-config", limit)]
 
 
 def test_a_broker_that_refuses_a_connection_right_after_its_ping_is_configured_anyway(
@@ -460,12 +478,6 @@ def test_kill_broker_clients_closes_only_that_addresss_connections(tmp_path: Pat
         assert not ids & {str(c["id"]) for c in listed}  # their connections went
         for c in victims:
             c.close()
-        assert k.configure_broker(url, {"maxmemory": "1100kb",
-                                        "maxmemory-policy": "allkeys-lru"})
-        with pytest.raises(PlatformError, match="refused its memory policy"):
-            k.configure_broker(url, {"maxmemory-policy": "sometimes"})
-        assert probe.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
-        assert probe.config_get("maxmemory") == {"maxmemory": str(1100 * 1024)}
         probe.close()
     finally:
         server.terminate()
