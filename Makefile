@@ -150,7 +150,7 @@ cluster-down:  ## delete the kind cluster (and everything in it)
 	kind delete cluster --name $(KIND_CLUSTER)
 
 test-kind: $(DEV)  ## the cluster tests (after cluster-up); they skip, saying why, without a cluster
-	KUBE_CONTEXT=$(KUBE_CONTEXT) $(VENV)/bin/pytest -m kind tests/kind -v
+	KUBE_CONTEXT=$(KUBE_CONTEXT) $(VENV)/bin/pytest -m kind tests/kind tests/platform -v
 
 suite-kind: $(STAMP)  ## the experiment catalogue against the kind cluster
 	$(VENV)/bin/scalelab suite --quick --platform kubernetes --context $(KUBE_CONTEXT) --results results/kind

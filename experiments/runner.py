@@ -221,14 +221,15 @@ def executions_by_component(events: list[Event]) -> dict[str, int]:
     return counts
 
 
-def settled(events: list[Event], redelivers: bool) -> bool:
+def settled(events: list[Event], redelivers: bool, result: Result | None = None) -> bool:
     """Nothing more can happen: no execution in doubt, no acknowledged unit still to run.
 
     Where a fault leads to redelivery (``redelivers``), an interrupted unit may still
     run again, so only a finish settles it; a unit whose instance was ended right
     after its effect (before the ack) is settled only once it has started again.
+    ``result``: the check of ``events``, when the caller has it already.
     """
-    r = check(events)
+    r = result or check(events)
     if r.counts["in_doubt"]:
         return False
     pending = [u for u in r.units.values() if u.acknowledged and u.finishes == 0]
@@ -242,10 +243,10 @@ def settled(events: list[Event], redelivers: bool) -> bool:
     return not pending and again
 
 
-def only_tasks_left(events: list[Event]) -> bool:
+def only_tasks_left(events: list[Event], result: Result | None = None) -> bool:
     """Nothing runs, and every unit still to run is a Celery task: only the broker
     could still deliver one (the checker's view; the broker is asked separately)."""
-    r = check(events)
+    r = result or check(events)
     if r.counts["in_doubt"]:
         return False
     tasks = {e.work_id for e in events if e.kind == Kind.INTENT and e.mechanism == "celery"}
@@ -278,12 +279,16 @@ def _drain(ledger: Ledger, run_id: str, experiment: Experiment, nemesis: Nemesis
     earliest = time.monotonic() + (experiment.late_after if experiment.schedules else 0.0)
     tail = LedgerTail(ledger, run_id)  # reads only what was appended since the last look
     empty_since: tuple[float, int] | None = None  # (when, events seen then)
+    checked: tuple[int, Result] | None = None  # (events seen, their check): new ones, anew
     while time.monotonic() < deadline:
         tail.poll()
         if nemesis.done and time.monotonic() >= earliest:
-            if settled(tail.events, experiment.redelivers):
+            if checked is None or checked[0] != len(tail.events):
+                checked = (len(tail.events), check(tail.events))
+            r = checked[1]
+            if settled(tail.events, experiment.redelivers, r):
                 return
-            if only_tasks_left(tail.events) and broker_holds_no_task(broker_url):
+            if only_tasks_left(tail.events, r) and broker_holds_no_task(broker_url):
                 now, seen = time.monotonic(), len(tail.events)
                 if empty_since is None or empty_since[1] != seen:
                     empty_since = (now, seen)

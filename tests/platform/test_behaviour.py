@@ -1,8 +1,8 @@
 """One behaviour suite for every platform: what each fault does to real instances.
 
-Parametrized over the registered platforms (``chaos.platforms``); ``kubernetes`` runs
-when its cluster is reachable (``make cluster-up``, or the project's own node) and
-skips saying why otherwise. Assertions go through the Platform protocol and the
+Parametrized over the registered platforms (``chaos.platforms``); ``kubernetes`` (marked
+``kind``: ``make test-kind`` runs it) runs when its cluster is reachable (``make
+cluster-up``, or the project's own node) and skips saying why otherwise. Assertions go through the Platform protocol and the
 ledger only, so they hold for any platform. One lab per platform is deployed for the
 module; each test leaves it with the replica counts it found.
 """
@@ -35,7 +35,9 @@ def _options(name: str) -> dict[str, str]:
     return {}
 
 
-@pytest.fixture(scope="module", params=list(PLATFORMS))
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=pytest.mark.kind) if name == "kubernetes" else name
+    for name in PLATFORMS])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         ) -> Iterator[tuple[Platform, Ledger]]:
     name = request.param
