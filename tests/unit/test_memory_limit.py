@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,9 +9,15 @@ import pytest
 import redis
 
 from chaos.platform import PlatformError
-from chaos.processes import free_port
-from chaos.redis_server import MemoryLimit, configure, footprint, kilobytes, size_bytes
-from tests.conftest import wait_for
+from chaos.processes import Watchdog, free_port
+from chaos.redis_server import (
+    MemoryLimit,
+    RedisServer,
+    configure,
+    footprint,
+    kilobytes,
+    size_bytes,
+)
 
 
 def test_sizes_are_in_redis_units() -> None:
@@ -49,28 +54,15 @@ def test_no_limit_is_redis_defaults_so_none_lingers() -> None:
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    from chaos.redis_server import redis_server_binary
-
-    port = free_port()
-    server = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    probe = redis.Redis.from_url(url)
+def redis_url(lab_tag: str, tmp_path: Path) -> Iterator[str]:
+    watchdog = Watchdog(lab_tag)
+    server = RedisServer("broker", tmp_path, watchdog)
+    server.start()
     try:
-        wait_for(lambda: _pings(probe), 10, "redis up")
-        yield url
+        yield server.url
     finally:
-        probe.close()
-        server.terminate()
-        server.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+        server.stop()
+        watchdog.close()
 
 
 def test_a_margin_lands_over_a_real_brokers_footprint(redis_url: str) -> None:
