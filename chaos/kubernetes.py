@@ -636,6 +636,10 @@ class KubernetesPlatform:
             self._wait_rollout(c, c, topology.count(c), stamps[c], deadline - time.monotonic())
         if self.await_announcements:
             self._wait_announced(deadline - time.monotonic())
+        # The harness reads the broker as soon as this returns (a margin's footprint,
+        # the drain). Seen on the local node: its NodePort, reachable before the
+        # instances rolled out, refused a connection right after them.
+        self._wait_broker_reachable()
         if memory.relative:
             self._broker_memory = memory.config(broker_footprint(self.broker_url))
             self._configure_broker()
