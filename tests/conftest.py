@@ -59,6 +59,22 @@ def lab_tag(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     assert not left, f"orphans outlived the lab: {left}"
 
 
+def _as_a_terminal_would() -> None:
+    # A command started in the background by a shell without job control (`make test
+    # &`, a CI step's script) inherits SIGINT ignored, and Python keeps it ignored: the
+    # harness must get Ctrl-C as it would in a terminal's foreground.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_scalelab(lab_tag: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``scalelab ARGS`` for real, to be signalled as a user or CI would: Ctrl-C
+    (SIGINT), a cancel (SIGTERM), a crash (SIGKILL); its output piped."""
+    return subprocess.Popen([sys.executable, "-m", "experiments.cli", *args],
+                            env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_as_a_terminal_would)
+
+
 @pytest.fixture
 def scalelab(lab_tag: str, tmp_path: Path) -> Any:
     """Run ``scalelab ARGS`` for real in a subprocess, results under tmp_path; a run

@@ -6,8 +6,6 @@ import asyncio
 import collections
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +15,9 @@ import pytest
 
 from chaos.local import LocalPlatform
 from chaos.platform import Topology
-from chaos.processes import LAB_TAG, lab_processes
+from chaos.processes import lab_processes
 from services.ledger import Ledger, parse_scheduled
-from tests.conftest import REPO, wait_for
+from tests.conftest import start_scalelab, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +133,9 @@ def test_apscheduler4_not_installable_is_one_line(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_postgres_does_not_outlive_an_interrupted_or_killed_harness(
         lab_tag: str, tmp_path: Path, sig: signal.Signals) -> None:
-    harness = subprocess.Popen(
-        [sys.executable, "-m", "experiments.cli", "run", "scheduler-duplicates",
-         "--scheduler", "apscheduler4", "--replicas", "2", "--duration", "60",
-         "--results", str(tmp_path / "results")],
-        env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    harness = start_scalelab(lab_tag, "run", "scheduler-duplicates", "--scheduler",
+                             "apscheduler4", "--replicas", "2", "--duration", "60",
+                             "--results", str(tmp_path / "results"))
     try:
         def lab_running() -> bool:
             commands = [cmd for _, cmd in lab_processes(lab_tag)]

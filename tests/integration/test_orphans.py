@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
-from chaos.processes import LAB_TAG, free_port, lab_processes
+from chaos.processes import free_port, lab_processes
 from services import keys
-from tests.conftest import REPO, wait_for
+from tests.conftest import start_scalelab, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def start_harness(tag: str, tmp_path: Path, ledger_port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "experiments.cli", "run", "scheduler-duplicates", "--replicas",
-         "3", "--duration", "60", "--results", str(tmp_path / "results"),
-         "--ledger-port", str(ledger_port)],
-        env={**os.environ, LAB_TAG: tag}, cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return start_scalelab(tag, "run", "scheduler-duplicates", "--replicas", "3",
+                          "--duration", "60", "--results", str(tmp_path / "results"),
+                          "--ledger-port", str(ledger_port))
 
 
 def running_replicas(ledger_port: int) -> int:

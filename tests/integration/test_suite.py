@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chaos.processes import LAB_TAG, lab_processes
-from tests.conftest import REPO, wait_for
+from chaos.processes import lab_processes
+from tests.conftest import start_scalelab, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +40,8 @@ def test_four_runs_at_a_time_into_a_new_directory_make_one_report(scalelab: Any,
 
 
 def test_ctrl_c_stops_every_run_of_a_parallel_suite(lab_tag: str, tmp_path: Path) -> None:
-    suite = subprocess.Popen(
-        [sys.executable, "-m", "experiments.cli", "suite", "--only", "scheduler-duplicates",
-         "--jobs", "2", "--results", str(tmp_path / "results")],
-        env={**os.environ, LAB_TAG: lab_tag}, cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    suite = start_scalelab(lab_tag, "suite", "--only", "scheduler-duplicates", "--jobs", "2",
+                           "--results", str(tmp_path / "results"))
     try:
         # both runs' API replicas are up (3 each, the experiment's default)
         wait_for(lambda: sum("services.api" in c for _, c in lab_processes(lab_tag)) >= 6,

@@ -2,9 +2,10 @@
 
 Parametrized over the registered platforms (``chaos.platforms``); ``kubernetes`` (marked
 ``kind``: ``make test-kind`` runs it) runs when its cluster is reachable (``make
-cluster-up``, or the project's own node) and skips saying why otherwise. Assertions go through the Platform protocol and the
-ledger only, so they hold for any platform. One lab per platform is deployed for the
-module; each test leaves it with the replica counts it found.
+cluster-up``, or the project's own node) and skips saying why otherwise. Assertions go
+through the Platform protocol and the ledger only, so they hold for any platform. One
+lab per platform is deployed for the module; each test leaves it with the replica
+counts it found.
 """
 
 from __future__ import annotations
