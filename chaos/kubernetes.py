@@ -54,7 +54,7 @@ app as its only child (services/Dockerfile), and has its own PID namespace:
 - *broker memory policy*: ``broker_maxmemory`` and ``broker_maxmemory_policy``
   are set with ``CONFIG SET`` on the broker after each deploy and outage (the
   broker pod comes back with Redis's defaults: no limit, ``noeviction``); a margin
-  ("+150kb") over the broker's footprint once the lab is connected, as locally.
+  ("+120kb") over the broker's footprint once the lab is connected, as locally.
 
 The harness reaches the API, the ledger and the broker through the NodePorts that
 k8s/kind-config.yaml maps to 127.0.0.1; an API ``Instance.url`` is therefore the

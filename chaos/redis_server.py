@@ -72,7 +72,7 @@ class MemoryLimit:
     """The broker's ``maxmemory`` and ``maxmemory-policy`` for a topology.
 
     ``broker_maxmemory`` is a size ("2mb"), or a margin over the broker's footprint once
-    the lab is deployed and connected ("+150kb"). A margin is what an experiment at
+    the lab is deployed and connected ("+120kb"). A margin is what an experiment at
     the limit means on every platform: the footprint is not the same everywhere
     (another Redis version, other clients) — the local broker uses about 1.0 MB with
     the lab connected, the one in the image about 1.25 MB.
@@ -98,7 +98,7 @@ class MemoryLimit:
             return {"maxmemory": "0", "maxmemory-policy": "noeviction"}
         if self.relative and footprint is None:
             raise ValueError("a margin needs the broker's footprint")
-        limit = self.size + (footprint or 0 if self.relative else 0)
+        limit = self.size + footprint if self.relative and footprint is not None else self.size
         return {"maxmemory": str(limit), "maxmemory-policy": self.policy}
 
 

@@ -229,7 +229,7 @@ def settled(events: list[Event], redelivers: bool, result: Result | None = None)
     after its effect (before the ack) is settled only once it has started again.
     ``result``: the check of ``events``, when the caller has it already.
     """
-    r = result or check(events)
+    r = result if result is not None else check(events)
     if r.counts["in_doubt"]:
         return False
     pending = [u for u in r.units.values() if u.acknowledged and u.finishes == 0]
@@ -246,7 +246,7 @@ def settled(events: list[Event], redelivers: bool, result: Result | None = None)
 def only_tasks_left(events: list[Event], result: Result | None = None) -> bool:
     """Nothing runs, and every unit still to run is a Celery task: only the broker
     could still deliver one (the checker's view; the broker is asked separately)."""
-    r = result or check(events)
+    r = result if result is not None else check(events)
     if r.counts["in_doubt"]:
         return False
     tasks = {e.work_id for e in events if e.kind == Kind.INTENT and e.mechanism == "celery"}
