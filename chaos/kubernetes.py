@@ -201,8 +201,7 @@ def connect(context: str, namespace: str, kubeconfig: str | None = None) -> Clus
             "or set KUBECONFIG"
         )
     try:
-        contexts, _ = kube.config.list_kube_config_contexts(config_file=paths)
-        names = [str(c["name"]) for c in contexts or []]
+        names = _context_names(paths)
         if context not in names:
             raise PlatformError(
                 f"no context {context!r} in the kubeconfig (have: {', '.join(names) or 'none'});"
@@ -216,6 +215,27 @@ def connect(context: str, namespace: str, kubeconfig: str | None = None) -> Clus
                       kube.client.AppsV1Api(api), kube.client.CoreV1Api(exec_api))
     read_settings(cluster)  # reachable, and the lab is there
     return cluster
+
+
+def _context_names(paths: str) -> list[str]:
+    """The contexts the kubeconfig files in ``paths`` define. Read from the files: the
+    client's own listing fails on a kubeconfig whose current context is gone (``kind
+    delete cluster``, the local node's ``down``: ``current-context: ""``)."""
+    import yaml
+
+    names: list[str] = []
+    for path in (Path(p).expanduser() for p in paths.split(os.pathsep) if p):
+        if not path.is_file():
+            continue
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigException(f"cannot read {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigException(f"{path} is not a kubeconfig")
+        names += [str(c.get("name")) for c in loaded.get("contexts") or []
+                  if isinstance(c, dict) and c.get("name") and str(c.get("name")) not in names]
+    return names
 
 
 def disconnect(cluster: Cluster) -> None:

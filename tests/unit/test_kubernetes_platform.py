@@ -18,6 +18,7 @@ import http.server
 import inspect
 import itertools
 import json
+import os
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -722,6 +723,28 @@ def test_no_such_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(PlatformError,
                        match=r"^no context 'kind-scalelab' in the kubeconfig \(have: other\)"):
         k.KubernetesPlatform().deploy(Topology(replicas={"api": 1}))
+
+
+def test_a_kubeconfig_whose_clusters_were_deleted_has_no_context(tmp_path: Path) -> None:
+    # What `kind delete cluster` or the local node's `down` leaves: no context, and an
+    # empty current context, which the client's own listing cannot get past.
+    path = tmp_path / "config"
+    path.write_text('apiVersion: v1\nkind: Config\nclusters: null\ncontexts: null\n'
+                    'current-context: ""\nusers: null\npreferences: {}\n')
+    with pytest.raises(PlatformError,
+                       match=r"^no context 'kind-scalelab' in the kubeconfig \(have: none\)"):
+        k.connect("kind-scalelab", "scalelab", kubeconfig=str(path))
+
+
+def test_contexts_are_listed_from_every_kubeconfig_file(tmp_path: Path) -> None:
+    first = kubeconfig(tmp_path / "a", "kind-scalelab", "https://127.0.0.1:1")
+    second = kubeconfig(tmp_path / "b", "scalelab-local", "https://127.0.0.1:1")
+    assert k._context_names(os.pathsep.join([str(first), str(tmp_path / "none"),
+                                             str(second)])) == ["kind-scalelab",
+                                                                "scalelab-local"]
+    (tmp_path / "bad").write_text("- a list, not a kubeconfig\n")
+    with pytest.raises(PlatformError, match=r"^unusable kubeconfig .*is not a kubeconfig"):
+        k.connect("kind-scalelab", "scalelab", kubeconfig=str(tmp_path / "bad"))
 
 
 def test_cluster_unreachable(tmp_path: Path) -> None:
