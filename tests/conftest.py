@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from chaos.processes import LAB_TAG, lab_processes
+from chaos.processes import LAB_TAG, Watchdog, lab_processes
+from chaos.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,6 +59,20 @@ def lab_tag(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     while (left := lab_processes(tag)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"orphans outlived the lab: {left}"
+
+
+@contextlib.contextmanager
+def redis_server(role: str, lab_tag: str, workdir: Path) -> Iterator[RedisServer]:
+    """The lab's own redis-server (``role``: ledger or broker), tagged for the orphan
+    check, stopped however the test ends."""
+    watchdog = Watchdog(lab_tag)
+    server = RedisServer(role, workdir, watchdog)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        watchdog.close()
 
 
 def _as_a_terminal_would() -> None:

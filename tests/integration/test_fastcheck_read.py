@@ -9,28 +9,21 @@ from pathlib import Path
 import pytest
 import redis
 
-from chaos.processes import Watchdog
-from chaos.redis_server import RedisServer
 from experiments import fastcheck
 from experiments.checker import check
 from experiments.fastcheck import read_and_check, read_buffer
 from services.ledger import Ledger, events_key
+from tests.conftest import redis_server
 
 RUN = "fast-read"
 
 
 @pytest.fixture
 def ledger(lab_tag: str, tmp_path: Path) -> Iterator[redis.Redis]:
-    watchdog = Watchdog(lab_tag)
-    server = RedisServer("ledger", tmp_path, watchdog)
-    try:
-        server.start()
+    with redis_server("ledger", lab_tag, tmp_path) as server:
         client = redis.Redis.from_url(server.url)
         yield client
         client.close()
-    finally:
-        server.stop()
-        watchdog.close()
 
 
 def history(units: int) -> list[bytes]:

@@ -10,10 +10,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.processes import Watchdog, free_port
+from chaos.processes import free_port
 from chaos.proxy import BrokerProxy, ProxyLoop
 from chaos.redis_server import RedisServer
-from tests.conftest import wait_for
+from tests.conftest import redis_server, wait_for
 
 _clients: list[redis.Redis] = []
 
@@ -35,14 +35,8 @@ def close_clients() -> Iterator[None]:
 
 @pytest.fixture
 def broker(lab_tag: str, tmp_path: Path) -> Iterator[RedisServer]:
-    watchdog = Watchdog(lab_tag)
-    server = RedisServer("broker", tmp_path, watchdog)
-    server.start()
-    try:
+    with redis_server("broker", lab_tag, tmp_path) as server:
         yield server
-    finally:
-        server.stop()
-        watchdog.close()
 
 
 @pytest.fixture

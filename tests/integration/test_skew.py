@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.processes import Watchdog
 from chaos.redis_server import RedisServer
 from chaos.skew import MAX_SKEW, check_skew, faketime_offset, skew_environment
+from tests.conftest import redis_server
 
 # Prints its own wall clock, the ledger Redis's TIME, and its monotonic clock; then the
 # same from a forked child (a Celery pool process is one).
@@ -38,14 +38,8 @@ os.waitpid(pid, 0)
 
 @pytest.fixture
 def ledger_redis(lab_tag: str, tmp_path: Path) -> Iterator[RedisServer]:
-    watchdog = Watchdog(lab_tag)
-    server = RedisServer("ledger", tmp_path, watchdog)
-    server.start()
-    try:
+    with redis_server("ledger", lab_tag, tmp_path) as server:
         yield server
-    finally:
-        server.stop()
-        watchdog.close()
 
 
 def probe(url: str, env: dict[str, str]) -> list[dict[str, float]]:

@@ -9,15 +9,15 @@ import pytest
 import redis
 
 from chaos.platform import PlatformError
-from chaos.processes import Watchdog, free_port
+from chaos.processes import free_port
 from chaos.redis_server import (
     MemoryLimit,
-    RedisServer,
     configure,
     footprint,
     kilobytes,
     size_bytes,
 )
+from tests.conftest import redis_server
 
 
 def test_sizes_are_in_redis_units() -> None:
@@ -55,14 +55,8 @@ def test_no_limit_is_redis_defaults_so_none_lingers() -> None:
 
 @pytest.fixture
 def redis_url(lab_tag: str, tmp_path: Path) -> Iterator[str]:
-    watchdog = Watchdog(lab_tag)
-    server = RedisServer("broker", tmp_path, watchdog)
-    server.start()
-    try:
+    with redis_server("broker", lab_tag, tmp_path) as server:
         yield server.url
-    finally:
-        server.stop()
-        watchdog.close()
 
 
 def test_a_margin_lands_over_a_real_brokers_footprint(redis_url: str) -> None:
