@@ -6,7 +6,7 @@
 # with libfaketime preloaded, as the local platform does (chaos/local_faults.py):
 # its wall clock is the real time plus the offset in $SCALELAB_CLOCK_FILE, re-read
 # every second; the file starts at +0 and the platform's skew rewrites it through
-# exec (chaos/kubernetes.py, CLOCK_FILE). Only the wall clock moves: monotonic time
+# exec (chaos/kubernetes/names.py, CLOCK_FILE). Only the wall clock moves: monotonic time
 # stays real. A container restarted in its pod keeps its skew (the file is on the
 # pod's /tmp emptyDir), as a local instance restarted in place does.
 set -eu

@@ -2,7 +2,7 @@
 
 The API replicas run on Kubernetes with a service account allowed to create
 Leases and to get/update the one named ``scalelab-scheduler`` (k8s/base/rbac.yaml).
-This module talks to the API server with plain ``httpx`` (only chaos/kubernetes.py
+This module talks to the API server with plain ``httpx`` (only chaos/kubernetes/api.py
 may import the kubernetes client): the pod's service-account token and CA, and
 KUBERNETES_SERVICE_HOST/PORT, which kubelet sets in every container.
 

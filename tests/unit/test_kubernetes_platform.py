@@ -4,16 +4,12 @@
   fake cluster (kopf style), never the HTTP library. The connection errors are
   checked against the real client, with kubeconfigs made here and a closed
   loopback port.
-- KubernetesLease (services/api/lease_k8s.py): HTTP by design, so it runs against a
-  tiny in-memory fake of the Lease API (httpx.MockTransport), with resourceVersion
-  preconditions as the API server enforces them, and a fake clock.
+- KubernetesLease: tests/unit/test_kubernetes_lease.py.
 """
 
 from __future__ import annotations
 
 import ast
-import asyncio
-import copy
 import http.server
 import inspect
 import itertools
@@ -24,17 +20,13 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 
 from chaos import kubernetes as k
+from chaos.kubernetes import api as kapi
+from chaos.kubernetes import broker as kbroker
+from chaos.kubernetes import builders as kbuilders
 from chaos.platform import Instance, Platform, PlatformError, Topology
-from services.api.lease_k8s import (
-    LEASE_NAME,
-    LEASE_SECONDS_ANNOTATION,
-    KubernetesLease,
-    LeaseError,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,18 +161,27 @@ class FakeCluster:
         return f"the log of {name}\n"
 
 
+def replace_layer(monkeypatch: pytest.MonkeyPatch, cluster: object, names: tuple[str, ...]) -> None:
+    """Replace the named functions of the Kubernetes layer (chaos.kubernetes.api) and of
+    the broker's (chaos.kubernetes.broker) with ``cluster``'s methods of those names."""
+    for name in names:
+        module = kbroker if hasattr(kbroker, name) and name in kbroker.__all__ else kapi
+        assert hasattr(module, name), name
+        monkeypatch.setattr(module, name, getattr(cluster, name))
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     cluster = FakeCluster()
-    monkeypatch.setattr(k, "disconnect", lambda cluster: None)
-    monkeypatch.setattr(k, "redis_answers", lambda url: True)
-    for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
-                 "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
-                 "delete_pod", "exec_in_pod", "pod_log", "label_pod", "create_network_policy",
-                 "delete_network_policies", "service_ip", "node_architectures",
-                 "configure_broker", "broker_footprint", "kill_broker_clients"):
-        monkeypatch.setattr(k, name, getattr(cluster, name))
-    monkeypatch.setattr("chaos.kubernetes.time.sleep", lambda s: cluster.calls.append(("sleep", s)))
+    monkeypatch.setattr(kapi, "disconnect", lambda cluster: None)
+    monkeypatch.setattr(kbroker, "redis_answers", lambda url: True)
+    replace_layer(monkeypatch, cluster, (
+        "connect", "read_settings", "replace_settings", "patch_deployment",
+        "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
+        "delete_pod", "exec_in_pod", "pod_log", "label_pod", "create_network_policy",
+        "delete_network_policies", "service_ip", "node_architectures",
+        "configure_broker", "broker_footprint", "kill_broker_clients"))
+    monkeypatch.setattr("time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
     return cluster
 
@@ -235,8 +236,8 @@ def test_deploy_waits_for_the_new_pods_only(
             fake.pods.remove(stale[0])  # it goes away: the next list sees the new pods only
         yield None
 
-    monkeypatch.setattr(k, "patch_deployment", slow_rollout)
-    monkeypatch.setattr(k, "watch_pods", watch)
+    monkeypatch.setattr(kapi, "patch_deployment", slow_rollout)
+    monkeypatch.setattr(kapi, "watch_pods", watch)
     platform.deploy(Topology(replicas={"api": 2}))
     assert "api-old" not in {p.name for p in fake.pods}
 
@@ -472,8 +473,8 @@ def test_kill_broker_clients_closes_only_that_addresss_connections(tmp_path: Pat
         victims = [redis.Redis.from_url(url) for _ in range(2)]
         wait_for(lambda: all(_pings(c) for c in victims), 10, "redis up")
         ids = {str(c.client_id()) for c in victims}
-        assert k.kill_broker_clients(url, "127.0.0.2") == 0
-        assert k.kill_broker_clients(url, "127.0.0.1") == 2
+        assert kbroker.kill_broker_clients(url, "127.0.0.2") == 0
+        assert kbroker.kill_broker_clients(url, "127.0.0.1") == 2
         probe = redis.Redis.from_url(url)
         listed: list[dict[str, Any]] = probe.client_list()  # type: ignore[assignment]
         assert not ids & {str(c["id"]) for c in listed}  # their connections went
@@ -515,7 +516,7 @@ def test_skew_argv_replaces_the_file_whole_and_refuses_a_pod_started_unskewed(
     import sys
 
     clock = tmp_path / "scalelab.faketime"
-    monkeypatch.setattr(k, "CLOCK_FILE", str(clock))
+    monkeypatch.setattr(kbuilders, "CLOCK_FILE", str(clock))
     code = k.skew_argv(-1.5)[-1]
     proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1 and "was not started skewable" in proc.stderr
@@ -739,7 +740,7 @@ def test_a_kubeconfig_whose_clusters_were_deleted_has_no_context(tmp_path: Path)
 def test_contexts_are_listed_from_every_kubeconfig_file(tmp_path: Path) -> None:
     first = kubeconfig(tmp_path / "a", "kind-scalelab", "https://127.0.0.1:1")
     second = kubeconfig(tmp_path / "b", "scalelab-local", "https://127.0.0.1:1")
-    assert k._context_names(os.pathsep.join([str(first), str(tmp_path / "none"),
+    assert kapi._context_names(os.pathsep.join([str(first), str(tmp_path / "none"),
                                              str(second)])) == ["kind-scalelab",
                                                                 "scalelab-local"]
     (tmp_path / "bad").write_text("- a list, not a kubeconfig\n")
@@ -770,7 +771,7 @@ def test_lab_not_deployed_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "\n" not in message and "make cluster-up" in message
 
 
-def test_only_chaos_kubernetes_imports_the_kubernetes_client() -> None:
+def test_only_the_kubernetes_layer_imports_the_kubernetes_client() -> None:
     importers = []
     for path in ROOT.glob("**/*.py"):
         if ".venv" in path.parts or path.is_relative_to(ROOT / "tests"):
@@ -780,218 +781,7 @@ def test_only_chaos_kubernetes_imports_the_kubernetes_client() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n == "kubernetes" or n.startswith("kubernetes.") for n in names):
                 importers.append(path.relative_to(ROOT).as_posix())
-    assert sorted(set(importers)) == ["chaos/kubernetes.py"]
-
-
-# --- KubernetesLease ---------------------------------------------------------------------
-
-PATH = f"/apis/coordination.k8s.io/v1/namespaces/scalelab/leases/{LEASE_NAME}"
-
-
-class FakeLeaseAPI:
-    def __init__(self) -> None:
-        self.lease: dict[str, Any] | None = None
-        self.version = 0
-        self.tokens: list[str] = []
-        self.refuse: int | None = None  # answer every request with this status
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.tokens.append(request.headers["Authorization"])
-        if self.refuse:
-            return httpx.Response(self.refuse, json={"message": "leases is forbidden"})
-        if request.method == "GET":
-            assert request.url.path == PATH
-            if self.lease is None:
-                return httpx.Response(404, json={"message": "not found"})
-            return httpx.Response(200, json=self.lease)
-        body = json.loads(request.content)
-        if request.method == "POST":
-            assert request.url.path == PATH.rsplit("/", 1)[0]
-            if self.lease is not None:
-                return httpx.Response(409, json={"message": "already exists"})
-            return self._store(body, 201)
-        assert request.method == "PUT" and request.url.path == PATH
-        if self.lease is None or body["metadata"].get("resourceVersion") != \
-                self.lease["metadata"]["resourceVersion"]:
-            return httpx.Response(409, json={"message": "the object has been modified"})
-        return self._store(body, 200)
-
-    def _store(self, body: dict[str, Any], status: int) -> httpx.Response:
-        self.version += 1
-        body = copy.deepcopy(body)
-        body["metadata"]["resourceVersion"] = str(self.version)
-        self.lease = body
-        return httpx.Response(status, json=body)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def api() -> FakeLeaseAPI:
-    return FakeLeaseAPI()
-
-
-@pytest.fixture
-def sa_dir(tmp_path: Path) -> Path:
-    (tmp_path / "token").write_text("token-1\n")
-    return tmp_path
-
-
-def candidate(api: FakeLeaseAPI, sa_dir: Path, holder: str, clock: Clock) -> KubernetesLease:
-    return KubernetesLease(LEASE_NAME, "scalelab", holder, 3.0,
-                           transport=httpx.MockTransport(lambda r: api.handle(r)),
-                           service_account_dir=sa_dir,
-                           api_server="https://10.96.0.1:443", clock=clock)
-
-
-def test_first_candidate_creates_the_lease_and_renews_it(api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        clock = Clock()
-        a = candidate(api, sa_dir, "api-a", clock)
-        assert await a.try_acquire() == 0
-        assert api.lease is not None
-        spec = api.lease["spec"]
-        assert spec["holderIdentity"].startswith("api-a_")
-        assert spec["leaseDurationSeconds"] == 3 and spec["leaseTransitions"] == 0
-        renewed = spec["renewTime"]
-        clock.now += 1
-        assert await a.try_acquire() == 0  # renewal keeps the term
-        assert api.lease["metadata"]["resourceVersion"] == "2"
-        assert api.lease["spec"]["renewTime"] >= renewed
-        await a.aclose()
-
-    asyncio.run(go())
-
-
-def test_a_held_lease_is_taken_over_only_once_it_stops_changing(
-        api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        clock_a, clock_b = Clock(), Clock()
-        a, b = candidate(api, sa_dir, "api-a", clock_a), candidate(api, sa_dir, "api-b", clock_b)
-        assert await a.try_acquire() == 0
-        assert await b.try_acquire() is None
-        clock_b.now += 2.9
-        assert await b.try_acquire() is None  # unchanged for less than a lease
-        assert await a.try_acquire() == 0  # the leader renews: b's observation restarts
-        clock_b.now += 2.9
-        assert await b.try_acquire() is None  # b sees the renewal: it starts counting again
-        clock_b.now += 2.9
-        assert await b.try_acquire() is None
-        clock_b.now += 0.2  # 3.1 s since b last saw a change: a is gone
-        assert await b.try_acquire() == 1  # a new term, a higher fencing token
-        assert api.lease is not None and api.lease["spec"]["holderIdentity"].startswith("api-b_")
-        # the deposed leader learns it on its next call, and never gets a token again
-        assert await a.try_acquire() is None
-        await a.aclose()
-        await b.aclose()
-
-    asyncio.run(go())
-
-
-def test_a_sub_second_lease_runs_as_asked(api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        clock_a, clock_b = Clock(), Clock()
-        transport = httpx.MockTransport(lambda r: api.handle(r))
-        a, b = (KubernetesLease(LEASE_NAME, "scalelab", name, 0.5, transport=transport,
-                                service_account_dir=sa_dir, api_server="https://10.96.0.1:443",
-                                clock=clock)
-                for name, clock in (("api-a", clock_a), ("api-b", clock_b)))
-        assert await a.try_acquire() == 0
-        assert api.lease is not None
-        # the API's field is whole seconds; the exact lease is in the annotation
-        assert api.lease["spec"]["leaseDurationSeconds"] == 1
-        assert api.lease["metadata"]["annotations"][LEASE_SECONDS_ANNOTATION] == "0.5"
-        assert await b.try_acquire() is None
-        clock_b.now += 0.6  # longer than the lease asked for, shorter than its rounding
-        assert await b.try_acquire() == 1
-        await a.aclose()
-        await b.aclose()
-
-    asyncio.run(go())
-
-
-def test_a_restarted_process_with_the_same_name_starts_a_new_term(
-        api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        clock = Clock()
-        first = candidate(api, sa_dir, "api-a", clock)
-        assert await first.try_acquire() == 0
-        again = candidate(api, sa_dir, "api-a", clock)  # same pod name, new process
-        assert await again.try_acquire() is None
-        clock.now += 3.5
-        assert await again.try_acquire() == 1
-
-    asyncio.run(go())
-
-
-def test_losing_a_race_is_none_not_an_error(
-        api: FakeLeaseAPI, sa_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def go() -> None:
-        clock = Clock()
-        a = candidate(api, sa_dir, "api-a", clock)
-        assert await a.try_acquire() == 0
-        original = api.handle
-
-        def sneaky(request: httpx.Request) -> httpx.Response:
-            if request.method == "PUT":  # someone else wrote between our GET and PUT
-                assert api.lease is not None
-                api.lease["metadata"]["resourceVersion"] = "999"
-            return original(request)
-
-        monkeypatch.setattr(api, "handle", sneaky)
-        assert await a.try_acquire() is None
-        await a.aclose()
-
-    asyncio.run(go())
-
-
-def test_aclose_releases_so_a_successor_need_not_wait(api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        clock = Clock()
-        a, b = candidate(api, sa_dir, "api-a", clock), candidate(api, sa_dir, "api-b", clock)
-        assert await a.try_acquire() == 0
-        await a.aclose()
-        assert api.lease is not None and api.lease["spec"]["holderIdentity"] == ""
-        assert await b.try_acquire() == 1
-        await b.aclose()
-
-    asyncio.run(go())
-
-
-def test_the_token_file_is_read_on_every_request(api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        a = candidate(api, sa_dir, "api-a", Clock())
-        await a.try_acquire()
-        (sa_dir / "token").write_text("token-2")  # kubelet rotated it
-        await a.try_acquire()
-        await a.aclose()
-
-    asyncio.run(go())
-    assert api.tokens[0] == "Bearer token-1" and api.tokens[-1] == "Bearer token-2"
-
-
-def test_a_refusal_is_a_one_line_error(api: FakeLeaseAPI, sa_dir: Path) -> None:
-    async def go() -> None:
-        api.refuse = 403
-        a = candidate(api, sa_dir, "api-a", Clock())
-        with pytest.raises(LeaseError, match=r"^cannot read Lease scalelab/scalelab-scheduler: "
-                                             r"403 leases is forbidden$"):
-            await a.try_acquire()
-        await a.aclose()
-
-    asyncio.run(go())
-
-
-def test_outside_a_pod_it_says_so(sa_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(LeaseError, match="needs to run in a pod"):
-        KubernetesLease(LEASE_NAME, "scalelab", "api-a", 3.0, service_account_dir=sa_dir)
+    assert sorted(set(importers)) == ["chaos/kubernetes/api.py"]
 
 
 # --- the harness's requests behind a Service ------------------------------------------------

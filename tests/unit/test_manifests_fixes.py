@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from chaos import kubernetes as k
+from chaos.kubernetes import api as kapi
+from chaos.kubernetes import broker as kbroker
 from chaos.platform import PlatformError, Topology
-from tests.unit.test_kubernetes_platform import FakeCluster
+from tests.unit.test_kubernetes_platform import FakeCluster, replace_layer
 from tests.unit.test_manifests import (
     by_name,
     containers,
@@ -293,15 +295,15 @@ class FakeCronCluster(FakeCluster):
 @pytest.fixture
 def cron(monkeypatch: pytest.MonkeyPatch) -> FakeCronCluster:
     cluster = FakeCronCluster()
-    for name in ("connect", "read_settings", "replace_settings", "patch_deployment",
-                 "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
-                 "delete_pod", "exec_in_pod", "pod_log", "patch_cronjob", "delete_jobs"):
-        monkeypatch.setattr(k, name, getattr(cluster, name))
-    monkeypatch.setattr(k, "redis_answers", lambda url: True)  # no NodePort in a fake
-    monkeypatch.setattr(k, "disconnect", lambda c: None)  # no connection pools either
+    replace_layer(monkeypatch, cluster, (
+        "connect", "read_settings", "replace_settings", "patch_deployment",
+        "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
+        "delete_pod", "exec_in_pod", "pod_log", "patch_cronjob", "delete_jobs"))
+    monkeypatch.setattr(kbroker, "redis_answers", lambda url: True)  # no NodePort in a fake
+    monkeypatch.setattr(kapi, "disconnect", lambda c: None)  # no connection pools either
     # nor a broker to set a memory policy on, nor NetworkPolicies to sweep
-    monkeypatch.setattr(k, "configure_broker", lambda url, settings: True)
-    monkeypatch.setattr(k, "delete_network_policies", lambda c, selector: None)
+    monkeypatch.setattr(kbroker, "configure_broker", lambda url, settings: True)
+    monkeypatch.setattr(kapi, "delete_network_policies", lambda c, selector: None)
     cluster.pod("broker")
     return cluster
 
@@ -380,7 +382,7 @@ def test_no_cronjob_says_which_overlay_to_deploy(monkeypatch: pytest.MonkeyPatch
         def patch_namespaced_cron_job(self, *args: Any, **kwargs: Any) -> None:
             raise ApiException(status=404, reason="Not Found")
 
-    monkeypatch.setattr(k.kube.client, "BatchV1Api", Batch)
+    monkeypatch.setattr(kapi.kube.client, "BatchV1Api", Batch)
 
     class Apps:
         api_client = None
