@@ -21,10 +21,11 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from chaos.platform import PlatformError
 from chaos.platforms import PLATFORMS, PlatformEntry, choose, platform_options
-from experiments import catalog, store
+from experiments import catalog, findings, store
 from experiments.model import BadInput, ExperimentSpec
 from experiments.progress import live
 from experiments.report import (
@@ -77,6 +78,15 @@ def execute(spec: ExperimentSpec, values: Mapping[str, Any], *, seed: int, resul
                               platform_options=options, plot=plot)
 
 
+def say_run(summary: Any, where: Path, near: Any = ()) -> None:
+    """A finished run in the terminal: its counts, what happened to the work, whether the
+    claim was demonstrated, and (when work was lost or duplicated) the fix."""
+    out.print(summary_table(summary))
+    for line in findings.terminal_lines(summary, near):
+        out.print(line, highlight=False)
+    out.print(f"stored: {where}", highlight=False)
+
+
 # --- scalelab run NAME: one command per experiment ----------------------------------------
 
 def _common_options() -> list[click.Parameter]:
@@ -114,8 +124,7 @@ def _run_command(spec: ExperimentSpec) -> click.Command:
         if given["as_json"]:
             print(json.dumps(r.summary, separators=(",", ":")))
         else:
-            out.print(summary_table(r.summary))
-            out.print(f"{r.summary['expectation']}  ->  {r.directory}")
+            say_run(r.summary, r.directory, store.stored_near(r.directory))
         raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
 
     return click.Command(spec.name, params=[*own, *common], callback=callback,
@@ -217,8 +226,11 @@ def suite(seed: int, results: Path, quick: bool, platform: str, context: str | N
     out.print(runs_table(summaries, labels))
     for key in ["seed", *(k for k in tables_measured(summaries) if k != "seed")]:
         out.print(terminal_table(summaries, key))
+    near = [(str(d), s) for _, s, d in reversed(done)]
     for s, label in zip(summaries, labels, strict=True):
-        out.print(f"- {label}: {s['expectation']}")
+        out.print(f"- {escape(label)}", highlight=False)
+        for line in findings.terminal_lines(s, near):
+            out.print(f"    {line}", highlight=False)
     out.print(f"report: {report_md}")
     raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
 
@@ -298,8 +310,7 @@ def report(run_dir: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(r.summary, separators=(",", ":")))
     else:
-        out.print(summary_table(r.summary))
-        out.print(f"{r.summary['expectation']}  ->  {run_dir / store.SUMMARY_MD}")
+        say_run(r.summary, run_dir / store.SUMMARY_MD, store.stored_near(run_dir))
     for note in r.notes:
         console.print(f"scalelab: {note}", highlight=False, soft_wrap=True)
     for difference in r.differences:

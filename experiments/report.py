@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from experiments import findings
 from experiments.checker import VERDICTS
 from experiments.summary import Summary
 from experiments.tables import TABLES
@@ -21,7 +22,7 @@ def variant_label(summary: Mapping[str, Any], varied: Sequence[str] = ()) -> str
 ROWS = (("expected", "units due or acknowledged"), ("executions", "finished executions"),
         *((v, v.replace("_", " ")) for v in VERDICTS),
         ("extra_executions", "extra executions"), ("late", "late (due units)"),
-        ("faults", "faults"), ("valid", "expectation held"))
+        ("faults", "faults"), ("valid", "claim"))
 
 
 def _cell(summary: Summary, key: str) -> str:
@@ -30,7 +31,7 @@ def _cell(summary: Summary, key: str) -> str:
     if key == "faults":
         return str(len(summary["faults"]))
     if key == "valid":
-        return "yes" if summary["valid"] else "NO"
+        return findings.DEMONSTRATION[findings.demonstration(summary)]
     return str(summary.get(key, ""))
 
 
@@ -49,14 +50,19 @@ def runs_table(summaries: Sequence[Summary], labels: Sequence[str]) -> Table:
     """One row per run: the counts that matter, compact enough for many runs."""
     table = Table(title="scalelab suite: measured, one row per run")
     table.add_column("run", max_width=36, overflow="fold")
-    for title in ("due", "ok", "lost", "dup", "recov", "doubt", "extra", "held"):
+    for title in ("due", "ok", "lost", "dup", "recov", "doubt", "extra", "claim"):
         table.add_column(title, justify="right")
     for s, label in zip(summaries, labels, strict=True):
         c = s["counts"]
         table.add_row(label, str(s["expected"]), str(c["ok"]), str(c["lost"]),
                       str(c["duplicated"]), str(c["recovered"]), str(c["in_doubt"]),
-                      str(s["extra_executions"]), "yes" if s["valid"] else "NO")
+                      str(s["extra_executions"]), _claim_short(s))
     return table
+
+
+def _claim_short(summary: Summary) -> str:
+    return {"demonstrated": "yes", "not-demonstrated": "NO", "untested": "untested"}[
+        findings.demonstration(summary)]
 
 
 def terminal_table(summaries: Sequence[Summary], table: str = "seed") -> Table:
@@ -90,8 +96,9 @@ def _md(text: Any) -> str:
 
 
 def verdict_sentence(summary: Summary) -> str:
-    held = "held" if summary.get("valid") else "did NOT hold"
-    return f"The expectation {held}: {summary.get('expectation', '(none stated)')}."
+    """What happened to the work, then whether the claim was demonstrated: two sentences."""
+    return (f"What happened to the work: {findings.work_line(summary)}. "
+            f"The claim: {findings.verdict_line(summary)}.")
 
 
 def _fault_rows(summary: Summary) -> list[str]:
@@ -109,13 +116,16 @@ def _fault_rows(summary: Summary) -> list[str]:
     return rows
 
 
-def markdown_summary(summary: Summary, timeline: str | None = "timeline.png") -> str:
+def markdown_summary(summary: Summary, timeline: str | None = "timeline.png",
+                     stored: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> str:
     """``summary.md``: what ran, with what, which faults, the counts, and the verdict."""
     window = summary.get("window", {})
     lines = [
         f"# {_md(variant_label(summary))}",
         "",
-        f"**{verdict_sentence(summary)}**",
+        f"**What happened to the work:** {_md(findings.work_line(summary))}.",
+        "",
+        f"**The claim:** {_md(findings.verdict_line(summary))}.",
         "",
         "## What ran",
         "",
@@ -151,9 +161,13 @@ def markdown_summary(summary: Summary, timeline: str | None = "timeline.png") ->
     measured = summary.get("measured") or {}
     if measured:
         lines += ["", "## Measured", "", "| figure | value |", "| --- | --- |"]
-        lines += [f"| {_md(k)} | {_md(v)} |" for k, v in measured.items()]
+        lines += [f"| {_md(k)} | {_md(findings.figure(v))} |" for k, v in measured.items()]
     if timeline:
         lines += ["", "## Timeline", "", f"![timeline of the run]({timeline})"]
+    fix = findings.fix_lines(summary, stored)
+    if fix:
+        lines += ["", "## What removes it", "", *(f"- `{_md(line)}`" if line.startswith("fix")
+                                                 else f"- {_md(line)}" for line in fix)]
     return "\n".join(lines) + "\n"
 
 
@@ -204,12 +218,13 @@ def suite_markdown(runs: Sequence[tuple[str, Summary, str]], *, seed: int,
                    quick: bool) -> str:
     """``report.md`` of a suite: ``runs`` are (label, summary, run directory relative to it)."""
     summaries = [s for _, s, _ in runs]
-    held = sum(1 for s in summaries if s.get("valid"))
+    stored = [(where, s) for _, s, where in reversed(runs)]
+    held = sum(1 for s in summaries if findings.demonstration(s) == "demonstrated")
     lines = [
         "# scalelab suite: the comparison table, measured",
         "",
-        f"{len(runs)} runs (seed {seed}{', quick' if quick else ''}); the stated expectation "
-        f"held in {held} of them.",
+        f"{len(runs)} runs (seed {seed}{', quick' if quick else ''}); the claim was "
+        f"demonstrated in {held} of them.",
         "",
         "Each cell: the seed's claim, then what the runs of this suite measured "
         "(verdict count / units due or acknowledged).",
@@ -227,7 +242,8 @@ def suite_markdown(runs: Sequence[tuple[str, Summary, str]], *, seed: int,
         lines += ["", f"## {name}", "",
                   markdown_counts([s for _, s, _ in group], [_md(label) for label, _, _ in group])]
         for label, s, where in group:
-            lines += ["", f"### {_md(label)}", "", verdict_sentence(s), "",
-                      f"[summary]({where}/summary.md) · [events]({where}/events.jsonl)", "",
+            lines += ["", f"### {_md(label)}", "", verdict_sentence(s), ""]
+            lines += [f"- {_md(line)}" for line in findings.fix_lines(s, stored)]
+            lines += ["", f"[summary]({where}/summary.md) · [events]({where}/events.jsonl)", "",
                       f"![timeline of {_md(label)}]({where}/timeline.png)"]
     return "\n".join(lines) + "\n"

@@ -152,11 +152,32 @@ def schedules_from_json(raw: Any, where: Path,
 def write_readables(directory: Path, summary: Summary, events: Sequence[Event],
                     result: Result, *, plot: bool = True) -> None:
     """``summary.md`` and ``timeline.png``: what a person reads, made from the record."""
+    from experiments.findings import went_wrong
     from experiments.report import markdown_summary
 
-    (directory / SUMMARY_MD).write_text(markdown_summary(summary, TIMELINE), encoding="utf-8")
+    near = stored_near(directory) if went_wrong(summary) else []
+    (directory / SUMMARY_MD).write_text(markdown_summary(summary, TIMELINE, near),
+                                        encoding="utf-8")
     if plot:
         write_timeline(directory, summary, events, result)
+
+
+def stored_near(directory: Path, most: int = 200) -> list[tuple[str, Summary]]:
+    """The runs stored beside ``directory`` (``../name``, summary), newest first: where a
+    fix may have been measured. At most ``most`` directories are read."""
+    try:
+        names = sorted((d.name for d in directory.parent.iterdir()
+                        if d.name != directory.name and (d / SUMMARY_JSON).is_file()),
+                       reverse=True)[:most]
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            found.append((f"../{name}", read_summary(directory.parent / name)))
+        except BadInput:
+            continue
+    return found
 
 
 def write_timeline(directory: Path, summary: Summary, events: Sequence[Event],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from experiments.catalog import (
     background_loss,
     beat_duplicates,
@@ -21,6 +23,7 @@ from experiments.catalog import (
     scheduler_duplicates,
     workers_per_replica,
 )
+from experiments.findings import Fix
 from experiments.model import BadInput, ExperimentSpec
 
 CATALOG: dict[str, ExperimentSpec] = {
@@ -47,11 +50,24 @@ CATALOG: dict[str, ExperimentSpec] = {
 }
 
 
+# What removes each experiment's failure, by experiment name (each module's FIXES).
+FIXES: dict[str, tuple[Fix, ...]] = {
+    m.SPEC.name: m.FIXES
+    for m in (scheduler_duplicates, background_loss, celery_kill, beat_duplicates,
+              loop_starvation, restart_survival, leader_failover, broker_outage, k8s_cronjob,
+              workers_per_replica, eta_redelivery, prefetch_loss, pool_child_kill, partition,
+              clock_skew, broker_eviction, disconnect_cancel)
+}
+
+
 def get(name: str) -> ExperimentSpec:
     try:
         return CATALOG[name]
     except KeyError:
-        raise BadInput(f"unknown experiment {name!r} (known: {', '.join(CATALOG)})") from None
+        close = difflib.get_close_matches(name, CATALOG, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BadInput(f"unknown experiment {name!r} ({hint}known: {', '.join(CATALOG)})"
+                       ) from None
 
 
-__all__ = ["CATALOG", "get"]
+__all__ = ["CATALOG", "FIXES", "get"]

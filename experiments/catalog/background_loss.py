@@ -15,6 +15,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -115,3 +116,6 @@ SPEC = ExperimentSpec(
     quick_variants=({"mechanism": "background", "kill": "sigkill"},
                     {"mechanism": "celery", "kill": "sigkill"}),
 )
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (Fix("hand the work to Celery", {"mechanism": "celery"}, when={"mechanism": "background"}),)

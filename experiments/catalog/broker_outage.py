@@ -16,6 +16,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Experiment,
@@ -93,3 +94,7 @@ SPEC = ExperimentSpec(
     measure=outage_effects,
     quick={"duration": 6.0},
 )
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+# No setting of the lab removes this failure: what the broker held is gone with it.
+FIXES: tuple[Fix, ...] = ()

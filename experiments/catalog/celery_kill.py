@@ -25,6 +25,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -175,4 +176,10 @@ SPEC = ExperimentSpec(
               {"acks": "late", "kill_at": "after-effect", "idempotent": True},
               {"acks": "late", "kills": 0, "task_seconds": 3.0, "visibility_timeout": 1.5,
                "rate": 1.0, "duration": 3.0}),
+)
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (
+    Fix("acks late: the broker delivers it again", {"acks": "late"}, when={"acks": "early"}),
+    Fix("an idempotency key in the task", {"idempotent": True}, when={"acks": "late"}),
 )

@@ -20,6 +20,7 @@ from typing import Any
 
 from chaos.platform import Topology
 from experiments.checker import Result
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -142,3 +143,7 @@ SPEC = ExperimentSpec(
               {"countdown": 1.0}),
     quick_variants=({},),
 )
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (Fix("a visibility timeout longer than any countdown, in every app on the broker",
+             {"visibility_timeout": 3600.0, "other_visibility_timeout": 3600.0}),)

@@ -14,6 +14,7 @@ from typing import Any
 
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from experiments.findings import Fix
 from experiments.model import Experiment, ExperimentSpec, Param, Params, Verdict, Workload
 
 NAME = "k8s-cronjob"
@@ -55,3 +56,7 @@ SPEC = ExperimentSpec(
     quick={"duration": 180.0},
     variants=(),  # not in the local suite: it needs the kubernetes platform
 )
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (Fix("concurrencyPolicy Forbid", {"concurrency_policy": "Forbid"},
+             when={"concurrency_policy": "Allow"}),)

@@ -15,6 +15,7 @@ from typing import Any
 
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from experiments.findings import Fix
 from experiments.model import (
     Cell,
     Experiment,
@@ -95,3 +96,6 @@ SPEC = ExperimentSpec(
     quick_variants=({"block_seconds": 1.5},),
     variants=({"block_seconds": 0.0}, {"block_seconds": 1.5}),
 )
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (Fix("no blocking call in the event loop (run it in a thread)", {"block_seconds": 0.0}),)

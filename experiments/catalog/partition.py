@@ -29,6 +29,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -181,4 +182,14 @@ SPEC = ExperimentSpec(
     variants=({"mechanism": "scheduler-lock"}, {"mechanism": "redbeat"},
               {"mechanism": "worker"}),
     quick_variants=({"mechanism": "scheduler-lock"}, {"mechanism": "worker"}),
+)
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (
+    Fix("a fenced leader instead of a lock that fails open",
+        {"guard": "leader", "fencing": True, "fault": "partition"},
+        when={"mechanism": "scheduler-lock"}, experiment="scheduler-duplicates"),
+    Fix("an idempotency key in the task",
+        {"acks": "late", "kill_at": "after-effect", "idempotent": True},
+        when={"mechanism": "worker"}, experiment="celery-kill"),
 )

@@ -22,6 +22,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -140,4 +141,12 @@ SPEC = ExperimentSpec(
               {"poison": True, "reject_on_worker_lost": True}, {"poison": True}),
     quick_variants=({}, {"reject_on_worker_lost": True},
                     {"poison": True, "reject_on_worker_lost": True}),
+)
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (
+    Fix("task_reject_on_worker_lost", {"reject_on_worker_lost": True},
+        when={"acks": "late", "reject_on_worker_lost": False, "poison": False}),
+    Fix("acks early for a poison task (lose it once rather than loop)", {"acks": "early"},
+        when={"poison": True}),
 )

@@ -13,6 +13,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -85,3 +86,6 @@ SPEC = ExperimentSpec(
     quick={"duration": 7.0, "restart_at": 1.0},
     variants=({"mechanism": "background"}, {"mechanism": "celery"}),
 )
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (Fix("hand the work to Celery", {"mechanism": "celery"}, when={"mechanism": "background"}),)

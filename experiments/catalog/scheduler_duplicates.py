@@ -22,6 +22,7 @@ from typing import Any
 from chaos.faults import FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from experiments.findings import Fix
 from experiments.model import (
     BadInput,
     Cell,
@@ -205,4 +206,14 @@ SPEC = ExperimentSpec(
     cells=CELLS,
     quick={"replicas": 3, "interval": 1.0, "duration": 5.0},
     variants=({"guard": "none"}, {"guard": "redis-lock"}),
+)
+
+# What removes this experiment's failure (said beside a run that lost or duplicated work).
+FIXES = (
+    Fix("a Redis lock per tick", {"guard": "redis-lock"},
+        when={"guard": "none", "scheduler": "apscheduler3", "fault": "none"}),
+    Fix("a fenced leader", {"guard": "leader", "fencing": True},
+        when={"scheduler": "apscheduler3"}),
+    Fix("APScheduler 3 with a Redis lock per tick",
+        {"scheduler": "apscheduler3", "guard": "redis-lock"}),
 )

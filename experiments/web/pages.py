@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from experiments import store
-from experiments.checker import VERDICTS
+from experiments.checker import VERDICTS, Unit
 from experiments.model import BadInput
 from experiments.web import timeline
 from experiments.web.results import FAILED, PARTIAL, STAMP, VALIDITY, Entry, Kind, Results
@@ -123,17 +123,6 @@ def index(results: Results, experiment: str, valid: str) -> dict[str, Any]:
 # --- a run --------------------------------------------------------------------------------
 
 @dataclass
-class UnitRow:
-    work_id: str
-    verdict: str
-    finishes: int
-    starts: int
-    acknowledged: bool
-    due: bool
-    executions: list[timeline.Bar]
-
-
-@dataclass
 class RunView:
     """A run directory as its page shows it."""
 
@@ -144,8 +133,9 @@ class RunView:
     error: str | None = None
     differences: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how today's rule compares with the run's
+    executions: dict[str, list[timeline.Bar]] = field(default_factory=dict)  # by work_id
     timeline: timeline.Timeline | None = None
-    units: list[UnitRow] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)  # the checker's, in order of first start
     files: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     events_so_far: int = 0
@@ -179,14 +169,12 @@ def run_view(results: Results, path: Path) -> RunView:
             view.summary, view.rechecked = dict(r.summary), True
             view.differences, view.notes = r.differences, r.notes
             window = (float(r.summary["window"]["start"]), float(r.summary["window"]["end"]))
-            view.timeline = timeline.build(r.events, r.result, window)
-            bars = view.timeline.by_work_id()
-            view.units = sorted(
-                (UnitRow(u.work_id, u.verdict, u.finishes, u.starts, u.acknowledged, u.due,
-                         sorted(bars.get(u.work_id, []), key=lambda b: b.start))
-                 for u in r.result.units.values()),
-                key=lambda u: (u.executions[0].start if u.executions else float("inf"),
-                               u.work_id))
+            view.timeline = timeline.build(r.events, r.result, window,
+                                           r.summary.get("topology"))
+            view.executions = view.timeline.by_work_id()
+            first = {w: bars[0].start for w, bars in view.executions.items()}
+            view.units = sorted(r.result.units.values(),
+                                key=lambda u: (first.get(u.work_id, float("inf")), u.work_id))
     elif entry.kind == Kind.PARTIAL and results.file(path, store.EVENTS) is not None:
         try:  # the history so far, not judged: the run window is known only at the end
             events = store.read_events(path / store.EVENTS)

@@ -1,12 +1,4 @@
-"""A run's timeline as data and as SVG geometry: one lane per instance, a bar per execution.
-
-The same reading of the history as the PNG plot: an execution is a ``start`` paired with
-its ``finish`` (or ``refused``) by exec_id, coloured by its unit's verdict; one that never
-ended is drawn to the fault that ended its instance (interrupted) or to the end of the
-history (in doubt, or still running while the run is in progress). Lost work is marked
-where it was accepted (its intent) or due (its fire time). Faults on one instance mark its
-lane (a pause is shaded until the resume); faults on a component (scale, broker outage)
-cross every lane. Concurrent executions on one instance share its lane in sub-rows.
+"""A run's timeline as SVG geometry: the model of ``experiments.timeline``, laid out.
 
 Geometry is computed here so the template only places shapes; every text on them is
 escaped by the template engine. Hover text is each shape's SVG ``<title>``.
@@ -15,217 +7,21 @@ escaped by the template engine. Hover text is each shape's SVG ``<title>``.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from experiments.checker import ENDING_FAULTS, Result
-from experiments.lanes import subrows
-from services.history import Event, Kind, parse_scheduled
+from experiments.timeline import CATEGORIES, NEVER_RAN, Bar, FaultMark, Timeline, build, subrows
 
-# Execution categories: legend text (colours live in the stylesheet, class ``cat-<key>``).
-CATEGORIES: dict[str, str] = {
-    "ok": "ran once",
-    "duplicated": "duplicated (every copy)",
-    "recovered": "recovered elsewhere",
-    "interrupted": "interrupted by a fault",
-    "refused": "refused by a guard",
-    "unexpected": "never acknowledged nor due",
-    "in_doubt": "in doubt (run ended)",
-    "outside": "warm-up or drain (not judged)",
-    "pending": "finished (run in progress, not judged yet)",
-    "running": "running",
-}
-NEVER_RAN = "(never ran)"  # the lane of due units no instance started
+__all__ = ["NEVER_RAN", "Bar", "Drawing", "FaultMark", "Timeline", "build", "draw"]
+
 MAX_SUBROWS = 6
 MAX_BARS = 20_000  # beyond this an SVG grows past ~8 MB; the units table has the rest
-LANE_FAULT = re.compile(r"-\d+$")  # an instance name (api-2), not a component (worker)
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One execution; times in seconds since the run window opened (ledger clock)."""
-
-    lane: str
-    work_id: str
-    start: float
-    end: float
-    category: str
-    ended_by: str  # finish | refused | fault | open | (a finish or refusal with no start:) lone
-    verdict: str  # the unit's verdict, "" when not judged
-
-
-@dataclass(frozen=True)
-class FaultMark:
-    lane: str | None  # None: the fault hit a component, drawn across every lane
-    action: str
-    target: str
-    start: float
-    end: float | None  # spans: a pause until its resume, a broker outage until it is back
-    note: str
-
-
-@dataclass
-class Timeline:
-    lanes: list[str]
-    bars: list[Bar]
-    lost: list[tuple[str, float, str]]  # lane, time, work_id
-    faults: list[FaultMark]
-    window_end: float  # where the run window closed; after it, the drain
-    t_end: float  # the last event, or the window's end if later
-
-    @property
-    def x_low(self) -> float:
-        return min([0.0, *(b.start for b in self.bars), *(t for _, t, _ in self.lost)])
-
-    def by_work_id(self) -> dict[str, list[Bar]]:
-        out: dict[str, list[Bar]] = defaultdict(list)
-        for b in self.bars:
-            out[b.work_id].append(b)
-        return out
-
-
-def _natural(name: str) -> tuple[Any, ...]:
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name))
-
-
-def build(events: Sequence[Event], result: Result | None,
-          window: tuple[float, float] | None) -> Timeline:
-    """The timeline of a history; ``result`` None: the run is in progress, nothing judged."""
-    times = [e.t for e in events]
-    t0 = window[0] if window else min(times, default=0.0)
-    t1 = window[1] if window else max(times, default=t0)
-    t_end = max([t1, *times])
-    faults = [e for e in events if e.kind == Kind.FAULT]
-
-    def verdict(work_id: str) -> str:
-        if result is None:
-            return ""
-        unit = result.units.get(work_id)
-        return unit.verdict if unit is not None else "outside"
-
-    def category(work_id: str, ended: str) -> str:
-        if ended == Kind.REFUSED:
-            return "refused"
-        if result is None:
-            return "pending"
-        v = verdict(work_id)
-        return v if v in CATEGORIES else "ok"
-
-    starts: dict[str, Event] = {}
-    ends: dict[str, Event] = {}
-    lone: list[Event] = []
-    for e in events:
-        if e.kind == Kind.START:
-            starts[e.exec_id or f"{e.instance}:{e.pid}:{e.work_id}:{e.t}"] = e
-        elif e.kind in (Kind.FINISH, Kind.REFUSED):
-            if e.exec_id and e.exec_id not in ends:
-                ends[e.exec_id] = e
-            else:
-                lone.append(e)
-    ending: dict[str, list[float]] = defaultdict(list)
-    for f in faults:
-        if f.mechanism in ENDING_FAULTS:
-            ending[f.instance].append(f.t)
-
-    bars: list[Bar] = []
-    for exec_id, s in starts.items():
-        end = ends.get(exec_id)
-        if end is not None:
-            bars.append(Bar(s.instance, s.work_id, s.t - t0, end.t - t0,
-                            category(s.work_id, end.kind), str(end.kind), verdict(s.work_id)))
-            continue
-        struck = [t for t in ending.get(s.instance, ()) if t >= s.t]
-        if struck:
-            bars.append(Bar(s.instance, s.work_id, s.t - t0, min(struck) - t0, "interrupted",
-                            "fault", verdict(s.work_id)))
-        else:
-            bars.append(Bar(s.instance, s.work_id, s.t - t0, t_end - t0,
-                            "running" if result is None else "in_doubt", "open",
-                            verdict(s.work_id)))
-    for e in (*lone, *(e for x, e in ends.items() if x not in starts)):
-        bars.append(Bar(e.instance, e.work_id, e.t - t0, e.t - t0, category(e.work_id, e.kind),
-                        str(e.kind), verdict(e.work_id)))
-
-    lost = _lost(events, result, t0)
-    instances = {b.lane for b in bars} | {lane for lane, _, _ in lost}
-    instances |= {e.instance for e in events if e.kind == Kind.INTENT}
-    on_lane = {f.instance for f in faults
-               if LANE_FAULT.search(f.instance) or f.instance in instances}
-    instances |= on_lane
-    lanes = sorted(instances - {NEVER_RAN}, key=_natural)
-    if NEVER_RAN in instances:
-        lanes.append(NEVER_RAN)
-    return Timeline(lanes, bars, lost, _fault_marks(faults, on_lane, t0, t_end),
-                    t1 - t0, t_end - t0)
-
-
-def _lost(events: Sequence[Event], result: Result | None,
-          t0: float) -> list[tuple[str, float, str]]:
-    if result is None:
-        return []
-    intents: dict[str, Event] = {}
-    first_start: dict[str, Event] = {}
-    for e in events:
-        if e.kind == Kind.INTENT:
-            intents.setdefault(e.work_id, e)
-        elif e.kind == Kind.START:
-            first_start.setdefault(e.work_id, e)
-    marks = []
-    for work_id, unit in result.units.items():
-        if unit.verdict != "lost":
-            continue
-        intent, started = intents.get(work_id), first_start.get(work_id)
-        parsed = parse_scheduled(work_id)
-        if intent is not None:
-            marks.append((intent.instance, intent.t - t0, work_id))
-        elif parsed is not None:
-            marks.append((started.instance if started else NEVER_RAN, parsed[1] - t0, work_id))
-        elif started is not None:
-            marks.append((started.instance, started.t - t0, work_id))
-    return marks
-
-
-def _fault_marks(faults: Sequence[Event], on_lane: set[str], t0: float,
-                 t_end: float) -> list[FaultMark]:
-    marks: list[FaultMark] = []
-    paused: dict[str, Event] = {}
-    outage: Event | None = None
-    for f in sorted(faults, key=lambda e: e.t):
-        action, x = f.mechanism, f.t - t0
-        inflight = f.detail.get("inflight")
-        note = f"{inflight} running" if inflight is not None else ""
-        if f.instance in on_lane:
-            if action == "pause":
-                paused[f.instance] = f
-            elif action == "resume" and f.instance in paused:
-                p = paused.pop(f.instance)
-                marks.append(FaultMark(f.instance, "pause", f.instance, p.t - t0, x, ""))
-            else:
-                marks.append(FaultMark(f.instance, action, f.instance, x, None, note))
-        elif action == "broker-outage":
-            outage = f
-        elif action == "broker-back" and outage is not None:
-            marks.append(FaultMark(None, "broker-outage", outage.instance, outage.t - t0, x, ""))
-            outage = None
-        else:
-            replicas = f.detail.get("replicas")
-            marks.append(FaultMark(None, action, f.instance, x, None,
-                                   f"→ {replicas}" if replicas is not None else note))
-    for instance, p in paused.items():  # never resumed within the history
-        marks.append(FaultMark(instance, "pause", instance, p.t - t0, t_end - t0, "not resumed"))
-    if outage is not None:
-        marks.append(FaultMark(None, "broker-outage", outage.instance, outage.t - t0,
-                               t_end - t0, "not back"))
-    return marks
-
 
 # --- SVG geometry -----------------------------------------------------------------------
 
 WIDTH = 1000.0
-LABELS = 130.0  # the lane names' column
+LABELS = 170.0  # the lane names' column (a replacement's name says whom it replaced)
 RIGHT = 16.0
 TOP = 22.0  # room for component-wide fault labels
 LANE = 24.0
@@ -304,7 +100,8 @@ def draw(t: Timeline, x_range: tuple[float, float] | None = None) -> Drawing:
     y = {lane: TOP + i * LANE for i, lane in enumerate(lanes)}
     bottom = TOP + len(lanes) * LANE
     d = Drawing(bottom + AXIS, [], [], [], [], [], [], [], [], [], [])
-    d.lanes = [Text(LABELS - 6, y[lane] + LANE * 0.65, lane, "lane", "end") for lane in lanes]
+    d.lanes = [Text(LABELS - 6, y[lane] + LANE * 0.65, t.lane_label(lane), "lane", "end")
+               for lane in lanes]
     d.rules = [Line(LABELS, y[lane] + LANE, WIDTH - RIGHT, y[lane] + LANE, "rule", "")
                for lane in lanes[:-1]]
     d.shades = [Rect(x(lo), TOP, x(0.0) - x(lo), bottom - TOP, "outside",
@@ -352,7 +149,7 @@ def draw(t: Timeline, x_range: tuple[float, float] | None = None) -> Drawing:
         tick += step
     d.ticks.append(Text(LABELS + plot_w / 2, bottom + 27,
                         "seconds since the run window opened (ledger clock)", "axis", "middle"))
-    d.categories = [(k, label, counts[k]) for k, label in CATEGORIES.items() if counts[k]]
+    d.categories = [(k, label, counts[k]) for k, (label, _) in CATEGORIES.items() if counts[k]]
     return d
 
 

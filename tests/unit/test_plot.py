@@ -56,7 +56,7 @@ def test_one_lane_per_instance_in_natural_order_and_every_execution_drawn() -> N
     tl = timeline(summary(), events, result)
 
     expected_lanes = [f"api-{i}" for i in range(1, 21)]
-    assert tl.lanes == expected_lanes
+    assert tl.model.lanes == expected_lanes
     (ax,) = tl.figure.axes
     assert [label.get_text() for label in ax.get_yticklabels()] == expected_lanes
 
@@ -64,9 +64,9 @@ def test_one_lane_per_instance_in_natural_order_and_every_execution_drawn() -> N
             if isinstance(c, PolyCollection) and not str(c.get_label()).startswith("_")}
     # 3000 executions ran once, except the 3 units that ran twice (6 bars), and the kill
     assert bars == {"ok": 3000 - 3, "duplicated": 6, "interrupted": 1}
-    (cut,) = [b for b in tl.bars if b.category == "interrupted"]
+    (cut,) = [b for b in tl.model.bars if b.category == "interrupted"]
     assert (cut.lane, round(cut.start, 3), round(cut.end, 3)) == ("api-3", 10.1, 10.5)
-    assert [(lane, round(t, 3)) for lane, t in tl.lost] == [("api-3", 10.0)]
+    assert [(lane, round(t, 3)) for lane, t, _ in tl.model.lost] == [("api-3", 10.0)]
     assert [(a, target) for a, target, _ in tl.faults] == [
         ("kill", "api-3"), ("pause", "api-4"), ("scale-up", "api"), ("broker-outage", "broker")]
     texts = {t.get_text().strip() for t in ax.texts}
@@ -92,14 +92,39 @@ def test_due_ticks_never_run_get_their_own_lane_and_warmup_is_not_judged() -> No
     result = check(events, (T0, T0 + 2), (Schedule("tick", 1.0),))
     assert result.units[wid].verdict == "lost"
     tl = timeline(summary(2.0), events, result)
-    assert tl.lanes == ["api-1", NEVER_RAN]
-    assert [(lane, round(t, 3)) for lane, t in tl.lost] == [(NEVER_RAN, 1.0)]
-    assert sorted(b.category for b in tl.bars) == ["ok", "outside"]
+    assert tl.model.lanes == ["api-1", NEVER_RAN]
+    assert [(lane, round(t, 3)) for lane, t, _ in tl.model.lost] == [(NEVER_RAN, 1.0)]
+    assert sorted(b.category for b in tl.model.bars) == ["ok", "outside"]
 
 
 def test_an_execution_never_finished_nor_struck_is_in_doubt_to_the_end() -> None:
     events = [ev(0.5, "intent", "a", "api-1"), ev(0.5, "start", "a", "api-1", "x"),
               ev(3.0, "start", "b", "api-2", "y"), ev(3.5, "finish", "b", "api-2", "y")]
     tl = timeline(summary(4.0), events, check(events, (T0, T0 + 4)))
-    (doubt,) = [b for b in tl.bars if b.category == "in_doubt"]
+    (doubt,) = [b for b in tl.model.bars if b.category == "in_doubt"]
     assert (doubt.lane, doubt.start, doubt.end) == ("api-1", 0.5, 4.0)
+
+
+def test_a_replacement_is_named_for_the_instance_it_replaced_and_intents_make_no_lane() -> None:
+    from experiments import timeline as model
+
+    events = [ev(0.1, "intent", "t1", "harness", mechanism="celery"),
+              ev(0.2, "start", "t1", "worker-1", "a", "celery"),
+              ev(0.3, "finish", "t1", "worker-1", "a", "celery"),
+              ev(0.4, "intent", "t2", "harness", mechanism="celery"),
+              ev(0.5, "start", "t2", "worker-2", "b", "celery"),
+              ev(0.6, "finish", "t2", "worker-2", "b", "celery"),
+              ev(1.0, "fault", "f1", "worker-1", mechanism="kill", inflight=0),
+              ev(2.0, "intent", "t3", "harness", mechanism="celery"),
+              ev(2.5, "start", "t3", "worker-3", "c", "celery"),
+              ev(2.6, "finish", "t3", "worker-3", "c", "celery"),
+              ev(3.0, "start", "t3b", "worker-4", "d", "celery"),
+              ev(3.1, "finish", "t3b", "worker-4", "d", "celery")]
+    t = model.build(events, check(events, (T0, T0 + 4)), (T0, T0 + 4), {"worker": 2})
+    assert t.lanes == ["worker-1", "worker-2", "worker-3", "worker-4"]  # no empty harness lane
+    assert [t.lane_label(lane) for lane in t.lanes] == [
+        "worker-1", "worker-2", "worker-3 (for worker-1)", "worker-4 (added)"]
+    tl = timeline({**summary(4.0), "topology": {"worker": 2}}, events,
+                  check(events, (T0, T0 + 4)))
+    (ax,) = tl.figure.axes
+    assert "worker-3 (for worker-1)" in [x.get_text() for x in ax.get_yticklabels()]

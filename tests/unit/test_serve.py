@@ -397,6 +397,7 @@ def test_only_loopback_is_private() -> None:
 # --- the timeline, pure -------------------------------------------------------------------
 
 def test_timeline_marks_pauses_component_faults_and_unfinished_work() -> None:
+    from experiments import timeline as model
     from experiments.checker import Schedule, check
     from experiments.store import parse_event
     from experiments.web import timeline
@@ -411,7 +412,7 @@ def test_timeline_marks_pauses_component_faults_and_unfinished_work() -> None:
     events = [parse_event(json.dumps(e), f"line {i}") for i, e in enumerate(raw, 1)]
     window = (T0, T0 + 3)
     result = check(events, window, [Schedule("tick", 1.0)])
-    t = timeline.build(events, result, window)
+    t = model.build(events, result, window)
     assert t.lanes == ["api-1", "api-2", "(never ran)"]
     ended = sorted((b.lane, b.ended_by, b.category) for b in t.bars)
     assert ended == [("api-1", "fault", "interrupted"), ("api-1", "finish", "duplicated"),
@@ -427,7 +428,7 @@ def test_timeline_marks_pauses_component_faults_and_unfinished_work() -> None:
     assert len(d.bars) == 3 and len(d.spans) == 2 and len(d.lines) == 2
     assert all(r.w >= 1.5 for r in d.bars)
 
-    in_progress = timeline.build(events, None, None)  # a run not yet judged
+    in_progress = model.build(events, None, None)  # a run not yet judged
     assert {b.category for b in in_progress.bars} == {"pending", "interrupted"}
     assert not in_progress.lost
 
