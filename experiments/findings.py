@@ -134,11 +134,13 @@ def flag(name: str, value: Any) -> str:
     return f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
 
 
-def fix_for(summary: Mapping[str, Any], fixes: Sequence[Fix]) -> Fix | None:
-    """The first declared fix for a run of these parameters, if it lost or duplicated work."""
+def fix_for(summary: Mapping[str, Any], fixes: Sequence[Fix],
+            defaults: Mapping[str, Any] | None = None) -> Fix | None:
+    """The first declared fix for a run of these parameters, if it lost or duplicated work
+    (a parameter the run does not record has its ``defaults`` value)."""
     if not went_wrong(summary):
         return None
-    params = summary.get("parameters") or {}
+    params = {**(defaults or {}), **(summary.get("parameters") or {})}
     return next((f for f in fixes if f.applies(params)), None)
 
 
@@ -178,7 +180,7 @@ def fix_lines(summary: Mapping[str, Any],
         spec = catalog.get(str(summary.get("experiment", "")))
     except ValueError:
         return []
-    fix = fix_for(summary, catalog.FIXES.get(spec.name, ()))
+    fix = fix_for(summary, catalog.FIXES.get(spec.name, ()), spec.defaults())
     if fix is None:
         return []
     defaults = (catalog.get(fix.experiment) if fix.experiment else spec).defaults()

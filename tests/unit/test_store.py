@@ -183,8 +183,13 @@ def test_summary_md_says_what_ran_the_faults_and_the_verdict() -> None:
         "valid": False, "expectation": "background: lost 7/20 accepted units on 1 kill(s)",
     }
     md = markdown_summary(summary)
-    assert ("**The expectation did NOT hold: background: lost 7/20 accepted units on "
-            "1 kill(s).**") in md
+    assert ("**What happened to the work:** 20 units due or acknowledged, 13 executions: "
+            "7 lost, 13 ok, 0 duplicated.") in md
+    assert ("**The claim:** not demonstrated: background: lost 7/20 accepted units on "
+            "1 kill(s).") in md
+    # the work was lost: the summary ends with what removes it
+    assert md.rstrip().endswith("`fix (hand the work to Celery): scalelab run background-loss "
+                                "--mechanism celery`")
     assert "seed: 9" in md and "| replicas | 3 |" in md
     assert "| 2.02 | kill | api-2 | yes (4 running) | yes | kill api at 2s mid-job |" in md
     assert "| 3.00 | scale-up | api | n/a | no | scale api to 5 at 3s (replicas=5) |" in md
