@@ -15,7 +15,7 @@
 #
 # Usage: build.sh [--check]   (--check: exit 0 if the cache is complete, 1 if not)
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
+here="$(cd -- "$(dirname -- "$0")" >/dev/null && pwd)"  # cd prints with CDPATH set
 # shellcheck source=k8s/node/versions.sh
 . "$here/versions.sh"
 bin="$KUBE_CACHE_DIR/bin"

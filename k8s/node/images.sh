@@ -15,8 +15,10 @@
 #
 # Usage: images.sh OUTDIR     (writes OUTDIR/{pause,redis,scalelab}.tar)
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+# Every $(...) below captures a value: nothing inside one may write a log line to
+# standard output (cd does, with CDPATH set; say writes to standard error).
+here="$(cd -- "$(dirname -- "$0")" >/dev/null && pwd)"
+root="$(cd -- "$here/../.." >/dev/null && pwd)"
 # shellcheck source=k8s/node/versions.sh
 . "$here/versions.sh"
 
@@ -28,7 +30,15 @@ for tool in debootstrap buildah; do
 done
 [ -x "$KUBE_CACHE_DIR/bin/pause" ] || { echo "images.sh: no pause binary: run k8s/node/build.sh" >&2; exit 2; }
 
-say() { echo "[$(date -u +%H:%M:%S)] images: $*"; }
+say() { echo "[$(date -u +%H:%M:%S)] images: $*" >&2; }
+# What a failed or interrupted build leaves: its working containers and scratch files.
+scratch="$(mktemp -d)"
+containers=()
+cleanup() {
+  for c in "${containers[@]}"; do buildah rm "$c" >/dev/null 2>&1 || true; done
+  rm -rf "$scratch" "$out/tree.tar"
+}
+trap cleanup EXIT
 # Buildah's storage is its own; chroot isolation needs no user namespaces or daemon.
 export BUILDAH_ISOLATION=chroot
 
@@ -48,7 +58,8 @@ rootfs() {  # rootfs NAME PACKAGES: a cached debootstrap minbase tree
 from_tree() {  # from_tree DIR IMAGE [buildah config args...]: a one-layer image of DIR
   local dir="$1" image="$2" c
   shift 2
-  c="$(buildah from scratch)"
+  c="$(buildah from --quiet scratch)"
+  containers+=("$c")
   tar -C "$dir" --exclude=./.complete -cf "$out/tree.tar" .
   buildah add "$c" "$out/tree.tar" / >/dev/null  # a local tar is unpacked, as ADD does
   rm -f "$out/tree.tar"
@@ -64,10 +75,8 @@ archive() {  # archive IMAGE NAME: docker-archive (ctr import keeps the tag)
 started=$(date +%s)
 
 say "pause"
-pause_tree="$(mktemp -d)"
-install -m 0755 "$KUBE_CACHE_DIR/bin/pause" "$pause_tree/pause"
-from_tree "$pause_tree" "$PAUSE_IMAGE" --entrypoint '["/pause"]' --user 65535:65535
-rm -rf "$pause_tree"
+install -m 0755 "$KUBE_CACHE_DIR/bin/pause" "$scratch/pause"
+from_tree "$scratch" "$PAUSE_IMAGE" --entrypoint '["/pause"]' --user 65535:65535
 archive "$PAUSE_IMAGE" pause
 
 say "redis"
