@@ -45,6 +45,9 @@ class PodState:
     created: float  # creation time, seconds since the epoch
     restarted_at: str = ""  # the pod template's restart annotation: which rollout made it
     ip: str = ""  # the pod's IP, once it has one
+    node: str = ""  # the node it is bound to, once scheduled
+    restarts: int = 0  # how often kubelet restarted its containers (a liveness kill, an OOM)
+    last_exit: str = ""  # why its container last ended ("OOMKilled", "Error", ...), if it did
 
     @property
     def live(self) -> bool:
@@ -179,6 +182,26 @@ def scale_deployment(cluster: Cluster, name: str, replicas: int) -> None:
             _request_timeout=REQUEST_TIMEOUT)
 
 
+def patch_statefulset(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
+    with _errors(cluster, f"patch StatefulSet {name}"):
+        cluster.apps.patch_namespaced_stateful_set(
+            name, cluster.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+
+
+def statefulset_replicas(cluster: Cluster, name: str) -> int:
+    with _errors(cluster, f"read StatefulSet {name}"):
+        scale = cluster.apps.read_namespaced_stateful_set_scale(
+            name, cluster.namespace, _request_timeout=REQUEST_TIMEOUT)
+    return int(scale.spec.replicas or 0)
+
+
+def scale_statefulset(cluster: Cluster, name: str, replicas: int) -> None:
+    with _errors(cluster, f"scale StatefulSet {name}"):
+        cluster.apps.patch_namespaced_stateful_set_scale(
+            name, cluster.namespace, {"spec": {"replicas": replicas}},
+            _request_timeout=REQUEST_TIMEOUT)
+
+
 def patch_cronjob(cluster: Cluster, name: str, body: dict[str, Any]) -> None:
     batch = kube.client.BatchV1Api(cluster.apps.api_client)
     with _errors(cluster, f"patch CronJob {name}"):
@@ -207,6 +230,7 @@ def _pod_state(pod: Any) -> PodState:
     meta, status = pod.metadata, pod.status
     conditions = (status.conditions if status else None) or []
     ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    statuses = (status.container_statuses if status else None) or []
     created = meta.creation_timestamp.timestamp() if meta.creation_timestamp else 0.0
     return PodState(
         name=str(meta.name),
@@ -216,6 +240,10 @@ def _pod_state(pod: Any) -> PodState:
         created=float(created),
         restarted_at=str((meta.annotations or {}).get(RESTART_ANNOTATION, "")),
         ip=str((status.pod_ip if status else None) or ""),
+        node=str((pod.spec.node_name if pod.spec else None) or ""),
+        restarts=sum(int(c.restart_count or 0) for c in statuses),
+        last_exit=next((str(c.last_state.terminated.reason or "") for c in statuses
+                        if c.last_state and c.last_state.terminated), ""),
     )
 
 
@@ -252,6 +280,37 @@ def delete_pod(cluster: Cluster, name: str, grace: int) -> None:
     with _errors(cluster, f"delete pod {name}"):
         cluster.core.delete_namespaced_pod(
             name, cluster.namespace, grace_period_seconds=grace, _request_timeout=REQUEST_TIMEOUT)
+
+
+def evict_pod(cluster: Cluster, name: str) -> bool:
+    """Ask the Eviction API to evict the pod, as ``kubectl drain`` does: False when a
+    PodDisruptionBudget refuses it now (429, try again later), True once accepted."""
+    body = {"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": cluster.namespace}}
+    with _errors(cluster, f"evict pod {name}"):
+        try:
+            cluster.core.create_namespaced_pod_eviction(
+                name, cluster.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 429:
+                raise
+            return False
+    return True
+
+
+def set_node_unschedulable(cluster: Cluster, node: str, unschedulable: bool) -> None:
+    """Cordon (or uncordon) a node: ``kubectl cordon``'s one patch."""
+    with _errors(cluster, f"cordon node {node}"):
+        cluster.core.patch_node(node, {"spec": {"unschedulable": unschedulable or None}},
+                                _request_timeout=REQUEST_TIMEOUT)
+
+
+def annotate_pod(cluster: Cluster, name: str, annotations: dict[str, str | None]) -> None:
+    """Set (or, for None, remove) annotations of a pod."""
+    with _errors(cluster, f"annotate pod {name}"):
+        cluster.core.patch_namespaced_pod(name, cluster.namespace,
+                                          {"metadata": {"annotations": annotations}},
+                                          _request_timeout=REQUEST_TIMEOUT)
 
 
 def pod_log(cluster: Cluster, name: str, container: str) -> str:

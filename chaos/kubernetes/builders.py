@@ -4,6 +4,7 @@ partition, and how a topology really runs (``as_run``). No request is made here.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from chaos.kubernetes.names import (
@@ -111,3 +112,58 @@ def skew_argv(seconds: float) -> list[str]:
     return [PYTHON, "-S", "-c", code]
 
 
+
+
+# How the API's replicas are controlled (topology setting ``api_controller``), each with
+# what Kubernetes does on a rollout and on a pod delete:
+# - deployment: RollingUpdate at Kubernetes' defaults (maxSurge 25% rounds up to 1,
+#   maxUnavailable 25% rounds down to 0 for up to 3 replicas): the new pod is started
+#   and must be Ready before the old one is deleted: two at once for a while.
+# - deployment-surge0: maxSurge 0, maxUnavailable 1: the old pod is deleted first, but
+#   its replacement is created as soon as the old one is terminating, not once it is
+#   gone (kubernetes/kubernetes#99513): they still overlap by the old one's shutdown.
+# - recreate: every old pod is gone before a new one is created (a gap).
+# - statefulset: the StatefulSet api-singleton (k8s/base/api-singleton.yaml): at most
+#   one pod per ordinal; a replacement is created only once the old pod is gone, unless
+#   it is force deleted ("Force Delete StatefulSet Pods" in the Kubernetes docs).
+API_CONTROLLERS = ("deployment", "deployment-surge0", "recreate", "statefulset")
+API_STATEFULSET = "api-singleton"
+
+
+def deployment_strategy(controller: str) -> dict[str, Any]:
+    """The api Deployment's ``spec.strategy`` for a controller (a strategic merge patch:
+    ``rollingUpdate: None`` removes it, as Recreate requires); "" is k8s/base's."""
+    if controller == "recreate":
+        return {"type": "Recreate", "rollingUpdate": None}
+    surge, unavailable = {"deployment-surge0": (0, 1), "deployment": ("25%", "25%")}.get(
+        controller, (1, 0))  # "": k8s/base's own, one at a time, never below the count
+    return {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+
+
+def surge_of(controller: str, replicas: int) -> dict[str, int]:
+    """maxSurge and maxUnavailable as the Deployment controller resolves them for
+    ``replicas`` (a percentage of surge rounds up, of unavailability down)."""
+    if controller == "recreate" or controller == "statefulset":
+        return {"max_surge": 0, "max_unavailable": replicas}
+    if controller == "deployment-surge0":
+        return {"max_surge": 0, "max_unavailable": 1}
+    return {"max_surge": math.ceil(replicas * 0.25), "max_unavailable": replicas * 25 // 100}
+
+
+def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What the topology's Kubernetes-only settings change in the component's container
+    (a strategic merge patch item, merged by the container's name; None removes a field,
+    so nothing of an earlier run's settings stays):
+
+    - ``prestop_seconds`` (api): a preStop hook that sleeps, as charts add to let the
+      endpoint's removal reach every proxy before the app gets SIGTERM. Kubelet runs
+      it first, within terminationGracePeriodSeconds, and the app runs on meanwhile.
+    """
+    patch: dict[str, Any] = {"name": component}
+    if component == "api":
+        prestop = float(settings.get("prestop_seconds", 0) or 0)
+        patch["lifecycle"] = ({"preStop": {"exec": {"command": [
+            PYTHON, "-S", "-c", f"import time; time.sleep({prestop:g})"]}}}
+            if prestop > 0 else None)
+    return patch

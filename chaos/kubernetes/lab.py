@@ -20,7 +20,14 @@ from typing import Any
 
 from chaos.kubernetes import api, broker
 from chaos.kubernetes.api import Cluster, PodState
-from chaos.kubernetes.builders import as_run
+from chaos.kubernetes.builders import (
+    API_CONTROLLERS,
+    API_STATEFULSET,
+    as_run,
+    container_overrides,
+    deployment_strategy,
+    surge_of,
+)
 from chaos.kubernetes.names import (
     API_PORT,
     BROKER_DEPLOYMENT,
@@ -80,6 +87,7 @@ class KubernetesLab:
         self._skewable = False  # the deployed topology's pods preload libfaketime
         self._broker_memory: dict[str, str] = {}  # CONFIG SET on the broker after each start
         self._partitioned: set[str] = set()  # pods cut off the broker now
+        self._api_controller = "deployment"  # what runs the api replicas (API_CONTROLLERS)
 
     # Connect on first use: building a platform must not need a cluster.
     @property
@@ -106,6 +114,10 @@ class KubernetesLab:
         if topology.count("cronjob") and policy not in CONCURRENCY_POLICIES:
             raise PlatformError(f"cronjob_concurrency_policy must be one of "
                                 f"{', '.join(CONCURRENCY_POLICIES)}, not {policy!r}")
+        controller = str(topology.settings.get("api_controller", ""))  # "": k8s/base's
+        if controller and controller not in API_CONTROLLERS:
+            raise PlatformError(f"api_controller must be one of {', '.join(API_CONTROLLERS)}, "
+                                f"not {controller!r}")
         cluster = self.cluster
         self._skewable = bool(topology.settings.get(SKEWABLE))
         if self._skewable:  # before anything changes: a pod that cannot skew is no lab
@@ -129,11 +141,24 @@ class KubernetesLab:
         if self._broker_memory:
             self._configure_broker()
         grace = max(1, math.ceil(topology.grace))
-        stamps = {
-            c: self._restart(c, {"replicas": topology.count(c)},
-                             {"terminationGracePeriodSeconds": grace})
-            for c in COMPONENTS
-        }
+        self._api_controller = controller or "deployment"
+        if controller:
+            self.as_run.update(self._settings_as_run(topology, controller))
+        stamps = {}
+        for c in COMPONENTS:
+            spec: dict[str, Any] = {"replicas": topology.count(c)}
+            pod_spec: dict[str, Any] = {"terminationGracePeriodSeconds": grace, "containers": [
+                container_overrides(c, topology.settings)]}
+            if c != "api":
+                stamps[c] = self._restart(c, spec, pod_spec)
+                continue
+            in_set = controller == "statefulset"
+            stamps[c] = self._restart(c, {"replicas": 0 if in_set else spec["replicas"],
+                                          "strategy": deployment_strategy(controller)}, pod_spec)
+            if in_set:  # its stamp is the one the api's pods must carry
+                stamps[c] = self._restart(c, spec, pod_spec, statefulset=True)
+            else:  # none left by an earlier run
+                api.scale_statefulset(cluster, API_STATEFULSET, 0)
         deadline = time.monotonic() + self.ready_timeout
         for c in COMPONENTS:
             self._wait_rollout(c, c, topology.count(c), stamps[c], deadline - time.monotonic())
@@ -164,7 +189,10 @@ class KubernetesLab:
                 for p in sorted(pods, key=lambda p: (p.created, p.name)) if p.live]
 
     def scale(self, component: str, replicas: int) -> None:
-        api.scale_deployment(self.cluster, component, replicas)
+        if component == "api" and self._api_controller == "statefulset":
+            api.scale_statefulset(self.cluster, API_STATEFULSET, replicas)
+        else:
+            api.scale_deployment(self.cluster, component, replicas)
 
     def wait_ready(self, component: str, replicas: int, timeout: float) -> None:
         self._wait(selector(component), lambda pods: sum(p.live for p in pods) == replicas,
@@ -190,6 +218,7 @@ class KubernetesLab:
         self._keep_logs(cluster)
         for c in COMPONENTS:
             api.scale_deployment(cluster, c, 0)
+        api.scale_statefulset(cluster, API_STATEFULSET, 0)
         for c in COMPONENTS:
             self._wait(selector(c), lambda pods: not pods, self.ready_timeout, f"no {c} pod")
         self._cluster = None
@@ -231,14 +260,28 @@ class KubernetesLab:
                 (self.logs / f"{pod.name}.log").write_text(text)
 
     def _restart(self, deployment: str, spec: dict[str, Any],
-                 pod_spec: dict[str, Any] | None = None) -> str:
-        """Patch the Deployment with a new restart stamp; returns the stamp."""
+                 pod_spec: dict[str, Any] | None = None, *, statefulset: bool = False) -> str:
+        """Patch the Deployment (the api's StatefulSet) with a new restart stamp, as
+        ``kubectl rollout restart`` does; returns the stamp."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         template: dict[str, Any] = {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}
         if pod_spec:
             template["spec"] = pod_spec
-        api.patch_deployment(self.cluster, deployment, {"spec": {**spec, "template": template}})
+        body = {"spec": {**spec, "template": template}}
+        if statefulset:
+            api.patch_statefulset(self.cluster, API_STATEFULSET, body)
+        else:
+            api.patch_deployment(self.cluster, deployment, body)
         return stamp
+
+    @staticmethod
+    def _settings_as_run(topology: Topology, controller: str) -> dict[str, Any]:
+        """The Kubernetes settings an experiment on the api's controller depends on."""
+        strategy = {"recreate": "Recreate", "statefulset": "StatefulSet"}.get(
+            controller, "RollingUpdate")
+        return {"api_controller": controller, "strategy": strategy,
+                **surge_of(controller, topology.count("api")),
+                "termination_grace_seconds": max(1, math.ceil(topology.grace))}
 
     def _wait_rollout(self, deployment: str, component: str, replicas: int, stamp: str,
                       timeout: float) -> None:

@@ -58,6 +58,7 @@ import time
 
 from chaos.kubernetes import api, broker
 from chaos.kubernetes.builders import (
+    API_STATEFULSET,
     cut_check_argv,
     kill_child_argv,
     partition_policy,
@@ -106,13 +107,24 @@ class KubernetesPlatform(KubernetesLab):
         api.exec_in_pod(self.cluster, instance.name, instance.component, signal_argv("SIGCONT"))
 
     def rolling_restart(self, component: str) -> None:
-        # The Deployments' RollingUpdate (maxSurge 1, maxUnavailable 0) replaces one
-        # pod at a time, each with its graceful termination; returns when done. The
-        # count to wait for is the Deployment's own: just after a scale, the pods
-        # have not caught up with it yet.
-        replicas = api.deployment_replicas(self.cluster, component)
-        stamp = self._restart(component, {})
+        # What `kubectl rollout restart` does: a new restart stamp on the pod template.
+        # The Deployments' RollingUpdate (maxSurge 1, maxUnavailable 0 unless the api's
+        # controller says otherwise) replaces one pod at a time, each with its graceful
+        # termination; the StatefulSet deletes its pod, then creates the new one. Returns
+        # when done. The count to wait for is the controller's own: just after a scale,
+        # the pods have not caught up with it yet.
+        in_set = component == "api" and self._api_controller == "statefulset"
+        replicas = (api.statefulset_replicas(self.cluster, API_STATEFULSET) if in_set
+                    else api.deployment_replicas(self.cluster, component))
+        stamp = self._restart(component, {}, statefulset=in_set)
         self._wait_rollout(component, component, replicas, stamp, self.ready_timeout)
+
+    def force_delete(self, instance: Instance) -> None:
+        """``kubectl delete pod --force --grace-period=0``: the API object goes at once,
+        so its controller may create the replacement at once (a StatefulSet too, under
+        the same name), while kubelet still stops the old containers with SIGTERM and a
+        short grace (see the module docstring): they run on meanwhile."""
+        api.delete_pod(self.cluster, instance.name, 0)
 
     def datastore_outage(self, seconds: float) -> None:
         raise PlatformError("the data-store outage is not yet on kubernetes (a PostgreSQL "

@@ -48,6 +48,7 @@ class FakeCluster:
         self.nodes = {"scalelab-control-plane": "amd64"}
         self.broker_refusals = 0
         self.footprint = 1250 * 1024  # the broker's used_memory with the lab connected
+        self.statefulset = 0  # the api StatefulSet's replicas
 
     def pod(self, component: str, stamp: str = "", ready: bool = True) -> k.PodState:
         serial = next(self.counter)
@@ -91,6 +92,24 @@ class FakeCluster:
             self.pods.remove(p)
         for _ in range(replicas - len(current)):
             self.pod(component)
+
+    def patch_statefulset(self, cluster: object, name: str, body: dict[str, Any]) -> None:
+        self.calls.append(("patch-statefulset", name, body))
+        self.statefulset = body["spec"].get("replicas", self.statefulset)
+        stamp = body["spec"]["template"]["metadata"]["annotations"][k.RESTART_ANNOTATION]
+        self.pods = [p for p in self.pods if p.component != "api"]
+        for _ in range(self.statefulset):  # the same name: one pod per ordinal
+            self.pods.append(k.PodState(f"api-singleton-{_}", "api", True, False,
+                                        float(next(self.clock)), stamp, "10.244.0.9"))
+
+    def scale_statefulset(self, cluster: object, name: str, replicas: int) -> None:
+        self.calls.append(("scale-statefulset", name, replicas))
+        self.statefulset = replicas
+        if replicas == 0:
+            self.pods = [p for p in self.pods if not p.name.startswith("api-singleton-")]
+
+    def statefulset_replicas(self, cluster: object, name: str) -> int:
+        return self.statefulset
 
     def deployment_replicas(self, cluster: object, name: str) -> int:
         component = "broker" if name == k.BROKER_DEPLOYMENT else name
@@ -180,7 +199,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
         "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
         "delete_pod", "exec_in_pod", "pod_log", "label_pod", "create_network_policy",
         "delete_network_policies", "service_ip", "node_architectures",
-        "configure_broker", "broker_footprint", "kill_broker_clients"))
+        "configure_broker", "broker_footprint", "kill_broker_clients", "patch_statefulset",
+        "scale_statefulset", "statefulset_replicas"))
     monkeypatch.setattr("time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
     return cluster
@@ -853,3 +873,59 @@ def test_parallel_suite_on_kubernetes_is_refused_in_one_line(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--jobs 2" in err and "use --jobs 1" in err
+
+
+# --- what runs the api: Deployment strategies, the StatefulSet ------------------------------
+
+
+@pytest.mark.parametrize(("controller", "strategy"), [
+    ("deployment", {"type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+    ("deployment-surge0", {"type": "RollingUpdate",
+                           "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}),
+    ("recreate", {"type": "Recreate", "rollingUpdate": None}),
+])
+def test_the_api_deployment_gets_the_controllers_strategy(
+        platform: k.KubernetesPlatform, fake: FakeCluster, controller: str,
+        strategy: dict[str, Any]) -> None:
+    platform.deploy(Topology(replicas={"api": 1}, settings={"api_controller": controller}))
+    (patch,) = [c for c in fake.calls if c[0] == "patch" and c[1] == "api"]
+    assert patch[2]["spec"]["strategy"] == strategy and patch[2]["spec"]["replicas"] == 1
+    assert ("scale-statefulset", "api-singleton", 0) in fake.calls
+    assert platform.as_run["strategy"] == strategy["type"]
+    assert platform.as_run["termination_grace_seconds"] == 5
+    # one replica: 25% surge rounds up to 1, 25% unavailable down to 0
+    surge = {"deployment": (1, 0), "deployment-surge0": (0, 1), "recreate": (0, 1)}[controller]
+    assert (platform.as_run["max_surge"], platform.as_run["max_unavailable"]) == surge
+
+
+def test_a_statefulset_runs_the_api_instead_of_the_deployment(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    platform.deploy(Topology(replicas={"api": 1}, settings={"api_controller": "statefulset"}))
+    (patch,) = [c for c in fake.calls if c[0] == "patch" and c[1] == "api"]
+    assert patch[2]["spec"]["replicas"] == 0
+    assert [i.name for i in platform.instances("api")] == ["api-singleton-0"]
+    assert platform.as_run["strategy"] == "StatefulSet"
+    fake.calls.clear()
+    platform.rolling_restart("api")  # rollout restart: a new stamp on the StatefulSet
+    assert [c[0] for c in fake.calls if c[0].startswith("patch")] == ["patch-statefulset"]
+    platform.scale("api", 0)
+    assert ("scale-statefulset", "api-singleton", 0) in fake.calls
+    platform.teardown()
+    assert not fake.of("api")
+
+
+def test_an_unknown_controller_is_refused_before_anything_changes(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    with pytest.raises(PlatformError, match="api_controller must be one of"):
+        platform.deploy(Topology(replicas={"api": 1}, settings={"api_controller": "daemonset"}))
+    assert not [c for c in fake.calls if c[0] == "patch" and c[1] == "api"]
+
+
+def test_force_delete_is_a_delete_with_no_grace_and_no_freeze(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    platform.deploy(Topology(replicas={"api": 1}))
+    (target,) = platform.instances("api")
+    fake.calls.clear()
+    platform.force_delete(target)
+    assert fake.calls == [("delete", target.name, 0)]

@@ -9,6 +9,7 @@ these tests skip and say so.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -30,6 +31,9 @@ OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomizatio
                   if p.parent.name != "fixes")
 TARGETS = ["base", *(f"overlays/{o}" for o in OVERLAYS)]
 APP_COMPONENTS = ("api", "worker", "beat")
+# Each app workload and the component its pods are: the api runs from its Deployment or
+# from its StatefulSet (chaos.kubernetes.builders.API_CONTROLLERS).
+APP_WORKLOADS = {"api": "api", "api-singleton": "api", "worker": "worker", "beat": "beat"}
 # Oldest and newest Kubernetes the manifests are meant for (kind's node images).
 SCHEMA_VERSIONS = ("1.29.0", "1.32.0", "1.33.0")  # 1.33: the local node (k8s/node/)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
@@ -134,12 +138,14 @@ def test_validates_against_kubernetes_schemas(target: str, version: str) -> None
 @pytest.mark.parametrize("target", TARGETS)
 def test_selectors_match_their_pods(target: str) -> None:
     pods = {name: t["metadata"]["labels"] for name, t in pod_templates(target)}
-    for d in objects(target, "Deployment"):
+    for d in [*objects(target, "Deployment"), *objects(target, "StatefulSet")]:
         assert matches(d["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
     for s in objects(target, "Service"):
         hits = [n for n, labels in pods.items() if matches({"matchLabels": s["spec"]["selector"]},
                                                             labels)]
-        assert len(hits) == 1, f"Service {s['metadata']['name']} selects {hits}"
+        # One component's pods: the api's Deployment and its StatefulSet share the Service.
+        components = {pods[n]["app.kubernetes.io/component"] for n in hits}
+        assert len(components) == 1 and hits, f"Service {s['metadata']['name']} selects {hits}"
         ports = {p.get("name") for t in dict(pod_templates(target)).values()
                  for c in t["spec"]["containers"] for p in c.get("ports", [])}
         for p in s["spec"]["ports"]:
@@ -155,12 +161,28 @@ def test_platform_finds_every_component(target: str) -> None:
     from chaos.kubernetes import COMPONENT_LABEL
 
     components = [t["metadata"]["labels"].get(COMPONENT_LABEL) for _, t in pod_templates(target)]
-    assert sorted(components) == sorted([*APP_COMPONENTS, "ledger", "broker"])
+    assert sorted(components) == sorted([*APP_WORKLOADS.values(), "ledger", "broker"])
     for name, t in pod_templates(target):
-        if name in APP_COMPONENTS:
-            assert t["metadata"]["labels"][COMPONENT_LABEL] == name
+        if name in APP_WORKLOADS:
+            component = APP_WORKLOADS[name]
+            assert t["metadata"]["labels"][COMPONENT_LABEL] == component
             # the container is named after the component: chaos.kubernetes execs into it
-            assert [c["name"] for c in t["spec"]["containers"]] == [name]
+            assert [c["name"] for c in t["spec"]["containers"]] == [component]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_api_statefulset_runs_the_deployments_pod(target: str) -> None:
+    from chaos.kubernetes.builders import API_STATEFULSET
+
+    deployment = by_name(target, "Deployment", "api")
+    statefulset = by_name(target, "StatefulSet", API_STATEFULSET)
+    assert statefulset["spec"]["replicas"] == 0, "only a topology that asks for it runs it"
+    pod = copy.deepcopy(statefulset["spec"]["template"])
+    assert pod["metadata"]["labels"].pop("scalelab.io/controller") == "statefulset"
+    assert pod == deployment["spec"]["template"]
+    # the two controllers never claim each other's pods
+    assert not matches(statefulset["spec"]["selector"], deployment["spec"]["template"]
+                       ["metadata"]["labels"])
 
 
 # --- hardening -----------------------------------------------------------------------------
@@ -272,7 +294,7 @@ def test_rbac_is_least_privilege(target: str) -> None:
         spec = t["spec"]
         assert spec["serviceAccountName"] in accounts
         # only the API replicas need a token (for the Lease); nothing else gets one
-        assert spec["automountServiceAccountToken"] is (name == "api"), name
+        assert spec["automountServiceAccountToken"] is (APP_WORKLOADS.get(name) == "api"), name
 
 
 def test_the_lease_name_is_the_one_the_api_uses() -> None:
@@ -322,7 +344,7 @@ def test_images_are_the_one_cluster_up_loads(overlay: str) -> None:
     image = fragment_var("IMAGE")
     for name, t in pod_templates(f"overlays/{overlay}"):
         (c,) = t["spec"]["containers"]
-        if name in APP_COMPONENTS:
+        if name in APP_WORKLOADS:
             assert c["image"] == image, name
             assert c["imagePullPolicy"] in ("IfNotPresent", "Never")
         else:

@@ -95,7 +95,7 @@ def test_every_pod_template_is_restricted_and_limited() -> None:
             assert not spec.get(flag), f"{name}: {flag}"
         assert spec.get("enableServiceLinks") is False, name
         # only the API replicas need a token (the leader Lease)
-        assert spec["automountServiceAccountToken"] is (name == "api"), name
+        assert spec["automountServiceAccountToken"] is name.startswith("api"), name
         assert isinstance(spec.get("terminationGracePeriodSeconds"), int), name
         empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
         assert not {v["name"] for v in spec.get("volumes", [])} - empty_dirs, \
@@ -298,7 +298,8 @@ def cron(monkeypatch: pytest.MonkeyPatch) -> FakeCronCluster:
     replace_layer(monkeypatch, cluster, (
         "connect", "read_settings", "replace_settings", "patch_deployment",
         "scale_deployment", "deployment_replicas", "list_pods", "watch_pods",
-        "delete_pod", "exec_in_pod", "pod_log", "patch_cronjob", "delete_jobs"))
+        "delete_pod", "exec_in_pod", "pod_log", "patch_cronjob", "delete_jobs",
+        "scale_statefulset"))
     monkeypatch.setattr(kbroker, "redis_answers", lambda url: True)  # no NodePort in a fake
     monkeypatch.setattr(kapi, "disconnect", lambda c: None)  # no connection pools either
     # nor a broker to set a memory policy on, nor NetworkPolicies to sweep
