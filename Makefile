@@ -9,7 +9,13 @@ SEED   ?= 1
 JOBS   ?= 6
 PORT   ?= 8765
 
-.PHONY: lock setup lab matrix serve suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
+.PHONY: help lock setup lab matrix serve suite test test-unit test-kind lint bench clean cluster-up cluster-down suite-kind
+.DEFAULT_GOAL := help
+
+# `make` alone: every target that has a `##` comment, with the comment.
+help:  ## list the targets
+	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## / { printf "  %-20s %s\n", $$1, $$2 }' $(MAKEFILE_LIST) \
+	  | sed -e 's/\$$(PORT)/$(PORT)/; s/\$$(LOCK)/$(LOCK)/'
 
 # --- installing -------------------------------------------------------------------
 # Every install takes its versions from one lock (every extra resolved together, for
@@ -78,7 +84,7 @@ setup: $(DEV)  ## create .venv and install the lab and its development tools int
 lab: $(STAMP)  ## run the catalogue on the local platform (quick settings, JOBS at a time)
 	$(VENV)/bin/scalelab suite --quick --seed $(SEED) --jobs $(JOBS)
 
-# Its own target: about 32 runs (one of them 70 s long), minutes even JOBS at a time,
+# Its own target: dozens of runs (one of them 70 s long), minutes even JOBS at a time,
 # past what `make lab` may take.
 matrix: $(STAMP)  ## the fixes matrix: each scheduling mechanism under each fault (quick)
 	$(VENV)/bin/scalelab matrix --quick --seed $(SEED) --jobs $(JOBS)
@@ -97,17 +103,17 @@ TEST_JOBS ?= 6
 test: $(DEV)  ## unit + integration tests (real processes), offline manifest checks
 	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/pytest -q -n $(TEST_JOBS) --dist worksteal --durations=10
 
-test-unit: $(DEV)
+test-unit: $(DEV)  ## the pure tests only (seconds)
 	$(VENV)/bin/pytest -q tests/unit
 
-lint: $(DEV)
+lint: $(DEV)  ## ruff + mypy (strict)
 	$(VENV)/bin/ruff check services chaos experiments tests bench
 	$(VENV)/bin/mypy
 
 bench: $(DEV)  ## measure what the lab costs (writes bench/results.json)
 	$(PY) -m bench
 
-clean:
+clean:  ## remove .venv, results/ and the tools' caches
 	rm -rf $(VENV) results build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 # --- the kind path ----------------------------------------------------------------
@@ -126,7 +132,7 @@ cluster-up:  ## kind cluster + image + the lab (OVERLAY=kind|scheduler-leader|be
 	@missing=""; for tool in docker kind kubectl; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	  if [ -n "$$missing" ]; then \
-	    echo "cluster-up: missing:$$missing (install them; see the README's kind section)" >&2; exit 2; fi
+	    echo "cluster-up: missing:$$missing (install them; see docs/kubernetes.md)" >&2; exit 2; fi
 	@docker info >/dev/null 2>&1 || { echo "cluster-up: no docker daemon reachable" >&2; exit 2; }
 	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' \
 	  || kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 120s

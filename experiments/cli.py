@@ -149,7 +149,7 @@ run_group = _Experiments("run", help="Run one experiment: `scalelab run NAME --h
 # --- the other commands -------------------------------------------------------------------
 
 @app.command("list")
-@click.option("--markdown", is_flag=True, help="the catalogue as the README's table")
+@click.option("--markdown", is_flag=True, help="the catalogue as the table of docs/experiments.md")
 def list_experiments(markdown: bool) -> None:
     """List the experiments."""
     if markdown:
@@ -160,7 +160,7 @@ def list_experiments(markdown: bool) -> None:
 
 
 def catalogue_markdown() -> str:
-    """The README's catalogue table, made from the experiments' own declarations."""
+    """The catalogue table of docs/experiments.md, made from the experiments' own declarations."""
     lines = ["| experiment | what it shows | its options | suite variants |",
              "| --- | --- | --- | --- |"]
     for spec in catalog.CATALOG.values():

@@ -89,7 +89,7 @@ ROWS = (
     Row("apscheduler3", "APScheduler 3, no guard", _SD,
         {"scheduler": "apscheduler3", "guard": "none"},
         "no leader election, no locking, no shared state: each replica runs each tick",
-        "the seed; APScheduler 3 FAQ", faults=_SCHEDULER_FAULTS),
+        "the usual advice; APScheduler 3 FAQ", faults=_SCHEDULER_FAULTS),
     Row("apscheduler3-redis-lock", "APScheduler 3 + per-tick Redis lock", _SD,
         {"scheduler": "apscheduler3", "guard": "redis-lock"},
         "the lab's guard: SET NX PX per tick, one replica runs it",

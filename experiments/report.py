@@ -193,7 +193,7 @@ def measured_cells(summaries: Sequence[Summary], table: str = "seed",
 
 
 def _claimed(claim: str) -> str:
-    return f"seed {claim}" if claim else "no claim"
+    return f"advice {claim}" if claim else "no claim"
 
 
 def measured_table(summaries: Sequence[Summary], table: str = "seed") -> str:
@@ -226,7 +226,7 @@ def suite_markdown(runs: Sequence[tuple[str, Summary, str]], *, seed: int,
         f"{len(runs)} runs (seed {seed}{', quick' if quick else ''}); the claim was "
         f"demonstrated in {held} of them.",
         "",
-        "Each cell: the seed's claim, then what the runs of this suite measured "
+        "Each cell: the usual advice's claim, then what the runs of this suite measured "
         "(verdict count / units due or acknowledged).",
     ]
     for key in ["seed", *(k for k in tables_measured(summaries) if k != "seed")]:

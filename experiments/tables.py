@@ -1,9 +1,10 @@
 """The report's tables: their rows, columns and the claims each cell is measured against.
 
 Experiments fill the cells (``Cell`` in their own modules); a table here says only
-what it asks and what was claimed. ``seed`` is the seed document's comparison table
-(celery-vs-backgroundtasks-vs-apscheduler.md, in the project's shared seed folder);
-``left-out`` is what users report and the seed's table does not ask.
+what it asks and what was claimed. ``seed`` is the usual advice: the comparison table
+of a common guide to Celery, FastAPI BackgroundTasks and APScheduler's AsyncIOScheduler
+(the key keeps the name of the document the lab started from); ``left-out`` is what
+users report and that table does not ask.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ MECHANISMS = ("BackgroundTasks", "AsyncIOScheduler", "Celery")
 
 SEED = TableSpec(
     key="seed",
-    title="the seed's comparison table, measured",
+    title="the usual advice's comparison table, measured",
     columns=MECHANISMS,
     claims={
         "Runs outside FastAPI": ("❌", "❌", "✅"),
@@ -44,7 +45,7 @@ SEED = TableSpec(
 
 LEFT_OUT = TableSpec(
     key="left-out",
-    title="what the seed's table leaves out, measured",
+    title="what the usual advice leaves out, measured",
     columns=MECHANISMS,
     claims={
         "Workers per replica": ("", "", ""),
@@ -57,7 +58,7 @@ LEFT_OUT = TableSpec(
         "Client disconnect": ("", "", ""),
     },
     note="failures users report in the trackers of APScheduler, Celery, celery-redbeat "
-         "and FastAPI; no claim of the seed's to compare with",
+         "and FastAPI; no claim of the usual advice to compare with",
 )
 
 TABLES: dict[str, TableSpec] = {t.key: t for t in (SEED, LEFT_OUT)}

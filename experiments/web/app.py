@@ -50,7 +50,7 @@ def templates() -> Environment:
     env = Environment(loader=PackageLoader("experiments.web", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    # the seed's marks in words too: a browser without an emoji font shows them as boxes
+    # the usual advice's marks in words too: a browser without an emoji font shows them as boxes
     env.globals.update(validity=VALIDITY, verdicts=VERDICTS,
                        claims={"✅": "✅ yes", "❌": "❌ no"})
     env.filters["path"] = lambda value: quote(str(value), safe="/")

@@ -25,7 +25,7 @@ class Said:
 
 @dataclass(frozen=True)
 class Cell:
-    claim: str  # the seed's claim, "" where none was stated
+    claim: str  # the usual advice's claim, "" where none was stated
     said: list[Said]
 
 
@@ -38,7 +38,7 @@ class TableView:
 
 
 def measured_tables(runs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[TableView]:
-    """``runs``: (run id, label, re-checked summary). The seed's table, then any other
+    """``runs``: (run id, label, re-checked summary). The usual advice's table, then any other
     table these runs fill a cell of."""
     summaries = [cast(Summary, s) for _, _, s in runs]
     views = []

@@ -29,7 +29,7 @@ def test_four_runs_at_a_time_into_a_new_directory_make_one_report(scalelab: Any,
         assert f"]({run.name}/summary.md)" in report
         assert f"]({run.name}/timeline.png)" in report
         assert (run / "summary.md").exists() and (run / "timeline.png").exists()
-    # the seed's table is filled from the runs, with their own counts
+    # the usual advice's table is filled from the runs, with their own counts
     summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
     unguarded = next(s for s in summaries if s["experiment"] == "scheduler-duplicates"
                      and s["parameters"]["guard"] == "none")

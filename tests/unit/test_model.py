@@ -162,11 +162,11 @@ def test_a_partition_or_skew_outside_the_run_is_bad_input(given: dict[str, Any],
         spec.experiment(spec.values(given))
 
 
-def test_the_readme_catalogue_is_the_one_the_experiments_declare() -> None:
+def test_the_documented_catalogue_is_the_one_the_experiments_declare() -> None:
     from experiments.cli import catalogue_markdown
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- catalogue:", 1)[1].split("-->", 1)[1].split(
+    page = (REPO / "docs" / "experiments.md").read_text(encoding="utf-8")
+    block = page.split("<!-- catalogue:", 1)[1].split("-->", 1)[1].split(
         "<!-- /catalogue -->", 1)[0]
     assert block.strip() == catalogue_markdown(), "run: scalelab list --markdown"
