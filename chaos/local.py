@@ -43,6 +43,8 @@ _POLL = 0.05
 _POLL_STARTING = 0.01  # while an instance starts: one ledger read, no request to it yet
 COMPONENTS = (*APP_COMPONENTS, "arq")  # locally also arq workers (services.arq_worker)
 KUBERNETES_ONLY = {"cronjob": "a Kubernetes CronJob"}  # components with no local process
+_MODULES = {"api": "services.api", "worker": "services.worker", "arq": "services.arq_worker",
+            "beat": "services.worker.beat"}  # what each component's instances run
 
 
 def _side_by_side(*steps: Callable[[], None]) -> None:
@@ -406,16 +408,11 @@ class LocalPlatform:
             env["PYTHONPATH"] = apscheduler4.python_path(self._apscheduler4,
                                                          env.get("PYTHONPATH"))
         port = 0
+        module = self.topology.modules.get(component) or _MODULES[component]
+        args = [sys.executable, "-m", module]
         if component == "api":
             port = free_port()
-            args = [sys.executable, "-m", "services.api", "--host", "127.0.0.1",
-                    "--port", str(port)]
-        elif component == "worker":
-            args = [sys.executable, "-m", "services.worker"]
-        elif component == "arq":
-            args = [sys.executable, "-m", "services.arq_worker"]
-        else:
-            args = [sys.executable, "-m", "services.worker.beat"]
+            args += ["--host", "127.0.0.1", "--port", str(port)]
         assert self._watchdog is not None
         group = Group(args, env, self.workdir / f"{name}.log", self._watchdog,
                       spawner=self._forks)
@@ -426,7 +423,8 @@ class LocalPlatform:
             if r.name not in announced:
                 return False  # its lifespan has not finished starting: nothing listens yet
             try:
-                return self._http.get(f"http://127.0.0.1:{r.port}/healthz").status_code == 200
+                url = f"http://127.0.0.1:{r.port}{self.topology.ready_path}"
+                return self._http.get(url).status_code == 200
             except httpx.HTTPError:
                 return False
         info = announced.get(r.name)

@@ -33,6 +33,11 @@ class Topology:
     settings: Mapping[str, Any] = field(default_factory=dict)
     replace_delay: float = 1.0  # a killed instance is replaced after this many seconds
     grace: float = 5.0  # terminate: SIGTERM, then SIGKILL after this many seconds
+    # component -> the module its instances run (``python -m``) instead of the lab's own
+    # service, and the path an API instance answers 200 on once it serves (``scalelab
+    # probe`` runs a user's app this way; the local platform only).
+    modules: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str = "/healthz"
 
     def count(self, component: str) -> int:
         return int(self.replicas.get(component, 0))

@@ -27,6 +27,7 @@ from chaos.platform import PlatformError
 from chaos.platforms import PLATFORMS, PlatformEntry, choose, platform_options
 from experiments import catalog, findings, store
 from experiments.model import BadInput, ExperimentSpec
+from experiments.probe.command import probe as probe_command
 from experiments.progress import live
 from experiments.report import (
     runs_table,
@@ -345,6 +346,7 @@ def matrix(quick: bool, jobs: int, only: str | None, results: Path, seed: int) -
 
 
 app.add_command(run_group)
+app.add_command(probe_command)
 app.add_command(click.Command(
     "run-child", hidden=True, callback=run_child,
     params=[click.Argument(["order_file"], type=click.Path(path_type=Path))]))

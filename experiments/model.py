@@ -45,6 +45,11 @@ class RequestLoad:
     rate: float  # requests per second
     seconds: float  # the work each request asks for
     acknowledged: bool = True  # False: fire-and-forget load that is not a unit of work
+    # A user's endpoint (``scalelab probe``): this method and JSON body, the work_id in a
+    # header; else the lab's own endpoint, the work_id and seconds as query parameters.
+    method: str = "POST"
+    body: Any = None
+    own: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class Experiment:
     redelivers: bool = False  # interrupted work may run again later (Celery acks late)
     requires_intact_ledger: bool = False  # valid only if instances' own counts match the ledger
     late_after: float = 0.5  # a due unit starting later than this is late
+    # More schedules, read after the run from what the instances announced in the ledger
+    # (a user's app under ``scalelab probe`` says which jobs its schedulers run).
+    announced: Callable[[Mapping[str, Mapping[str, Any]]], tuple[Schedule, ...]] | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
     # Set by the spec that built it: the expectation and the extra figures.
     judge: Judge | None = None

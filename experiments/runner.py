@@ -166,12 +166,15 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             vers["apscheduler"] = f"{APSCHEDULER4} (pre-release)"
         # Each instance reports, as it shuts down gracefully, how many events it recorded:
         # an account of the ledger kept apart from the ledger itself.
+        schedules = experiment.schedules
+        if experiment.announced is not None:
+            schedules = (*schedules, *experiment.announced(ledger.instances()))
         platform.stop_instances()
         instance_counts = ledger.counts(run_id)
     finally:
         progress("tearing down", w.duration, w.duration)
         platform.teardown()
-    result = check(events, (t0, t1), experiment.schedules, experiment.late_after)
+    result = check(events, (t0, t1), schedules, experiment.late_after)
     integrity = ledger_integrity(events, instance_counts)
     valid, sentence = experiment.verdict(result, integrity)
     measured = experiment.figures(events, result)
@@ -184,7 +187,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "run_id": run_id,
         "parameters": dict(experiment.parameters),
         "window": {"start": t0, "end": t1, "duration": round(t1 - t0, 3)},
-        "schedules": schedules_to_json(experiment.schedules),
+        "schedules": schedules_to_json(schedules),
         "late_after": experiment.late_after,
         **result.to_json(),  # type: ignore[typeddict-item]
         "measured": measured,

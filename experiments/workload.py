@@ -17,6 +17,7 @@ import httpx
 from chaos.platform import Platform
 from experiments.model import RequestLoad, TaskLoad
 from services.ledger import Kind, Ledger
+from services.probe.background import WORK_HEADER  # a user's endpoint gets the work_id here
 from services.settings import LabSettings
 
 HARNESS = "harness"
@@ -76,11 +77,10 @@ class RequestClient(_Client):
                 break
             inst = instances[(self._next + attempt) % len(instances)]
             try:
-                r = self._http.post(f"{inst.url}{self.load.path}",
-                                    params={"work_id": work_id, "seconds": self.load.seconds})
+                r = self._request(inst.url, work_id)
             except httpx.HTTPError:
                 continue  # a dead replica: the next one, as a load balancer retries
-            if r.status_code in (200, 202):
+            if r.status_code in (200, 202) or (not self.load.own and r.is_success):
                 self._next = (self._next + attempt + 1) % len(instances)
                 self.acknowledged += 1
                 if self.load.acknowledged:
@@ -88,6 +88,13 @@ class RequestClient(_Client):
                                        _taker(r, inst.name))
                 return
         self.failed += 1
+
+    def _request(self, base: str, work_id: str) -> httpx.Response:
+        if self.load.own:
+            return self._http.post(f"{base}{self.load.path}",
+                                   params={"work_id": work_id, "seconds": self.load.seconds})
+        return self._http.request(self.load.method, f"{base}{self.load.path}",
+                                  json=self.load.body, headers={WORK_HEADER: work_id})
 
     def close(self) -> None:
         self._http.close()

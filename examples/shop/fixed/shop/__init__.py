@@ -1,0 +1,1 @@
+"""The same shop, fixed for several replicas (see examples/shop/README.md)."""

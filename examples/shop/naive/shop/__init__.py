@@ -1,0 +1,1 @@
+"""A small shop, written the way many first versions are (see examples/shop/README.md)."""

@@ -1,0 +1,146 @@
+"""``scalelab probe``: the command, and the one function the command and the pytest
+plugin share (check the app loads, then run it as an experiment).
+
+The user's modules are first imported in a process of their own
+(``python -m services.probe.check``), never in the harness: an import path that does
+not import, an app that is not ASGI, a Celery app that is not one is said in one line
+(exit 2) before anything starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from experiments.model import BadInput
+from experiments.probe import requests
+from experiments.probe.spec import PARAMS, SPEC
+from experiments.runner import Run
+from services.probe import load
+
+CHECK_TIMEOUT = 120.0  # seconds to import the user's app once (a busy machine, a big app)
+
+
+def values_of(*, workload: Path | None = None, env: Sequence[str] = (),
+              faults: Sequence[str] = (), **given: Any) -> dict[str, Any]:
+    """The probe's checked parameter values from what a user gives (a file, NAME=VALUE
+    pairs, a list of faults, the rest as the options say)."""
+    pairs: dict[str, str] = {}
+    for item in env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise BadInput(f"--env takes NAME=VALUE, not {item!r}")
+        pairs[name] = value
+    values = SPEC.values({
+        **given,
+        "workload": requests.read(workload) if workload is not None else "",
+        "env": json.dumps(pairs, sort_keys=True) if pairs else "",
+        "faults": ",".join(faults),
+        "app_dir": str(Path(given.get("app_dir") or ".").resolve()),
+    })
+    SPEC.experiment(values)  # bad combinations are refused before the app is imported
+    return values
+
+
+def check_app(values: Mapping[str, Any]) -> None:
+    """Import the app as an instance would, in its own process; BadInput if it cannot."""
+    if not Path(values["app_dir"]).is_dir():
+        raise BadInput(f"--app-dir {values['app_dir']!r} is not a directory")
+    env = {**os.environ, load.APP_DIR: str(values["app_dir"]), load.APP_ENV: values["env"],
+           load.ASGI: values["asgi"], load.CELERY: values["celery"],
+           # a broker URL of the right form where nothing listens: importing connects nowhere
+           "SCALELAB_BROKER_URL": "redis://127.0.0.1:1/0"}
+    try:
+        done = subprocess.run([sys.executable, "-m", "services.probe.check"], env=env,
+                              capture_output=True, text=True, timeout=CHECK_TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"importing the app took more than {CHECK_TIMEOUT:g} s") from None
+    if done.returncode:
+        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+        raise BadInput(lines[-1])
+
+
+def run_probe(values: Mapping[str, Any], *, seed: int, results: Path, quiet: bool = True,
+              plot: bool = True, ledger_port: int | None = None) -> Run:
+    """Check the app loads, then run the probe on the local platform."""
+    from chaos.platforms import choose
+    from experiments.cli import execute
+
+    check_app(values)
+    # Exec'd instances: the user's app is imported fresh, never from the lab's preload.
+    platform = choose("local", {"ledger_port": ledger_port, "fork_server": False})
+    return execute(SPEC, values, seed=seed, results=results, platform=platform, quiet=quiet,
+                   plot=plot)
+
+
+def _option(name: str) -> click.Option:
+    return next(p for p in PARAMS if p.name == name).option()
+
+
+def by_what_lines(summary: Mapping[str, Any]) -> list[str]:
+    """One line per job, task or function of the app: its verdicts."""
+    by_what = (summary.get("measured") or {}).get("by_what") or {}
+    return [f"  {name}: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+            for name, counts in by_what.items()]
+
+
+@click.command("probe", context_settings={"max_content_width": 100})
+@click.option("--asgi", default="", help="your ASGI app, module:attribute (e.g. shop.main:app)")
+@click.option("--celery", default="", help="your Celery app, module:attribute "
+                                           "(e.g. shop.worker:app)")
+@click.option("--app-dir", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="the directory your import paths are relative to")
+@click.option("--workload", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON file: requests, each with method, path, body, rate (per second); "
+                   "without it only your schedules run")
+@click.option("--env", multiple=True, metavar="NAME=VALUE",
+              help="environment for your app (repeatable); {broker} in VALUE is the lab's "
+                   "broker URL")
+@click.option("--fault", "faults", multiple=True, metavar="FAULT[:COMPONENT]",
+              help="kill, terminate, kill-child (each mid-job), rolling-restart; repeatable, "
+                   "spread over the run; COMPONENT api, worker or beat")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="drives every random choice; recorded")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="where run directories go")
+@click.option("--json", "as_json", is_flag=True, help="print summary.json last")
+@click.option("--plot/--no-plot", default=True, show_default=True,
+              help="draw timeline.png (`scalelab report RUN` draws it later)")
+@click.option("--ledger-port", type=click.IntRange(1024, 65535), default=None,
+              help="the ledger Redis listens here (watch it with redis-cli)")
+def probe(**given: Any) -> None:
+    """Run YOUR app's replicas, Celery workers and beat on the local platform under faults,
+    and count what it loses or runs twice (exit 0: nothing; 1: something; 2: bad input).
+
+    Nothing in your code changes: Celery's signals, APScheduler's listener events and
+    FastAPI's BackgroundTasks are observed; `from services.probe import unit` names a
+    business key where you want one.
+    """
+    from experiments.cli import out
+    from experiments.report import summary_table
+
+    run_keys = ("seed", "results", "as_json", "plot", "ledger_port")
+    values = values_of(**{k: v for k, v in given.items() if k not in run_keys})
+    r = run_probe(values, seed=given["seed"], results=given["results"], quiet=given["as_json"],
+                  plot=given["plot"], ledger_port=given["ledger_port"])
+    if given["as_json"]:
+        print(json.dumps(r.summary, separators=(",", ":")))
+    else:
+        out.print(summary_table(r.summary))
+        for line in by_what_lines(r.summary):
+            out.print(line, highlight=False)
+        out.print(f"{r.summary['expectation']}  ->  {r.directory}")
+    raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+
+
+# The topology and timing options, as the probe's parameters declare them (bounds, defaults).
+probe.params[6:6] = [_option(name) for name in ("replicas", "workers", "concurrency", "beat",
+                                                "duration", "drain", "grace")]
