@@ -8,39 +8,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import uvicorn
 
 from services.probe import background, celery_hooks, scheduler_hooks
-from services.probe.context import current
-from services.probe.load import ASGI, CELERY, NotLoadable, load_asgi, load_celery, prepare
+from services.probe.instance import begin, load_app
+from services.probe.load import ASGI, CELERY, load_asgi, load_celery
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.probe.api")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    prepare()
-    probe = current()
-    if probe is None:
-        sys.stderr.write("scalelab probe: SCALELAB_PROBE is not set\n")
-        return 2
-    background.install()
-    scheduler_hooks.install()
-    celery_hooks.install()
-    try:
-        if os.environ.get(CELERY):
-            load_celery(os.environ[CELERY])  # the broker is the lab's before any task is sent
-        app = load_asgi(os.environ[ASGI])
-    except NotLoadable as exc:
-        sys.stderr.write(f"scalelab probe: {exc}\n")
-        return 2
+    probe = begin(background.install, scheduler_hooks.install, celery_hooks.install)
+    if os.environ.get(CELERY):
+        load_app(load_celery, CELERY)  # the broker is the lab's before any task is sent
+    app = load_app(load_asgi, ASGI)
     uvicorn.run(background.ProbeApp(app, probe), host=args.host, port=args.port,
                 log_level="warning", access_log=False, lifespan="auto")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

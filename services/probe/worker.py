@@ -11,40 +11,26 @@ import os
 import sys
 from typing import Any
 
+from celery import signals
+
 from services.probe import celery_hooks, scheduler_hooks
-from services.probe.context import current
-from services.probe.load import CELERY, NotLoadable, load_celery, prepare
+from services.probe.instance import begin, load_app
+from services.probe.load import CELERY, load_celery
 
 
 def main() -> int:
-    prepare()
-    probe = current()
-    if probe is None:
-        sys.stderr.write("scalelab probe: SCALELAB_PROBE is not set\n")
-        return 2
-    scheduler_hooks.install()
-    celery_hooks.install()
-    try:
-        app = load_celery(os.environ[CELERY])
-    except NotLoadable as exc:
-        sys.stderr.write(f"scalelab probe: {exc}\n")
-        return 2
-    from celery import signals
+    probe = begin(scheduler_hooks.install, celery_hooks.install)
+    app = load_app(load_celery, CELERY)
 
     def on_ready(**_: Any) -> None:
         probe.announce()
 
     signals.worker_ready.connect(on_ready, weak=False)
-    worker = app.Worker(
-        hostname=f"{probe.instance}@%h",
-        pool="prefork",
-        concurrency=int(os.environ.get("SCALELAB_WORKER_CONCURRENCY", "2")),
-        loglevel="WARNING",
-        without_mingle=True,
-        without_gossip=True,
-        without_heartbeat=True,
-        quiet=True,
-    )
+    worker = app.Worker(hostname=f"{probe.instance}@%h", pool="prefork",
+                        concurrency=int(os.environ.get("SCALELAB_WORKER_CONCURRENCY", "2")),
+                        loglevel="WARNING", quiet=True,
+                        # mingle, gossip, heartbeats: start-up time the probe never uses
+                        without_mingle=True, without_gossip=True, without_heartbeat=True)
     worker.start()
     return int(worker.exitcode or 0)
 
