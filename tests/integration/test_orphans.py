@@ -12,13 +12,24 @@ import redis
 
 from chaos.processes import free_port, lab_processes
 from services import keys
-from tests.conftest import start_scalelab, wait_for
+from tests.conftest import REPO, start_scalelab, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def start_harness(tag: str, tmp_path: Path, ledger_port: int) -> subprocess.Popen[str]:
-    return start_scalelab(tag, "run", "scheduler-duplicates", "--replicas", "3",
+# What each harness runs: one of the lab's experiments, or a user's app under the probe
+# (the naive shop example: three replicas of its API, a Celery worker).
+HARNESSES = {
+    "run": ("run", "scheduler-duplicates"),
+    "probe": ("probe", "--app-dir", str(REPO / "examples" / "shop" / "naive"),
+              "--asgi", "shop.main:app", "--celery", "shop.tasks:app",
+              "--env", "SHOP_BROKER_URL={broker}"),
+}
+
+
+def start_harness(tag: str, tmp_path: Path, ledger_port: int,
+                  harness: str = "run") -> subprocess.Popen[str]:
+    return start_scalelab(tag, *HARNESSES[harness], "--replicas", "3",
                           "--duration", "60", "--results", str(tmp_path / "results"),
                           "--ledger-port", str(ledger_port))
 
@@ -33,14 +44,15 @@ def running_replicas(ledger_port: int) -> int:
     return sum(json.loads(v).get("component") == "api" for v in announced.values())
 
 
+@pytest.mark.parametrize("kind", list(HARNESSES))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
                          ids=["ctrl-c", "sigterm", "sigkill"])
 def test_nothing_outlives_an_interrupted_or_killed_harness(
-        lab_tag: str, tmp_path: Path, sig: signal.Signals) -> None:
+        lab_tag: str, tmp_path: Path, sig: signal.Signals, kind: str) -> None:
     port = free_port()
-    harness = start_harness(lab_tag, tmp_path, port)
+    harness = start_harness(lab_tag, tmp_path, port, kind)
     try:
-        wait_for(lambda: running_replicas(port) == 3, 60, "three API replicas")
+        wait_for(lambda: running_replicas(port) == 3, 90, "three API replicas")
         assert any("redis-server" in cmd for _, cmd in lab_processes(lab_tag))
         harness.send_signal(sig)
         _, err = harness.communicate(timeout=30)
