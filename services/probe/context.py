@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import threading
 import uuid
@@ -61,7 +62,10 @@ def current() -> Probe | None:
     if _current is None and os.environ.get(PROBE):
         with _lock:
             if _current is None:
-                _current = Probe(os.environ.get("SCALELAB_INSTANCE", "probe"),
+                # On Kubernetes HOSTNAME is the pod's name, which is what a fault targets.
+                instance = (os.environ.get("SCALELAB_INSTANCE") or os.environ.get("HOSTNAME")
+                            or socket.gethostname())
+                _current = Probe(instance,
                                  Ledger.from_url(os.environ["SCALELAB_LEDGER_URL"]),
                                  os.environ.get("SCALELAB_COMPONENT", "api"))
     return _current
