@@ -164,20 +164,22 @@ suite-kind: $(STAMP)  ## the experiment catalogue against the kind cluster
 # --- the local node: Kubernetes built from source, no kind (k8s/node/) ---------------
 # The project's own check of its kind path on a machine without kind or a registry:
 #   make node-binaries                (once per machine and release; long, see README)
-#   make cluster-up-local             (the node + the lab, context scalelab-local)
+#   make cluster-up-local             (the node + the lab, context scalelab-local;
+#                                      NODES=2: a second node in its own network namespace)
 #   KUBE_CONTEXT=scalelab-local make test-kind suite-kind
 #   make cluster-down-local
 .PHONY: node-binaries cluster-up-local cluster-down-local test-node
 NODE := $(PYTHON) k8s/node/node.py
+NODES ?= 1
 
 node-binaries:  ## build the local node's Kubernetes, CoreDNS and pause binaries into their cache
 	nice -n 19 ionice -c3 k8s/node/build.sh
 
-cluster-up-local:  ## a single-node cluster on this machine (root; cached binaries) with the lab (OVERLAY=...)
-	IMAGE=$(IMAGE) $(NODE) up --overlay $(OVERLAY)
+cluster-up-local:  ## a cluster on this machine (root; cached binaries) with the lab (OVERLAY=..., NODES=1|2)
+	IMAGE=$(IMAGE) $(NODE) up --overlay $(OVERLAY) --nodes $(NODES)
 
-cluster-down-local:  ## stop the local node: no process, mount, veth or iptables rule stays
+cluster-down-local:  ## stop the local node(s): no process, mount, namespace, veth, route, rule or ipset stays
 	$(NODE) down
 
-test-node: $(DEV)  ## the local node's own tests: bring-up from cache, the network rule, a clean down
+test-node: $(DEV)  ## the local node's own tests: bring-up from an empty image cache, two nodes and node loss, a clean down
 	SCALELAB_NODE_TESTS=1 $(VENV)/bin/pytest tests/node -v

@@ -23,7 +23,7 @@ import yaml
 
 from chaos import kubernetes as k
 from services.api.lease_k8s import LEASE_NAME, LEASE_SECONDS_ANNOTATION, KubernetesLease
-from tests.node.test_node import node, run_node
+from tests.node.nodeparts import cli, kubeconfig, lab, layout, run_node, shell
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.parent.name for p in (ROOT / "k8s" / "overlays").glob("*/kustomization.yaml"))
@@ -38,9 +38,9 @@ def why_not() -> str | None:
         return "opt-in: `make test-node` (brings the local node's control plane up and down)"
     if os.geteuid() != 0:
         return "needs root"
-    if not all((node.BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager")):
-        return f"no control-plane binaries in {node.BIN}: `make node-binaries`"
-    if node.supervisor_pid() is not None:
+    if not all((layout.BIN / b).exists() for b in ("kube-apiserver", "kube-controller-manager")):
+        return f"no control-plane binaries in {layout.BIN}: `make node-binaries`"
+    if cli.supervisor_pid() is not None:
         return "the local node is already running: `make cluster-down-local` first"
     return None
 
@@ -59,13 +59,13 @@ def control_plane() -> Iterator[None]:
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    return str(node.kubectl(*args, stdin=stdin, check=check))
+    return str(kubeconfig.kubectl(*args, stdin=stdin, check=check))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlays_pods_are_admitted_under_restricted(control_plane: None,
                                                            overlay: str) -> None:
-    rendered = yaml.safe_load_all(kubectl("kustomize", str(node.render_overlay(overlay))))
+    rendered = yaml.safe_load_all(kubectl("kustomize", str(lab.render_overlay(overlay))))
     workloads = [o for o in rendered if o and o["kind"] == "Deployment"]
     assert workloads
     for d in workloads:
@@ -98,14 +98,14 @@ def service_account(control_plane: None, tmp_path: Path) -> Iterator[Path]:
     kubectl("-n", "scalelab", "delete", "lease", LEASE_NAME, "--ignore-not-found")
     (tmp_path / "token").write_text(
         kubectl("-n", "scalelab", "create", "token", "scalelab-api", "--duration=10m"))
-    (tmp_path / "ca.crt").write_bytes((node.PKI / "ca.crt").read_bytes())
+    (tmp_path / "ca.crt").write_bytes((layout.PKI / "ca.crt").read_bytes())
     yield tmp_path
     kubectl("-n", "scalelab", "delete", "lease", LEASE_NAME, "--ignore-not-found")
 
 
 def contender(holder: str, seconds: float, sa: Path) -> KubernetesLease:
     return KubernetesLease(LEASE_NAME, "scalelab", holder, seconds, service_account_dir=sa,
-                           api_server=node.APISERVER)
+                           api_server=layout.APISERVER)
 
 
 @pytest.mark.parametrize("seconds", [2.0, 0.5])
@@ -138,10 +138,10 @@ def test_lease_election_with_a_holder_that_stops_renewing(service_account: Path,
 
 
 def test_scale_subresource_and_rollout_restart(control_plane: None) -> None:
-    cluster = k.connect(node.CONTEXT, "scalelab")
+    cluster = k.connect(layout.CONTEXT, "scalelab")
     k.scale_deployment(cluster, "api", 2)
     assert k.deployment_replicas(cluster, "api") == 2
-    platform = k.KubernetesPlatform(context=node.CONTEXT)
+    platform = k.KubernetesPlatform(context=layout.CONTEXT)
     stamp = platform._restart("api", {})
 
     def restarted() -> bool:
@@ -151,4 +151,4 @@ def test_scale_subresource_and_rollout_restart(control_plane: None) -> None:
                    .get(k.RESTART_ANNOTATION) == stamp and rs["spec"]["replicas"] >= 1
                    for rs in sets)
 
-    node.wait_until("a ReplicaSet of the restarted template", restarted, 30)
+    shell.wait_until("a ReplicaSet of the restarted template", restarted, 30)

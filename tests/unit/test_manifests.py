@@ -444,8 +444,8 @@ def test_cluster_up_empties_the_settings_before_applying_an_overlay() -> None:
     applied = next(i for i, line in enumerate(recipe) if "apply -k" in line)
     assert emptied < applied
     assert "SETTINGS_CM  := configmap/scalelab-settings" in (ROOT / "Makefile").read_text()
-    node = (K8S / "node" / "node.py").read_text()
-    assert node.index("def empty_settings") < node.index('kubectl("apply", "-k"')
+    lab = (K8S / "node" / "localnode" / "lab.py").read_text()
+    assert lab.index("    empty_settings()") < lab.index('kubectl("apply", "-k"')
 
 
 def test_image_installs_only_what_an_instance_imports() -> None:
