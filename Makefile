@@ -107,8 +107,9 @@ test-unit: $(DEV)  ## the pure tests only (seconds)
 	$(VENV)/bin/pytest -q tests/unit
 
 lint: $(DEV)  ## ruff + mypy (strict)
-	$(VENV)/bin/ruff check services chaos experiments tests bench
+	$(VENV)/bin/ruff check services chaos experiments tests bench k8s/node
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy k8s/node/node.py k8s/node/localnode  # a script and its package, not installed
 
 bench: $(DEV)  ## measure what the lab costs (writes bench/results.json)
 	$(PY) -m bench

@@ -45,7 +45,7 @@ from localnode.layout import (
     V,
     node_specs,
 )
-from localnode.network import host_up
+from localnode.network import host_up, uncut
 from localnode.pki import write_kubeconfigs
 from localnode.shell import NodeError, http_ok, log, succeeds, wait_until
 
@@ -185,7 +185,11 @@ class Supervisor:
     def teardown(self, specs: list[NodeSpec]) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for proc in self.procs.values():  # a frozen kubelet (node loss) must hear SIGTERM
+        # An isolated node rejoins first: its kubelet must stop its pods, and a frozen
+        # one must hear SIGTERM.
+        for spec in specs[1:]:
+            uncut(spec)
+        for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGCONT)
         if self.alive("kube-apiserver") and self.alive("kubelet"):
