@@ -55,6 +55,8 @@ class LabCannotRun(Exception):
 class Terminated(BaseException):
     """SIGTERM reached the harness: unwind (tearing everything down) like Ctrl-C."""
 
+    signal = "SIGTERM"  # what the run directory records as having interrupted it
+
 
 def check_results_dir(results: Path) -> None:
     try:
@@ -76,7 +78,7 @@ def execute(spec: ExperimentSpec, values: Mapping[str, Any], *, seed: int, resul
     check_results_dir(results)
     with live(console, label or spec.name, quiet) as progress:
         return run_experiment(experiment, entry.factory(options), results, seed, progress,
-                              platform_options=options, plot=plot)
+                              platform_options=options, plot=plot, label=label)
 
 
 def say_run(summary: Any, where: Path, near: Any = ()) -> None:
@@ -213,8 +215,6 @@ def suite(seed: int, results: Path, quick: bool, platform: str, context: str | N
     else:
         done = []
         for label, spec, values in planned:
-            if not console.is_terminal:
-                console.print(f"running {label} ...")
             r = execute(spec, values, seed=seed, results=suite_dir, platform=chosen,
                         quiet=False, label=label)
             done.append((label, r.summary, r.directory))

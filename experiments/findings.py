@@ -171,22 +171,37 @@ def fixed_by(fix: Fix, summary: Mapping[str, Any],
     return None
 
 
-def fix_lines(summary: Mapping[str, Any],
-              stored: Iterable[tuple[str, Mapping[str, Any]]] = ()) -> list[str]:
-    """What to run to remove the failure this run shows, and where it was measured."""
+@dataclass(frozen=True)
+class Offered:
+    """The fix offered beside a run: what it is, the command, and where it was measured."""
+
+    fix: Fix
+    command: str
+    measured: tuple[str, Mapping[str, Any]] | None  # (where, summary) of a stored run
+
+
+def offered(summary: Mapping[str, Any], stored: Stored = ()) -> Offered | None:
+    """The fix for what this run lost or duplicated, if its experiment declares one."""
     from experiments import catalog
 
     try:
         spec = catalog.get(str(summary.get("experiment", "")))
     except ValueError:
-        return []
+        return None
     fix = fix_for(summary, catalog.FIXES.get(spec.name, ()), spec.defaults())
     if fix is None:
-        return []
+        return None
     defaults = (catalog.get(fix.experiment) if fix.experiment else spec).defaults()
-    lines = [f"fix ({fix.what}): {fix_command(summary, fix, defaults)}"]
-    measured = fixed_by(fix, summary, stored)
-    if measured is not None:
-        where, s = measured
+    return Offered(fix, fix_command(summary, fix, defaults), fixed_by(fix, summary, stored))
+
+
+def fix_lines(summary: Mapping[str, Any], stored: Stored = ()) -> list[str]:
+    """What to run to remove the failure this run shows, and where it was measured."""
+    o = offered(summary, stored)
+    if o is None:
+        return []
+    lines = [f"fix ({o.fix.what}): {o.command}"]
+    if o.measured is not None:
+        where, s = o.measured
         lines.append(f"measured: {where}: {work_line(s)}")
     return lines

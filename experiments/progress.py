@@ -1,63 +1,75 @@
-"""What the CLI shows while a run runs: phase, time elapsed and remaining, faults fired.
+"""What the CLI shows while a run runs, from the ``Status`` the run's ``Watch`` hands it.
 
-The runner calls a progress hook ``(phase, elapsed, total, faults)``; ``live`` turns
-that into one Rich progress line per run. It stays silent when stderr is not a
-terminal (CI logs, pipes) or when the caller asked for ``--json``, so machine output
-is never interleaved with it.
+On a terminal, two lines redrawn four times a second, never wider than the terminal
+(80 columns fit): the run, its phase, the run window's bar and a clock that keeps going
+through the drain, the check and the teardown; then the running counts — executions,
+lost so far, duplicated so far (in the warning colour once above 0) and the faults fired
+with their targets. Not a terminal (CI logs, pipes): one line per phase, and one every
+``EVERY`` seconds within a long phase, so the log is never silent for long. With
+``--json`` nothing is drawn, so machine output is never interleaved with it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from types import TracebackType
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from experiments.live import Status
+
+EVERY = 10.0  # seconds between two lines within one phase, when not on a terminal
+# Piped, a start says nothing until the run window opens or this many seconds pass: a
+# start that fails (no redis-server, a port in use) stays one line of error.
+QUIET_START = 15.0
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
-class RunProgress:
-    """A progress hook for one run, drawn on ``console``; use as a context manager."""
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
 
-    def __init__(self, console: Console, label: str) -> None:
+
+def faults_said(status: Status, most: int = 3) -> str:
+    if not status.faults:
+        return "faults 0"
+    shown = ", ".join(status.faults[-most:])
+    more = "…, " if len(status.faults) > most else ""
+    return f"faults {len(status.faults)} ({more}{shown})"
+
+
+def counts_said(status: Status) -> str:
+    return (f"executions {status.executions} · lost {status.lost} · "
+            f"duplicated {status.duplicated} · {faults_said(status)}")
+
+
+class _Hook:
+    """Records the phases shown (tests read them) and the latest status."""
+
+    def __init__(self, label: str) -> None:
         self.label = label
-        self.phases: list[str] = []  # every phase shown, in order (tests read it)
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.fields[label]}"),
-            TextColumn("{task.fields[phase]:<18}"),
-            BarColumn(bar_width=28),
-            TextColumn("{task.completed:5.1f}/{task.total:g}s"),
-            TextColumn("{task.fields[remaining]}"),
-            TextColumn("faults fired: {task.fields[faults]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self._task: TaskID | None = None
+        self.phases: list[str] = []
+        self.status: Status | None = None
+        self._lock = threading.Lock()
 
-    def __call__(self, phase: str, elapsed: float, total: float, faults: int = 0) -> None:
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=total or 1, label=self.label,
-                                                 phase=phase, remaining="", faults=faults)
-        if not self.phases or self.phases[-1] != phase:
-            self.phases.append(phase)
-        left = max(0.0, total - elapsed)
-        remaining = f"{left:4.1f}s left" if phase == "running" else ""
-        self._progress.update(self._task, completed=min(elapsed, total), phase=phase,
-                              remaining=remaining, faults=faults)
+    def _seen(self, status: Status) -> bool:
+        """Keep ``status``; True when it starts a new phase."""
+        self.status = status
+        if not self.phases or self.phases[-1] != status.phase:
+            self.phases.append(status.phase)
+            return True
+        return False
+
+    def __call__(self, status: Status) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
-        if self._task is not None:
-            self._progress.stop()
+        return None
 
-    def __enter__(self) -> RunProgress:
+    def __enter__(self) -> _Hook:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -65,25 +77,89 @@ class RunProgress:
         self.close()
 
 
-class Silent:
-    """The hook when nothing may be drawn."""
+class RunProgress(_Hook):
+    """Two live lines on a terminal; use as a context manager."""
 
-    def __call__(self, phase: str, elapsed: float, total: float, faults: int = 0) -> None:
-        return None
+    def __init__(self, console: Console, label: str) -> None:
+        super().__init__(label)
+        self.console = console
+        self.began = time.monotonic()
+        self._live = Live(console=console, get_renderable=self.render, refresh_per_second=4,
+                          transient=False, redirect_stdout=False, redirect_stderr=False)
+        self._started = False
+
+    def __call__(self, status: Status) -> None:
+        with self._lock:
+            self._seen(status)
+            if not self._started:
+                self._started = True
+                self._live.start()
+
+    def render(self) -> Group:
+        status = self.status or Status("starting instances")
+        width = max(40, self.console.width)
+        elapsed = time.monotonic() - self.began  # the clock goes on in every phase
+        spin = SPINNER[int(elapsed * 8) % len(SPINNER)]
+        window = f"{status.elapsed:5.1f}/{status.total:g}s"
+        bar_width = 10
+        done = int(bar_width * status.elapsed / status.total) if status.total else 0
+        bar = "━" * done + "╌" * (bar_width - done)
+        tail = f" {status.phase:<18} {bar} {window} {clock(elapsed):>5}"
+        label = self.label
+        room = width - len(tail) - 3
+        if len(label) > room:
+            label = label[: max(1, room - 1)] + "…"
+        first = Text.assemble((f"{spin} ", "cyan"), (label, "bold"), tail)
+        second = Text("  ")
+        second.append(f"executions {status.executions} · ")
+        second.append(f"lost {status.lost}", "bold red" if status.lost else "")
+        second.append(" · ")
+        second.append(f"duplicated {status.duplicated}", "bold red" if status.duplicated else "")
+        second.append(f" · {faults_said(status)}")
+        for line in (first, second):
+            line.no_wrap, line.overflow = True, "ellipsis"
+            line.truncate(width, overflow="ellipsis")
+        return Group(first, second)
 
     def close(self) -> None:
+        if self._started:
+            self._live.stop()
+
+
+class PlainProgress(_Hook):
+    """One line per phase, and one every ``EVERY`` seconds within a phase (not a terminal)."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        super().__init__(label)
+        self.console = console
+        self._last = -EVERY
+        self._said = False  # a line was printed
+
+    def __call__(self, status: Status) -> None:
+        with self._lock:
+            new = self._seen(status)
+            if not self._said and "running" not in self.phases and status.clock < QUIET_START:
+                return
+            if new or status.clock - self._last >= EVERY:
+                self._last, self._said = status.clock, True
+                window = (f" {status.elapsed:.1f}/{status.total:g} s"
+                          if status.phase == "running" else "")
+                self.console.print(f"[{clock(status.clock):>5}] {self.label}: {status.phase}"
+                                   f"{window} · {counts_said(status)}",
+                                   highlight=False, markup=False, soft_wrap=True)
+
+
+class Silent(_Hook):
+    """The hook when nothing may be drawn."""
+
+    def __call__(self, status: Status) -> None:
         return None
 
-    def __enter__(self) -> Silent:
-        return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        return None
-
-
-def live(console: Console, label: str, quiet: bool = False) -> RunProgress | Silent:
-    """A Rich progress line on a terminal; silence when piped or asked to be quiet."""
-    if quiet or not console.is_terminal:
-        return Silent()
-    return RunProgress(console, label)
+def live(console: Console, label: str, quiet: bool = False) -> _Hook:
+    """Live lines on a terminal, a line per phase when piped, nothing when asked to be quiet."""
+    if quiet:
+        return Silent(label)
+    if console.is_terminal:
+        return RunProgress(console, label)
+    return PlainProgress(console, label)

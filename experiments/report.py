@@ -14,6 +14,8 @@ from experiments.tables import TABLES
 
 
 def variant_label(summary: Mapping[str, Any], varied: Sequence[str] = ()) -> str:
+    if summary.get("label") and not varied:
+        return str(summary["label"])
     params = summary.get("parameters", {})
     shown = [f"{k}={params[k]}" for k in varied if k in params]
     return str(summary["experiment"]) + (" " + " ".join(shown) if shown else "")

@@ -10,6 +10,7 @@ only when complete; a run that fails is left as ``<name>.failed`` with its logs.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import shutil
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from chaos.apscheduler4 import PINNED as APSCHEDULER4
 from chaos.faults import ENDING
@@ -27,6 +28,7 @@ from chaos.nemesis import LedgerTail, Nemesis
 from chaos.platform import Platform, PlatformError
 from chaos.platforms import PlatformFactory
 from experiments.checker import Result, check, ledger_integrity
+from experiments.live import INTERRUPTED_JSON, PROGRESS_JSON, Hook, Status, Watch
 from experiments.model import Experiment, rule_of
 from experiments.store import schedules_to_json, write_run
 from experiments.summary import Summary
@@ -36,13 +38,9 @@ from services.ledger import Event, Kind, Ledger
 from services.settings import LabSettings
 
 
-class Progress(Protocol):
-    def __call__(self, phase: str, elapsed: float, total: float, faults: int = 0) -> None:
-        """``faults``: how many the nemesis has fired so far."""
-
-
-def _quiet(phase: str, elapsed: float, total: float, faults: int = 0) -> None:
+def _quiet(status: Status) -> None:
     return None
+
 
 
 @dataclass
@@ -87,39 +85,72 @@ def run_experiment(
     make_platform: PlatformFactory,
     results: Path,
     seed: int,
-    progress: Progress = _quiet,
+    progress: Hook = _quiet,
     platform_options: Mapping[str, Any] | None = None,
     plot: bool = True,
+    label: str | None = None,
 ) -> Run:
+    """Run ``experiment`` and store it under ``results``; ``label``: how a suite names
+    this run (its variant), recorded with it."""
     final = new_run_directory(results, experiment.name)
     workdir = final.with_name(final.name + ".partial")
     workdir.mkdir(parents=True)
+    watch = Watch(progress, experiment.workload.duration, workdir)
     try:
         try:
             platform = make_platform(workdir / "logs")
         except PlatformError as exc:
             raise _NotStarted(exc) from exc
-        run = _run(experiment, platform, workdir, seed, progress, platform_options or {}, plot)
+        run = _run(experiment, platform, workdir, seed, watch, platform_options or {}, plot,
+                   label)
     except _NotStarted as exc:
         # Nothing ran (no platform, or it could not deploy): leave no directory behind.
+        watch.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         raise exc.error from None
-    except BaseException:
+    except BaseException as exc:
+        watch.stop()
+        stopped_by = interrupting_signal(exc)
+        if stopped_by is not None:
+            record_interruption(workdir, stopped_by, watch.halted_in or watch.status)
         with contextlib.suppress(OSError):
-            workdir.rename(final.with_name(final.name + ".failed"))
+            workdir.rename(final.with_name(final.name + (".interrupted" if stopped_by
+                                                         else ".failed")))
         raise
+    watch.stop()
+    with contextlib.suppress(OSError):
+        (workdir / PROGRESS_JSON).unlink()  # the run is stored: its summary says the rest
     workdir.rename(final)
     run.directory = final
     return run
 
 
+def interrupting_signal(exc: BaseException) -> str | None:
+    """The signal an exception stands for: Ctrl-C, or one the CLI turned into an exception
+    with a ``signal`` attribute (SIGTERM); None for a failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT"
+    named = getattr(exc, "signal", None)
+    return named if isinstance(named, str) else None
+
+
+def record_interruption(directory: Path, signal_name: str, status: Status) -> None:
+    """``interrupted.json``: which signal stopped the run, in which phase, how far in."""
+    record = {"state": "interrupted", "signal": signal_name, "phase": status.phase,
+              "clock": round(status.clock, 2), "run_window_elapsed": round(status.elapsed, 2),
+              "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    with contextlib.suppress(OSError):
+        (directory / INTERRUPTED_JSON).write_text(json.dumps(record, indent=2) + "\n",
+                                             encoding="utf-8")
+
+
 def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
-         progress: Progress, platform_options: Mapping[str, Any], plot: bool) -> Run:
+         watch: Watch, platform_options: Mapping[str, Any], plot: bool,
+         label: str | None = None) -> Run:
     rng = random.Random(seed)
     run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:12] + "-" + uuid.uuid4().hex[:4]
     wall_started = time.monotonic()
     w = experiment.workload
-    progress("starting instances", 0, w.duration)
     try:
         try:
             platform.deploy(experiment.topology)
@@ -145,8 +176,8 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         for c in clients:
             c.begin(started)
         nemesis.start()
+        watch.follow(ledger, run_id, t0, experiment.schedules, experiment.late_after)
         while (elapsed := time.monotonic() - started) < w.duration:
-            progress("running", elapsed, w.duration, len(nemesis.records))
             time.sleep(min(0.2, max(0.0, w.duration - elapsed)))
         t1 = ledger.now()
         for c in clients:
@@ -154,11 +185,11 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         for c in clients:
             c.join(timeout=10)
             c.close()
-        progress("draining", w.duration, w.duration, len(nemesis.records))
+        watch.phase("draining")
         _drain(ledger, run_id, experiment, nemesis, platform.broker_url)
         nemesis.stop()
         ledger.end_run()
-        progress("checking", w.duration, w.duration)
+        watch.phase("stopping instances")
         events = ledger.read_history(run_id)
         vers = versions(ledger)
         if experiment.topology.settings.get("scheduler_library") == "apscheduler4":
@@ -171,15 +202,21 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
             schedules = (*schedules, *experiment.announced(ledger.instances()))
         platform.stop_instances()
         instance_counts = ledger.counts(run_id)
+    except BaseException:
+        watch.halted()  # the phase it was in is what an interruption records
+        raise
     finally:
-        progress("tearing down", w.duration, w.duration)
+        watch.stop_reading()
+        watch.phase("tearing down")
         platform.teardown()
+    watch.phase("checking")
     result = check(events, (t0, t1), schedules, experiment.late_after)
     integrity = ledger_integrity(events, instance_counts)
     valid, sentence = experiment.verdict(result, integrity)
     measured = experiment.figures(events, result)
     summary: Summary = {
         "experiment": experiment.name,
+        **({"label": label} if label else {}),
         "platform": platform.name,
         "platform_options": dict(platform_options),
         "as_run": dict(platform.as_run),

@@ -26,6 +26,7 @@ class Summary(TypedDict):
     parameters: dict[str, Any]
     window: Window
     counts: dict[str, int]
+    label: NotRequired[str]  # a suite's name for the run (its variant)
     platform: NotRequired[str]
     seed: NotRequired[int]
     run_id: NotRequired[str]

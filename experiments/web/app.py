@@ -50,9 +50,7 @@ def templates() -> Environment:
     env = Environment(loader=PackageLoader("experiments.web", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    # the usual advice's marks in words too: a browser without an emoji font shows them as boxes
-    env.globals.update(validity=VALIDITY, verdicts=VERDICTS,
-                       claims={"✅": "✅ yes", "❌": "❌ no"})
+    env.globals.update(validity=VALIDITY, verdicts=VERDICTS)
     env.filters["path"] = lambda value: quote(str(value), safe="/")
     return env
 
@@ -115,7 +113,9 @@ def create_app(results_dir: Path) -> FastAPI:
             return not_found(f"{run_id} (a suite: /suites/{run_id})")
         view = pages.run_view(results, path)
         progress = results.progress(run_id) if view.entry.kind == Kind.PARTIAL else None
-        extra: dict[str, Any] = {"choices": pages.run_choices(results),
+        choices = pages.run_choices(results)
+        extra: dict[str, Any] = {"choices": choices, "compare_with": pages.preselected(choices,
+                                                                                 view),
                                  "events_bytes": progress["events_bytes"] if progress else ""}
         try:
             return page("run.html", **extra,

@@ -9,20 +9,32 @@ per page view would take minutes); a run's own page says when a re-check differs
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from experiments import store
+from experiments import findings, live, store
 from experiments.checker import VERDICTS, Unit
 from experiments.model import BadInput
 from experiments.web import timeline
-from experiments.web.results import FAILED, PARTIAL, STAMP, VALIDITY, Entry, Kind, Results
+from experiments.web.results import (
+    FAILED,
+    INTERRUPTED,
+    PARTIAL,
+    STAMP,
+    VALIDITY,
+    Entry,
+    Kind,
+    Results,
+)
 from experiments.web.tables import TableView, measured_tables
 
 UNITS_SHOWN = 1000  # rows of the units table; the verdict filter narrows the rest
 RUN_FILES = (store.SUMMARY_MD, store.SUMMARY_JSON, store.EVENTS, store.TIMELINE)
+# What happened to the work, as the run page says it first: each outcome and its count.
+OUTCOME_ROWS = ("lost", "duplicated", "recovered", "ok", "in_doubt", "unexpected")
 COUNT_ROWS = (("expected", "units due or acknowledged"), ("executions", "finished executions"),
               *((v, v.replace("_", " ")) for v in VERDICTS),
               ("extra_executions", "extra executions"), ("refused", "refused by a guard"),
@@ -33,6 +45,8 @@ def label(summary: dict[str, Any]) -> str:
     """The experiment and the parameters it ran with that differ from its defaults."""
     from experiments import catalog
 
+    if summary.get("label"):  # a suite's variant, named as the suite named it
+        return str(summary["label"])
     name = str(summary.get("experiment", "?"))
     params = summary.get("parameters") or {}
     try:
@@ -47,7 +61,7 @@ def experiment_of(entry: Entry) -> str:
     """An entry's experiment: from its summary, else from the runner's directory name."""
     if entry.summary is not None:
         return str(entry.summary.get("experiment", ""))
-    name = entry.name.removesuffix(PARTIAL).removesuffix(FAILED)
+    name = entry.name.removesuffix(PARTIAL).removesuffix(FAILED).removesuffix(INTERRUPTED)
     m = STAMP.match(name)
     rest = name[m.end():].lstrip("-") if m else ""
     return rest.rsplit("-", 1)[0] if rest[-1:].isdigit() and "-" in rest else rest
@@ -74,7 +88,7 @@ class Row:
     href: str
     when: str
     validity: str
-    cells: tuple[Any, ...] = ()  # due, each verdict's count, extra executions
+    cells: tuple[tuple[str, Any], ...] = ()  # (key, count): due, each verdict, extra
     platform: str = ""
     seed: str = ""
 
@@ -94,8 +108,9 @@ def index(results: Results, experiment: str, valid: str) -> dict[str, Any]:
                 e.when.strftime("%Y-%m-%d %H:%M:%S"), e.validity)
         if s is not None:
             counts = s.get("counts") or {}
-            r.cells = (s.get("expected", ""), *(counts.get(v, "") for v in VERDICTS),
-                       s.get("extra_executions", ""))
+            r.cells = (("expected", s.get("expected", "")),
+                       *((v, counts.get(v, "")) for v in VERDICTS),
+                       ("extra_executions", s.get("extra_executions", "")))
             r.platform, r.seed = str(s.get("platform", "")), str(s.get("seed", ""))
         return r
 
@@ -139,6 +154,9 @@ class RunView:
     files: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     events_so_far: int = 0
+    status: dict[str, Any] | None = None  # a run in progress: its latest live status
+    interruption: dict[str, Any] | None = None  # an interrupted run: what stopped it
+    fix: findings.Offered | None = None  # what removes what it lost or duplicated
 
     @property
     def label(self) -> str:
@@ -149,7 +167,7 @@ class RunView:
         if self.summary is not None and self.entry.kind == Kind.RUN:
             if self.error:
                 return "unreadable"
-            return "held" if self.summary.get("valid") else "not-held"
+            return findings.demonstration(self.summary)
         return self.entry.validity
 
 
@@ -175,25 +193,51 @@ def run_view(results: Results, path: Path) -> RunView:
             first = {w: bars[0].start for w, bars in view.executions.items()}
             view.units = sorted(r.result.units.values(),
                                 key=lambda u: (first.get(u.work_id, float("inf")), u.work_id))
-    elif entry.kind == Kind.PARTIAL and results.file(path, store.EVENTS) is not None:
-        try:  # the history so far, not judged: the run window is known only at the end
-            events = store.read_events(path / store.EVENTS)
-        except BadInput as exc:
-            view.error = str(exc)
-        else:
-            view.events_so_far = len(events)
-            view.timeline = timeline.build(events, None, None)
+            view.fix = findings.offered(view.summary, neighbours(results, path))
+    elif entry.kind in (Kind.PARTIAL, Kind.INTERRUPTED):
+        view.status = live.read_progress(path)
+        view.interruption = read_interruption(path) if entry.kind == Kind.INTERRUPTED else None
+        if results.file(path, store.EVENTS) is not None:
+            try:  # the history so far, not judged: the run window is known only at the end
+                events = live.read_events_so_far(path / store.EVENTS)
+            except BadInput as exc:
+                view.error = str(exc)
+            else:
+                view.events_so_far = len(events)
+                view.timeline = timeline.build(events, None, None) if events else None
     return view
+
+
+def read_interruption(path: Path) -> dict[str, Any] | None:
+    """What ``interrupted.json`` says stopped a run (signal, phase), or None."""
+    try:
+        data = json.loads((path / live.INTERRUPTED_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def neighbours(results: Results, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The runs stored beside ``path`` (its suite's, or the top level's), newest first, by
+    id: where the fix for this run may have been measured."""
+    parent = results.id_of(path.parent) if path.parent != results.root else ""
+    found = []
+    for e in results.entries():
+        group = e.children if e.kind == Kind.SUITE and e.id == parent else (
+            [e] if not parent else [])
+        found += [(c.id, c.summary) for c in group
+                  if c.kind == Kind.RUN and c.summary is not None and c.id != results.id_of(path)]
+    return found
 
 
 def run_page(view: RunView, verdict: str) -> dict[str, Any]:
     units = [u for u in view.units if not verdict or u.verdict == verdict]
     drawing = timeline.draw(view.timeline) if view.timeline is not None else None
     by_verdict = {v: sum(1 for u in view.units if u.verdict == v) for v in VERDICTS}
-    return {"run": view, "drawing": drawing, "units": units[:UNITS_SHOWN],
+    return {"run": view, "drawing": drawing, "units": units[:UNITS_SHOWN], "findings": findings,
             "units_total": len(units), "verdict": verdict, "by_verdict": by_verdict,
             "count_rows": COUNT_ROWS, "count": count, "validity": VALIDITY,
-            "poll": view.entry.kind == Kind.PARTIAL}
+            "poll": view.entry.kind == Kind.PARTIAL, "outcomes": OUTCOME_ROWS}
 
 
 # --- a suite ------------------------------------------------------------------------------
@@ -241,12 +285,19 @@ def compare_page(a: RunView, b: RunView) -> dict[str, Any]:
             "drawings": drawings, "validity": VALIDITY}
 
 
-def run_choices(results: Results) -> list[tuple[str, str]]:
-    """Every stored run (id, label), for the compare form."""
+def run_choices(results: Results) -> list[tuple[str, str, str]]:
+    """Every stored run (id, label, experiment), newest first, for the compare form."""
     out = []
     for e in results.entries():
         for r in (e.children if e.kind == Kind.SUITE else [e]):
             if r.kind == Kind.RUN and r.summary is not None:
-                out.append((r.id, label(r.summary)))
+                out.append((r.id, label(r.summary), str(r.summary.get("experiment", ""))))
     return out
+
+
+def preselected(choices: list[tuple[str, str, str]], run: RunView) -> str:
+    """The run the compare form offers first: the newest other run of the same experiment."""
+    experiment = (run.summary or {}).get("experiment")
+    return next((i for i, _, e in choices if e == experiment and i != run.id),
+                next((i for i, _, _ in choices if i != run.id), ""))
 

@@ -7,7 +7,9 @@ is not found. Nothing here writes: the browser is read-only.
 
 What a directory is follows the runner's conventions: ``summary.json`` makes a run,
 ``<name>.partial`` is a run in progress (renamed when complete), ``<name>.failed`` a run
-that could not complete, ``report.md`` (or a ``*-suite`` name) a suite of runs; anything
+that could not complete, ``<name>.interrupted`` one a signal stopped (its
+``interrupted.json`` says which, and in which phase), ``report.md`` (or a ``*-suite``
+name) a suite of runs; anything
 else is listed as not a run. Stored summaries are cached by file size and mtime, so the
 index over many runs reads each ``summary.json`` once.
 """
@@ -23,10 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiments import store
+from experiments import live, store
+from experiments.findings import DEMONSTRATION, demonstration
 from experiments.model import BadInput
 
-PARTIAL, FAILED = ".partial", ".failed"
+PARTIAL, FAILED, INTERRUPTED = ".partial", ".failed", ".interrupted"
 REPORT_MD = "report.md"
 SUITE_NAME = re.compile(r"-suite(-\d+)?$")
 STAMP = re.compile(r"^(\d{8}T\d{6}Z)")
@@ -39,14 +42,16 @@ class Kind:
     SUITE = "suite"
     PARTIAL = "partial"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
     OTHER = "other"
 
 
-# How each state is said, and the CSS class it is coloured with.
+# How each state is said, and the CSS class it is coloured with: whether a run
+# demonstrated its claim (``experiments.findings``), or why it has no verdict.
 VALIDITY = {
-    "held": "held",
-    "not-held": "did not hold",
+    **DEMONSTRATION,
     "could-not-run": "could not run",
+    "interrupted": "interrupted",
     "in-progress": "in progress",
     "unreadable": "unreadable",
     "not-a-run": "not a run",
@@ -74,19 +79,22 @@ class Entry:
             return "in-progress"
         if self.kind == Kind.FAILED:
             return "could-not-run"
+        if self.kind == Kind.INTERRUPTED:
+            return "interrupted"
         if self.kind == Kind.OTHER:
             return "not-a-run"
         if self.kind == Kind.SUITE:
             if not self.children:
                 return "not-a-run"
             states = {c.validity for c in self.children}
-            for worst in ("in-progress", "unreadable", "could-not-run", "not-held"):
+            for worst in ("in-progress", "interrupted", "unreadable", "could-not-run",
+                          "not-demonstrated", "untested"):
                 if worst in states:
                     return worst
-            return "held"
+            return "demonstrated"
         if self.summary is None:
             return "unreadable"
-        return "held" if self.summary.get("valid") else "not-held"
+        return demonstration(self.summary)
 
     @property
     def experiment(self) -> str:
@@ -194,6 +202,8 @@ class Results:
             return Entry(run_id, Kind.PARTIAL, when)
         if path.name.endswith(FAILED):
             return Entry(run_id, Kind.FAILED, when)
+        if path.name.endswith(INTERRUPTED):
+            return Entry(run_id, Kind.INTERRUPTED, when)
         key = _stat_key(path / store.SUMMARY_JSON)
         if key[0][0] >= 0:
             summary, error = self.summary(path, key)
@@ -252,14 +262,15 @@ class Results:
         if path is not None and path.name.endswith(PARTIAL):
             events = path / store.EVENTS
             return {"state": "in-progress", "events_bytes": _stat_key(events)[0][0],
-                    "href": None}
+                    "href": None, "status": live.read_progress(path)}
         parts = run_id.split("/")
         if not run_id.endswith(PARTIAL) or not all(_plain(p) for p in parts) or len(parts) > 2:
             return None
         base = run_id[: -len(PARTIAL)]
-        for candidate in (base, base + FAILED):
+        for candidate in (base, base + FAILED, base + INTERRUPTED):
             if self.resolve(candidate) is not None:
-                return {"state": "done", "events_bytes": None, "href": candidate}
+                return {"state": "done", "events_bytes": None, "href": candidate,
+                        "status": None}
         return None
 
     def logs(self, path: Path) -> list[Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -10,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
-from experiments.progress import RunProgress, Silent, live
 from experiments.report import suite_markdown
 from tests.unit.test_store import stored_run
 
@@ -141,20 +138,3 @@ def test_the_measured_seed_table_says_what_each_run_measured() -> None:
     assert "[summary](a/summary.md)" in md and "![timeline of background-loss celery]" \
         "(b/timeline.png)" in md
     assert "2 runs (seed 4, quick)" in md
-
-
-def test_progress_is_drawn_on_a_terminal_only() -> None:
-    assert isinstance(live(Console(file=io.StringIO()), "x"), Silent)  # not a terminal
-    terminal = Console(file=io.StringIO(), force_terminal=True, width=160)
-    assert isinstance(live(terminal, "x", quiet=True), Silent)  # --json
-    hook = live(terminal, "background-loss")
-    assert isinstance(hook, RunProgress)
-    with hook:
-        hook("starting instances", 0, 10)
-        hook("running", 4.0, 10, faults=1)
-        hook("running", 6.5, 10, faults=2)
-        hook("draining", 10, 10, faults=2)
-        hook("checking", 10, 10, faults=2)
-    assert hook.phases == ["starting instances", "running", "draining", "checking"]
-    text = terminal.file.getvalue()  # type: ignore[attr-defined]
-    assert "background-loss" in text and "checking" in text and "faults fired: 2" in text

@@ -116,6 +116,18 @@ def results(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> Path:
     (partial / "logs").mkdir(parents=True)
     (partial / "logs" / "worker-1.log").write_text("working\n")
     (root / "20261130T080000Z-celery-kill.failed" / "logs").mkdir(parents=True)
+    live_run = root / "20261130T140000Z-scheduler-duplicates.partial"
+    live_run.mkdir()
+    (live_run / "progress.json").write_text(json.dumps(
+        {"phase": "running", "elapsed": 2.5, "total": 4.0, "clock": 4.0, "executions": 3,
+         "lost": 0, "duplicated": 1, "faults": ["kill api-1"], "events": 7}))
+    # the events so far; the last line is still being written
+    (live_run / "events.jsonl").write_text(
+        "\n".join(json.dumps(e) for e in duplicated_history("api-2")[:6]) + '\n{"t": 1')
+    stopped = root / "20261130T090000Z-celery-kill.interrupted"
+    (stopped / "logs").mkdir(parents=True)
+    (stopped / "interrupted.json").write_text(json.dumps(
+        {"state": "interrupted", "signal": "SIGINT", "phase": "draining", "clock": 12.5}))
     (root / "notes").mkdir()
     broken = root / "20261130T070000Z-scheduler-duplicates"
     broken.mkdir()
@@ -177,7 +189,8 @@ def test_index_lists_every_directory_as_what_it_is(client: httpx.Client) -> None
                  "20261130T080000Z-celery-kill.failed", "notes"):
         assert name in page
     assert "secret-run" not in page and "outside-link" not in page  # a symlink out of the tree
-    for state in ("held", "in progress", "could not run", "not a run", "unreadable"):
+    for state in ("demonstrated", "in progress", "could not run", "not a run", "unreadable",
+                  "interrupted"):
         assert f">{state}</span>" in page
     # newest first: the partial (13:00) before the suite (12:00) before the 08:00 failure
     assert (page.index("T130000Z") < page.index("T120000Z-suite") < page.index("T100000Z")
@@ -192,7 +205,8 @@ def test_index_filters_by_experiment_and_validity(client: httpx.Client) -> None:
     assert "T100000Z-scheduler-duplicates" not in kill
     failed = client.get("/", params={"valid": "could-not-run"}).text
     assert "celery-kill.failed" in failed and "celery-kill.partial" not in failed
-    held = client.get("/", params={"valid": "held", "experiment": "scheduler-duplicates"}).text
+    held = client.get("/", params={"valid": "demonstrated",
+                                   "experiment": "scheduler-duplicates"}).text
     assert "T120001Z-scheduler-duplicates" in held and "celery-kill" not in held.split("<tbody>")[1]
 
 
@@ -299,7 +313,7 @@ def test_a_run_in_progress_polls_and_follows_its_rename(
     assert "In progress." in page and f'data-poll="/runs/{run}/progress"' in page
     assert 'href="/runs/20261130T130000Z-celery-kill.partial/files/logs/worker-1.log"' in page
     state = client.get(f"/runs/{run}/progress").json()
-    assert state == {"state": "in-progress", "events_bytes": -1, "href": None}
+    assert state == {"state": "in-progress", "events_bytes": -1, "href": None, "status": None}
     failed = client.get("/runs/20261130T080000Z-celery-kill.failed")
     assert failed.status_code == 200 and "Could not run." in failed.text
     assert "Not a run." in client.get("/runs/notes").text
@@ -312,11 +326,12 @@ def test_progress_of_a_finished_run_points_to_its_page(tmp_path: Path) -> None:
     results = Results(tmp_path)
     (tmp_path / "20261130T140000Z-celery-kill.partial").mkdir()
     assert results.progress("20261130T140000Z-celery-kill.partial") == {
-        "state": "in-progress", "events_bytes": -1, "href": None}
+        "state": "in-progress", "events_bytes": -1, "href": None, "status": None}
     (tmp_path / "20261130T140000Z-celery-kill.partial").rename(
         tmp_path / "20261130T140000Z-celery-kill")
     assert results.progress("20261130T140000Z-celery-kill.partial") == {
-        "state": "done", "events_bytes": None, "href": "20261130T140000Z-celery-kill"}
+        "state": "done", "events_bytes": None, "href": "20261130T140000Z-celery-kill",
+        "status": None}
     assert results.progress("../x.partial") is None
 
 
@@ -326,6 +341,54 @@ def test_a_finished_partial_redirects_to_the_run(client: httpx.Client, results: 
                    follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == f"/runs/{SUITE_RUN}"
+
+
+def test_a_live_run_shows_its_counts_and_its_timeline_so_far(client: httpx.Client) -> None:
+    run = "20261130T140000Z-scheduler-duplicates.partial"
+    page = client.get(f"/runs/{run}").text
+    assert '<b class="n" data-field="executions">3</b>' in page
+    assert '<span class="c-duplicated some">duplicated so far' in page
+    assert "kill api-1" in page
+    assert bars(page, "finish") == 3  # the whole lines written so far, drawn
+    assert client.get(f"/runs/{run}/progress").json()["status"]["duplicated"] == 1
+
+
+def test_an_interrupted_run_says_what_interrupted_it(client: httpx.Client) -> None:
+    page = client.get("/runs/20261130T090000Z-celery-kill.interrupted").text
+    assert "<b>Interrupted</b> by SIGINT while draining, 12.5 s after it began." in page
+    assert "Could not run" not in page
+    index = client.get("/").text
+    row = index.split('href="/runs/20261130T090000Z-celery-kill.interrupted"')[1]
+    assert '<span class="badge v-interrupted">interrupted</span>' in row.split("</tr>")[0]
+
+
+def test_lost_and_duplicated_work_is_in_the_warning_colour_beside_the_claim(
+        client: httpx.Client) -> None:
+    index = client.get("/").text
+    assert '<td class="n c-duplicated some">2</td>' in index
+    assert '<td class="n c-lost some">1</td>' in index
+    assert '<td class="n c-duplicated">0</td>' in index  # none: no warning
+    suite = client.get("/suites/20261130T120000Z-suite").text
+    assert '<td class="n c-duplicated some">2</td>' in suite
+    page = client.get(f"/runs/{SUITE_RUN}").text
+    # a demonstrated run with duplicates: both facts, said apart
+    assert '<span class="badge v-demonstrated">demonstrated</span>' in page
+    assert '<span class="outcome c-duplicated some">2 duplicated</span>' in page
+    assert '<span class="outcome c-lost some">1 lost</span>' in page
+    assert page.index("What happened to the work") < page.index("The claim:") < page.index(
+        '<svg class="timeline"') < page.index("<h2>What ran</h2>")  # opens on the timeline
+
+
+def test_a_failure_shows_its_fix_and_the_run_that_measured_it(client: httpx.Client) -> None:
+    page = client.get(f"/runs/{SUITE_RUN}").text
+    fix = page.split('<div class="fix">')[1].split("</div>")[0]
+    assert "scalelab run scheduler-duplicates --replicas 2 --duration 4 --guard redis-lock" in fix
+    locked = "20261130T120000Z-suite/20261130T120002Z-scheduler-duplicates-2"
+    assert f'<a class="fix-run" href="/runs/{locked}">' in fix
+    # the compare form offers the newest other run of the same experiment first
+    assert f'<option value="{locked}" selected>' in page
+    ok = client.get(f"/runs/{locked}").text
+    assert '<div class="fix">' not in ok  # nothing lost or duplicated: no fix to offer
 
 
 # --- a suite, and two runs ----------------------------------------------------------------
