@@ -216,7 +216,6 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
     measured = experiment.figures(events, result)
     summary: Summary = {
         "experiment": experiment.name,
-        **({"label": label} if label else {}),
         "platform": platform.name,
         "platform_options": dict(platform_options),
         "as_run": dict(platform.as_run),
@@ -247,6 +246,8 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "versions": vers,
         "wall_seconds": round(time.monotonic() - wall_started, 2),
     }
+    if label:
+        summary["label"] = label
     write_run(workdir, summary, events, result, plot=plot)
     return Run(workdir, summary, result, events)
 
