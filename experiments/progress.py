@@ -5,7 +5,8 @@ On a terminal, two lines redrawn four times a second, never wider than the termi
 through the drain, the check and the teardown; then the running counts — executions,
 lost so far, duplicated so far (in the warning colour once above 0) and the faults fired
 with their targets. Not a terminal (CI logs, pipes): one line per phase, and one every
-``EVERY`` seconds within a long phase, so the log is never silent for long. With
+``EVERY`` seconds within a long phase (a start, for ``QUIET_START`` seconds, says nothing:
+a start that fails stays one line of error). With
 ``--json`` nothing is drawn, so machine output is never interleaved with it.
 """
 
@@ -24,7 +25,7 @@ from experiments.live import Status
 EVERY = 10.0  # seconds between two lines within one phase, when not on a terminal
 # Piped, a start says nothing until the run window opens or this many seconds pass: a
 # start that fails (no redis-server, a port in use) stays one line of error.
-QUIET_START = 15.0
+QUIET_START = 30.0
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
