@@ -156,7 +156,7 @@ cluster-up:  ## kind cluster + image + the lab (OVERLAY=kind|scheduler-leader|be
 cluster-down:  ## delete the kind cluster (and everything in it)
 	kind delete cluster --name $(KIND_CLUSTER)
 
-test-kind: $(DEV)  ## the cluster tests (after cluster-up); they skip, saying why, without a cluster
+test-kind: $(DEV)  ## the cluster tests (after cluster-up); they skip, saying why, without a cluster (fail with SCALELAB_REQUIRE_CLUSTER=1)
 	KUBE_CONTEXT=$(KUBE_CONTEXT) $(VENV)/bin/pytest -m kind tests/kind tests/platform -v
 
 suite-kind: $(STAMP)  ## the experiment catalogue against the kind cluster

@@ -8,13 +8,16 @@ strikes right after an effect, before the work is acknowledged; ``on="between"``
 right after a ``finish`` of an instance that then has no work open (its next job
 has not started), so the fault provably lands between jobs.
 
-``FAULTS`` routes each action to its handler, as Jepsen's ``nemesis/compose`` routes
-fault kinds: a new fault is one entry here (its handler, its description, the
-marks it leaves in the ledger) plus one ``Platform`` method per platform, covered
-by the platform behaviour suite. A *mark* is a fault event as the ledger records
-it (``kill``, ``pause``, ``resume``, ...): whether it ends the work running on its
-target — what the checker needs to call work *interrupted* — and its colour in
-plots. This module is pure data and functions of the ``Platform`` protocol.
+``FAULTS`` is the fault table, as Jepsen's ``nemesis/combined`` packages a fault: one
+``Fault`` per kind declares what it does (its handler, through the ``Platform``
+protocol), what users call it, its options and their bounds, whether it lasts and
+whether it can strike mid-job, the platform capability it needs, and the marks it
+leaves in the ledger. The experiments' fault options, the fixes matrix's columns,
+the refusal of a fault a platform lacks, the checker's *interrupted* and the plots'
+colours all read this table; no fault is named anywhere else. A *mark* is a fault
+event as the ledger records it (``kill``, ``pause``, ``resume``, ...): whether it
+ends the work running on its target and its colour in plots. This module is pure
+data and functions of the ``Platform`` protocol.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from chaos.platform import Instance, Platform, PlatformError
+from chaos.skew import MAX_SKEW
 
 
 @dataclass(frozen=True)
 class FaultStep:
     """One fault. ``duration``: how long a pause or broker outage lasts."""
 
-    action: str  # a key of FAULTS
+    action: str  # a fault's name, a key of FAULTS
     component: str = "api"
     at: float = 0.0
     on: Literal["", "start", "finish", "between"] = ""  # ledger trigger ("" = timed)
@@ -92,12 +96,77 @@ Handler = Callable[[Strike, FaultStep], None]
 
 
 @dataclass(frozen=True)
-class Fault:
-    """One kind of fault: how it is done, said and recorded."""
+class FaultOption:
+    """A number a fault takes (the ``FaultStep`` field it sets), with its bounds."""
 
+    field: str  # "duration", "offset", "replicas", "grace"
+    default: float
+    minimum: float
+    maximum: float
+    help: str
+
+
+LASTS = FaultOption("duration", 2.0, 0.1, 600, "seconds it lasts")
+OFFSET = FaultOption("offset", 2.0, -MAX_SKEW, MAX_SKEW,
+                     "seconds the target's wall clock is set off the real time")
+
+Target = Literal["instance", "component", "lab"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One kind of fault, declared once: everything else in the lab derives from this.
+
+    ``name`` is what users type (``--fault clock-skew``); ``handler`` does it through the
+    platform; ``marks`` are the events it leaves in the ledger (whether each ends the
+    work on its target, for the checker, and its colour, for plots). ``needs`` is the
+    platform capability it takes: a platform that does not declare it is refused the
+    fault before a run starts. ``lasts``: it takes a duration; ``mid_job``: it can
+    strike the instance whose work just started; ``target``: an instance, a whole
+    component, or the lab (a broker). ``setting``: the topology setting a lab must be
+    started with for it (every instance behind a proxy, or with a movable clock).
+    ``column`` (and its ``short`` heading) puts it in the fixes matrix and among the
+    faults a scheduler experiment takes; ``settle``: seconds such a run needs at
+    least, for the fault's effect to show. ``flag`` makes it a fault every experiment
+    takes from its command line (``--partition TARGET``, ``--skew TARGET=SECONDS``).
+    """
+
+    name: str
     handler: Handler
     describe: Callable[[FaultStep], str]
     marks: Mapping[str, Mark]
+    help: str
+    needs: str = ""  # the platform capability (default: the fault's name)
+    lasts: bool = False
+    mid_job: bool = False
+    target: Target = "instance"
+    options: tuple[FaultOption, ...] = ()  # besides the duration of a lasting fault
+    setting: str = ""
+    column: str = ""
+    short: str = ""
+    settle: float = 0.0
+    flag: str = ""
+
+    @property
+    def capability(self) -> str:
+        return self.needs or self.name
+
+    @property
+    def numbers(self) -> tuple[FaultOption, ...]:
+        """Every number it takes: its duration if it lasts, then its options."""
+        return ((LASTS,) if self.lasts else ()) + self.options
+
+    def step(self, component: str, *, at: float, mid_job: str = "",
+             numbers: Mapping[str, float] | None = None) -> FaultStep:
+        """A step of this fault on ``component`` at ``at`` s; ``mid_job``: a mechanism
+        whose start on the target triggers it (where the fault can strike mid-job).
+        ``numbers``: values for its options by field (others are ignored)."""
+        given = numbers or {}
+        fields: dict[str, Any] = {o.field: type(o.default)(given.get(o.field, o.default))
+                                  for o in self.numbers}
+        if mid_job and self.mid_job:
+            fields.update(on="start", mechanism=mid_job)
+        return FaultStep(self.name, component, at=at, **fields)
 
 
 def _strike(act: Callable[[Platform, Instance, FaultStep], None], mark: str) -> Handler:
@@ -193,60 +262,81 @@ def _broker_outage(s: Strike, step: FaultStep) -> None:
     s.record(step, "broker-back", "broker", None)
 
 
-FAULTS: dict[str, Fault] = {
-    "kill": Fault(
-        _strike(lambda p, i, step: p.kill(i), "kill"),
-        lambda step: f"kill {step.component}",
-        {"kill": Mark(ends_work=True, colour="#B2182B")}),
-    "terminate": Fault(
-        _strike(lambda p, i, step: p.terminate(i, step.grace), "terminate"),
-        lambda step: f"terminate {step.component}",
-        {"terminate": Mark(ends_work=True, colour="#D6604D")}),
-    "restart-in-place": Fault(
-        _strike(lambda p, i, step: p.restart_in_place(i), "restart-in-place"),
-        lambda step: f"restart one {step.component} in place",
-        {"restart-in-place": Mark(ends_work=True, colour="#F4A582")}),
-    "pause": Fault(
-        _pause,
-        lambda step: f"pause {step.component} for {step.duration:g}s",
-        {"pause": Mark(ends_work=False, colour="#E6AB02", span_to="resume"),
-         "resume": Mark(ends_work=False, colour="#E6AB02")}),
-    "scale": Fault(
-        _scale,
-        lambda step: f"scale {step.component} to {step.replicas}",
-        {"scale-up": Mark(ends_work=False, colour="#1B7837"),
-         "scale-down": Mark(ends_work=True, colour="#762A83")}),
-    "rolling-restart": Fault(
-        _rolling_restart,
-        lambda step: f"rolling restart of {step.component}",
-        # Recorded when the restart begins; the instance ends later (see the checker).
-        {"restart": Mark(ends_work=True, colour="#D6604D")}),
-    "partition": Fault(
-        _partition,
-        lambda step: f"partition {step.component} from the broker for {step.duration:g}s",
-        {"partition": Mark(ends_work=False, colour="#2166AC", span_to="heal"),
-         "heal": Mark(ends_work=False, colour="#2166AC")}),
-    "skew": Fault(
-        _skew,
-        lambda step: f"skew the clock of {step.component} by {step.offset:+g}s",
-        {"skew": Mark(ends_work=False, colour="#8C510A")}),
-    "kill-child": Fault(
-        _strike(lambda p, i, step: _kill_child(p, i), "kill-child"),
-        lambda step: f"SIGKILL one pool process of {step.component}",
-        # The pool process's task dies with it; the instance (and its other work) lives.
-        {"kill-child": Mark(ends_work=True, colour="#F46D43")}),
-    "broker-outage": Fault(
-        _broker_outage,
-        lambda step: f"broker outage for {step.duration:g}s",
-        {"broker-outage": Mark(ends_work=False, colour="#555555", span_to="broker-back"),
-         "broker-back": Mark(ends_work=False, colour="#555555")}),
-    "datastore-outage": Fault(
-        _datastore_outage,
-        lambda step: f"data-store (PostgreSQL) outage for {step.duration:g}s",
-        {"datastore-outage": Mark(ends_work=False, colour="#7F3B08",
-                                  span_to="datastore-back"),
-         "datastore-back": Mark(ends_work=False, colour="#7F3B08")}),
-}
+_TABLE = (
+    Fault("kill", _strike(lambda p, i, step: p.kill(i), "kill"),
+          lambda step: f"kill {step.component}",
+          {"kill": Mark(ends_work=True, colour="#B2182B")},
+          "SIGKILL the whole instance; the platform replaces it under a new name",
+          mid_job=True, column="kill mid-job", short="kill",
+          settle=15.0),  # a replacement starts and runs work
+    Fault("terminate", _strike(lambda p, i, step: p.terminate(i, step.grace), "terminate"),
+          lambda step: f"terminate {step.component}",
+          {"terminate": Mark(ends_work=True, colour="#D6604D")},
+          "SIGTERM, then SIGKILL when the grace period runs out", mid_job=True),
+    Fault("restart-in-place",
+          _strike(lambda p, i, step: p.restart_in_place(i), "restart-in-place"),
+          lambda step: f"restart one {step.component} in place",
+          {"restart-in-place": Mark(ends_work=True, colour="#F4A582")},
+          # a container restart in its pod: APScheduler 4's scheduler identity, the
+          # instance name, is then stable
+          "SIGKILL the instance and start it again under the same name",
+          mid_job=True, column="kill mid-job, restarted in place", short="in-place",
+          settle=15.0),
+    Fault("pause", _pause,
+          lambda step: f"pause {step.component} for {step.duration:g}s",
+          {"pause": Mark(ends_work=False, colour="#E6AB02", span_to="resume"),
+           "resume": Mark(ends_work=False, colour="#E6AB02")},
+          "SIGSTOP every process of the instance, SIGCONT after the duration",
+          lasts=True, mid_job=True, column="pause past the lease", short="pause"),
+    Fault("scale", _scale,
+          lambda step: f"scale {step.component} to {step.replicas}",
+          {"scale-up": Mark(ends_work=False, colour="#1B7837"),
+           "scale-down": Mark(ends_work=True, colour="#762A83")},
+          "set the component's replica count", target="component",
+          options=(FaultOption("replicas", 1, 0, 32, "the new replica count"),)),
+    Fault("rolling-restart", _rolling_restart,
+          lambda step: f"rolling restart of {step.component}",
+          # Recorded when the restart begins; the instance ends later (see the checker).
+          {"restart": Mark(ends_work=True, colour="#D6604D")},
+          "replace every instance of the component, one at a time, gracefully",
+          target="component", column="rolling restart", short="restart",
+          # surge one, wait for it, retire one, three times over
+          settle=30.0),
+    Fault("broker-outage", _broker_outage,
+          lambda step: f"broker outage for {step.duration:g}s",
+          {"broker-outage": Mark(ends_work=False, colour="#555555", span_to="broker-back"),
+           "broker-back": Mark(ends_work=False, colour="#555555")},
+          "kill the broker Redis, bring it back empty after the duration",
+          lasts=True, target="lab", column="broker outage", short="broker"),
+    Fault("datastore-outage", _datastore_outage,
+          lambda step: f"data-store (PostgreSQL) outage for {step.duration:g}s",
+          {"datastore-outage": Mark(ends_work=False, colour="#7F3B08",
+                                    span_to="datastore-back"),
+           "datastore-back": Mark(ends_work=False, colour="#7F3B08")},
+          "kill the data store (PostgreSQL), bring it back, data intact, after the duration",
+          lasts=True, target="lab", column="data-store outage", short="datastore"),
+    Fault("partition", _partition,
+          lambda step: f"partition {step.component} from the broker for {step.duration:g}s",
+          {"partition": Mark(ends_work=False, colour="#2166AC", span_to="heal"),
+           "heal": Mark(ends_work=False, colour="#2166AC")},
+          "cut this instance (e.g. api-2) or component off the broker",
+          lasts=True, mid_job=True, setting="partitionable",
+          column="partition from the broker", short="partition", flag="partition"),
+    Fault("clock-skew", _skew,
+          lambda step: f"skew the clock of {step.component} by {step.offset:+g}s",
+          {"skew": Mark(ends_work=False, colour="#8C510A")},
+          "that instance's wall clock runs off by SECONDS",
+          mid_job=True, options=(OFFSET,), setting="skewable",
+          column="clock skew", short="skew", flag="skew"),
+    Fault("kill-child", _strike(lambda p, i, step: _kill_child(p, i), "kill-child"),
+          lambda step: f"SIGKILL one pool process of {step.component}",
+          # The pool process's task dies with it; the instance (and its other work) lives.
+          {"kill-child": Mark(ends_work=True, colour="#F46D43")},
+          "SIGKILL one pool process of a worker (not the worker)", mid_job=True),
+)
+FAULTS: dict[str, Fault] = {fault.name: fault for fault in _TABLE}
+# The faults of the fixes matrix's columns, in its order.
+COLUMNS: tuple[Fault, ...] = tuple(f for f in _TABLE if f.column)
 
 MARKS: dict[str, Mark] = {name: mark for fault in FAULTS.values()
                           for name, mark in fault.marks.items()}

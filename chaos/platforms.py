@@ -1,37 +1,83 @@
-"""The platforms the lab runs on, by name: each a factory and the options only it takes.
+"""The platforms the lab runs on, by name: how to make each, its own options, and what it can do.
 
 A new platform registers here and passes the platform behaviour suite
 (``tests/platform``). Platform-only options (the local ledger's port, the kube
-context) belong to their platform: the CLI offers them, and refuses one given to
-another platform; nothing else in the lab knows them.
+context) belong to their platform: the command line offers them, and refuses one
+given to another platform; nothing else in the lab knows them.
+
+Each platform declares its *capabilities*, as Jepsen offers a fault only where the
+system under test supports it: the faults it can do (each ``chaos.faults.Fault``
+needs one) and what its instances are (``SERVES``, ``OWN_URL``). A run, a suite or a
+matrix asking a platform for a fault it lacks is refused, in one line saying why,
+before anything starts; the behaviour suite runs each test where its capability is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import click
-
+from chaos.faults import FAULTS, FaultStep
 from chaos.platform import Platform, PlatformError
 
 PlatformFactory = Callable[[Path], Platform]  # the run's log directory -> a platform
 
+# Capabilities besides the faults' own:
+SERVES = "serves"  # instances run the lab's services: they do work and write the ledger
+OWN_URL = "instance-url"  # an API instance's url reaches that one instance
+
+
+@dataclass(frozen=True)
+class PlatformOption:
+    """An option only one platform takes; the command line makes it a ``--flag``."""
+
+    name: str  # its key in the platform's options
+    help: str
+    kind: Literal["port", "text", "switch"] = "text"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
 
 @dataclass(frozen=True)
 class PlatformEntry:
-    """How to make a platform, and what may be asked of it."""
+    """How to make a platform, its options, and what may be asked of it."""
 
     name: str
     help: str
-    options: tuple[click.Option, ...]
+    options: tuple[PlatformOption, ...]
     make: Callable[[Path, Mapping[str, Any]], Platform]  # (log directory, its options)
+    implementation: str  # "module:Class", read by the protocol's contract test
+    capabilities: frozenset[str]
+    # why it lacks a capability, where there is more to say than that it does
+    lacking: Mapping[str, str] = field(default_factory=dict)
     parallel_runs: bool = True  # several runs may use it at once (each has its own lab)
+    cluster: bool = False  # runs on a Kubernetes cluster (its ``--context``), not here
+    listed: bool = True  # offered by the command line (the in-memory one is for tests)
 
     def factory(self, options: Mapping[str, Any]) -> PlatformFactory:
         return lambda workdir: self.make(workdir, options)
+
+    def platform_class(self) -> type:
+        module, _, name = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+    def lacks(self, capability: str) -> str:
+        """Why this platform cannot do ``capability`` ("" when it can)."""
+        if capability in self.capabilities:
+            return ""
+        return self.lacking.get(capability) or f"the {self.name} platform has no {capability}"
+
+    def refuse(self, steps: Iterable[FaultStep]) -> None:
+        """Raise ``PlatformError`` (one line) for the first fault this platform lacks."""
+        for step in steps:
+            why = self.lacks(FAULTS[step.action].capability)
+            if why:
+                raise PlatformError(f"--platform {self.name} cannot do {step.action}: {why}")
 
 
 def _local(workdir: Path, options: Mapping[str, Any]) -> Platform:
@@ -47,29 +93,54 @@ def _kubernetes(workdir: Path, options: Mapping[str, Any]) -> Platform:
     return KubernetesPlatform(context=options.get("context") or "kind-scalelab", logs=workdir)
 
 
+def _stub(workdir: Path, options: Mapping[str, Any]) -> Platform:
+    from chaos.stub import StubPlatform
+
+    return StubPlatform()
+
+
+_PROCESS_FAULTS = frozenset({"kill", "terminate", "restart-in-place", "pause", "scale",
+                             "rolling-restart", "broker-outage", "partition", "clock-skew",
+                             "kill-child"})
+
 PLATFORMS: dict[str, PlatformEntry] = {
     entry.name: entry for entry in (
         PlatformEntry(
             "local", "real process groups on this machine (no cluster)",
-            (click.Option(["--ledger-port"], type=click.IntRange(1024, 65535), default=None,
-                          help="local: the ledger Redis listens here (watch it with "
-                               "redis-cli)"),
-             click.Option(["--fork-server/--no-fork-server"], default=None,
-                          help="local: fork instances from one pre-imported parent (the "
-                               "default) or exec each one")),
-            _local),
+            (PlatformOption("ledger_port", "local: the ledger Redis listens here (watch it "
+                                           "with redis-cli)", "port"),
+             PlatformOption("fork_server", "local: fork instances from one pre-imported "
+                                           "parent (the default) or exec each one", "switch")),
+            _local, "chaos.local:LocalPlatform",
+            _PROCESS_FAULTS | {"datastore-outage", SERVES, OWN_URL}),
         PlatformEntry(
             "kubernetes", "Deployments on a cluster, through your kubeconfig",
-            (click.Option(["--context"], default=None,
-                          help="kubernetes: the kube context [default: kind-scalelab]"),),
-            _kubernetes,
+            (PlatformOption("context", "kubernetes: the kube context [default: "
+                                       "kind-scalelab]"),),
+            _kubernetes, "chaos.kubernetes:KubernetesPlatform",
+            _PROCESS_FAULTS | {SERVES},
+            lacking={"datastore-outage": "the kubernetes lab has no PostgreSQL Deployment "
+                                         "(k8s/base has none yet)",
+                     OWN_URL: "an API instance's URL is the Service's, not one pod's"},
             # Runs share the cluster's Deployments, settings and ledger: one at a time.
-            parallel_runs=False),
+            parallel_runs=False, cluster=True),
+        PlatformEntry(
+            "stub", "in memory, no processes (unit tests of the nemesis and the runner)",
+            (), _stub, "chaos.stub:StubPlatform",
+            _PROCESS_FAULTS | {"datastore-outage"},
+            lacking={SERVES: "the stub's instances are names: they run nothing",
+                     OWN_URL: "the stub's instances have no URL"},
+            listed=False),
     )
 }
 
 
-def platform_options() -> list[click.Option]:
+def listed() -> list[str]:
+    """The platforms the command line offers."""
+    return [name for name, entry in PLATFORMS.items() if entry.listed]
+
+
+def platform_options() -> list[PlatformOption]:
     """Every platform's own options, for a command that can run on any of them."""
     return [option for entry in PLATFORMS.values() for option in entry.options]
 
@@ -78,11 +149,11 @@ def choose(name: str, given: Mapping[str, Any]) -> tuple[PlatformEntry, dict[str
     """The platform and its options; an option of another platform is refused."""
     entry = PLATFORMS.get(name)
     if entry is None:
-        raise PlatformError(f"unknown platform {name!r} (known: {', '.join(PLATFORMS)})")
+        raise PlatformError(f"unknown platform {name!r} (known: {', '.join(listed())})")
     mine = {o.name for o in entry.options}
     for other in PLATFORMS.values():
         for option in other.options:
-            if option.name not in mine and given.get(str(option.name)) is not None:
-                raise PlatformError(f"{option.opts[0]} applies to the {other.name} platform "
+            if option.name not in mine and given.get(option.name) is not None:
+                raise PlatformError(f"{option.flag} applies to the {other.name} platform "
                                     f"only, not {name}")
     return entry, {k: v for k, v in given.items() if k in mine and v is not None}

@@ -24,9 +24,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from chaos.platform import PlatformError
-from chaos.platforms import PLATFORMS, PlatformEntry, choose, platform_options
+from chaos.platforms import PlatformEntry, choose
 from experiments import catalog, findings, store
 from experiments.model import BadInput, ExperimentSpec
+from experiments.options import chosen_platform, param_option, run_options, with_run_options
 from experiments.probe.command import probe as probe_command
 from experiments.progress import live
 from experiments.report import (
@@ -75,6 +76,7 @@ def execute(spec: ExperimentSpec, values: Mapping[str, Any], *, seed: int, resul
     """Run one experiment with checked parameter values on a chosen platform."""
     experiment = spec.experiment(values)
     entry, options = platform
+    entry.refuse(experiment.faults)
     check_results_dir(results)
     with live(console, label or spec.name, quiet) as progress:
         return run_experiment(experiment, entry.factory(options), results, seed, progress,
@@ -94,34 +96,24 @@ def say_run(summary: Any, where: Path, near: Any = ()) -> None:
 
 def _common_options() -> list[click.Parameter]:
     return [
-        click.Option(["--seed"], type=int, default=1, show_default=True,
-                     help="drives every random choice; recorded"),
-        click.Option(["--results"], type=click.Path(path_type=Path), default=Path("results"),
-                     show_default=True, help="where run directories go"),
-        click.Option(["--platform"], type=click.Choice(list(PLATFORMS)), default="local",
-                     show_default=True, help="where the instances run"),
+        *run_options(),
         click.Option(["--json", "as_json"], is_flag=True, help="print summary.json last"),
         click.Option(["--plot/--no-plot"], default=True, show_default=True,
                      help="draw timeline.png (`scalelab report RUN` draws it later)"),
-        *platform_options(),
     ]
 
 
-_COMMON = ("seed", "results", "platform", "as_json", "plot")
-
-
 def _run_command(spec: ExperimentSpec) -> click.Command:
-    own = [p.option() for p in spec.all_params]
+    own = [param_option(p) for p in spec.all_params]
     common = _common_options()
     clash = {str(o.name) for o in own} & {str(o.name) for o in common}
     if clash:
         raise ValueError(f"{spec.name}: parameter {sorted(clash)[0]!r} clashes with a common "
                          "option")
-    platform_keys = {str(o.name) for o in platform_options()}
 
     def callback(**given: Any) -> None:
         values = {p.name: given[p.name] for p in spec.all_params}
-        chosen = choose(given["platform"], {k: given[k] for k in platform_keys})
+        chosen = chosen_platform(given)
         r = execute(spec, values, seed=given["seed"], results=given["results"],
                     platform=chosen, quiet=given["as_json"], plot=given["plot"])
         if given["as_json"]:
@@ -175,36 +167,29 @@ def catalogue_markdown() -> str:
 
 
 @app.command()
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="drives every random choice; recorded")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="where run directories go")
+@with_run_options
 @click.option("--quick", is_flag=True, help="short runs (what `make lab` uses)")
-@click.option("--platform", type=click.Choice(list(PLATFORMS)), default="local",
-              show_default=True, help="where the instances run")
-@click.option("--context", default=None, help="kubernetes: the kube context")
-@click.option("--ledger-port", type=click.IntRange(1024, 65535), default=None,
-              help="local: the ledger Redis listens here (one run at a time)")
 @click.option("--only", default=None, help="comma-separated experiment names")
 @click.option("--jobs", type=click.IntRange(1, 8), default=1, show_default=True,
               help="runs at once (each its own harness process)")
-def suite(seed: int, results: Path, quick: bool, platform: str, context: str | None,
-          ledger_port: int | None, only: str | None, jobs: int) -> None:
+def suite(quick: bool, only: str | None, jobs: int, **given: Any) -> None:
     """Run the catalogue, print the measured tables and write the suite's report.md."""
     names = only.split(",") if only else list(catalog.CATALOG)
     specs = [catalog.get(name) for name in names]  # an unknown name fails before anything runs
-    chosen = choose(platform, {"context": context, "ledger_port": ledger_port})
+    seed, results, platform = given["seed"], given["results"], given["platform"]
+    chosen = chosen_platform(given)
     if jobs > 1 and not chosen[0].parallel_runs:
         raise BadInput(f"--jobs {jobs}: runs on the {platform} platform share one lab; "
                        "use --jobs 1")
-    if jobs > 1 and ledger_port is not None:
+    if jobs > 1 and given.get("ledger_port") is not None:
         raise BadInput("--ledger-port with --jobs above 1: the runs would share one port")
     check_results_dir(results)
     planned: list[tuple[str, ExperimentSpec, dict[str, Any]]] = []
     for spec in specs:
         for variant in spec.suite_variants(quick):
             values = spec.values({**(spec.quick if quick else {}), **variant})
-            spec.experiment(values)  # bad settings fail before anything runs
+            # bad settings, or a fault the platform lacks, fail before anything runs
+            chosen[0].refuse(spec.experiment(values).faults)
             label = variant_label({"experiment": spec.name, "parameters": dict(variant)},
                                   list(variant))
             planned.append((label, spec, values))
@@ -321,21 +306,24 @@ def report(run_dir: Path, as_json: bool) -> None:
 
 
 @app.command()
+@with_run_options
 @click.option("--quick", is_flag=True, help="short runs, the main rows (what `make matrix` runs)")
 @click.option("--jobs", type=click.IntRange(1, 8), default=1, show_default=True,
               help="runs at once (each its own harness process)")
 @click.option("--only", default=None, help="comma-separated rows, e.g. apscheduler4,arq")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="where the matrix directory goes")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="drives every random choice; recorded")
-def matrix(quick: bool, jobs: int, only: str | None, results: Path, seed: int) -> None:
+def matrix(quick: bool, jobs: int, only: str | None, **given: Any) -> None:
     """The fixes matrix: each scheduling mechanism under each fault, counted from the ledger."""
     from experiments import matrix as fixes
 
     fixes.select_rows(only, quick)  # an unknown row fails before anything runs
-    check_results_dir(results)
-    cells, directory = fixes.run(quick=quick, jobs=jobs, only=only, results=results, seed=seed)
+    entry, options = chosen_platform(given)
+    if jobs > 1 and not entry.parallel_runs:
+        raise BadInput(f"--jobs {jobs}: runs on the {entry.name} platform share one lab; "
+                       "use --jobs 1")
+    check_results_dir(given["results"])
+    cells, directory = fixes.run(quick=quick, jobs=jobs, only=only, results=given["results"],
+                                 seed=given["seed"], platform=entry.name,
+                                 platform_options=options)
     # Piped (make, CI logs), the grid keeps one line per row rather than 80 columns.
     (out if out.is_terminal else Console(width=220)).print(fixes.terminal_grid(cells))
     out.print(f"matrix: {directory / 'matrix.md'}")

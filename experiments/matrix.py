@@ -10,10 +10,12 @@ history, the summary and the timeline like any other run; the matrix gathers the
 ledger's counts and writes them, beside each row's claim, to ``matrix.md`` and
 ``matrix.json``.
 
-A cell that cannot be measured says why instead: ``kind only`` (the mechanism
-needs the kubernetes platform), ``n/a`` (the fault has nothing to hit, e.g. a
-data-store outage without a data store), ``not measured`` (the row's experiment has
-no such fault option), ``not yet`` (the fault is not in the lab).
+The columns are the fault table's (``chaos.faults``: each fault that declares a
+column). A cell that cannot be measured says why instead: ``kind only`` (the
+mechanism needs the kubernetes platform), ``n/a — why`` (the platform lacks the
+fault's capability, or the fault has nothing to hit, e.g. a data-store outage
+without a data store), ``not measured`` (the row's experiment has no such fault
+option), ``not yet`` (the fault is not in the lab).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos.faults import COLUMNS as FAULT_COLUMNS
+from chaos.faults import FAULTS
+from chaos.platforms import PLATFORMS
 from experiments.model import BadInput
 
 # Timing: 1 s ticks of 0.3 s work, a fault 2.5 s in, leases short enough to pause past.
@@ -59,29 +64,16 @@ class Column:
     key: str
     label: str
     short: str  # its heading in the terminal grid
+    settle: float = 0.0  # a run under this fault lasts at least this long
 
 
-COLUMNS = (
-    Column("none", "none (steady)", "none"),
-    Column("kill", "kill mid-job", "kill"),
-    # the same, the instance restarted under its name (a container restart in its pod):
-    # APScheduler 4's scheduler identity, the instance name, is then stable
-    Column("restart-in-place", "kill mid-job, restarted in place", "in-place"),
-    Column("pause", "pause past the lease", "pause"),
-    Column("rolling-restart", "rolling restart", "restart"),
-    Column("broker-outage", "broker outage", "broker"),
-    Column("datastore-outage", "data-store outage", "datastore"),
-    Column("partition", "partition from the broker", "partition"),
-    Column("clock-skew", "clock skew", "skew"),
-)
-# A rolling restart of three replicas (surge one, wait for it, retire one) takes longer
-# than the quick window: an APScheduler 4 replica needs its data store at start. A kill
-# gets the time a replacement takes to start and run ticks (both kills alike).
-COLUMN_DURATIONS = {"rolling-restart": 30.0, "kill": 15.0, "restart-in-place": 15.0}
+# The columns are the fault table's: each fault that declares one, after the steady run.
+COLUMNS = (Column("none", "none (steady)", "none"),
+           *(Column(f.name, f.column, f.short, f.settle) for f in FAULT_COLUMNS))
 NOT_YET: frozenset[str] = frozenset()  # faults the lab does not have yet
 
-_SCHEDULER_FAULTS = frozenset({"none", "kill", "restart-in-place", "pause", "rolling-restart",
-                               "broker-outage", "partition", "clock-skew"})
+# A scheduler row takes every column but the data-store outage (only APScheduler 4 has one).
+_SCHEDULER_FAULTS = frozenset(c.key for c in COLUMNS) - {"datastore-outage"}
 _SD = "scheduler-duplicates"
 _BD = "beat-duplicates"
 
@@ -141,13 +133,13 @@ def column_values(row: Row, column: str, quick: bool) -> dict[str, Any]:
         return values
     values.update(replicas=3, interval=INTERVAL, duration=9.0 if quick else 20.0,
                   tick_seconds=TICK_SECONDS, lease=LEASE)
-    if column in COLUMN_DURATIONS:
-        values["duration"] = max(values["duration"], COLUMN_DURATIONS[column])
-    if column in row.durations:
-        values["duration"] = row.durations[column]
-    if column != "none":
-        values.update(fault=column, fault_at=FAULT_AT, skew=SKEW,
-                      fault_for=PAUSE_FOR if column in ("pause", "partition") else OUTAGE_FOR)
+    if column == "none":
+        return values
+    fault = FAULTS[column]
+    values["duration"] = row.durations.get(column, max(values["duration"], fault.settle))
+    # an instance stopped or cut off stays so past the lease; a broker is out 2 s
+    values.update(fault=column, fault_at=FAULT_AT, skew=SKEW,
+                  fault_for=PAUSE_FOR if fault.target == "instance" else OUTAGE_FOR)
     return values
 
 
@@ -197,12 +189,18 @@ def select_rows(only: str | None, quick: bool) -> list[Row]:
 
 
 def plan(rows: Sequence[Row], quick: bool, platform: str = "local") -> list[Cell]:
+    """Each row by each column: the run to do, or why there is none (the platform's
+    reason first: a fault it lacks is an n/a cell, never a failed run)."""
+    entry = PLATFORMS[platform]
     cells = []
     for row in rows:
         for col in COLUMNS:
             cell = Cell(row.key, col.key)
-            if row.kind_only and platform != "kubernetes":
+            lacks = entry.lacks(FAULTS[col.key].capability) if col.key in FAULTS else ""
+            if row.kind_only and not entry.cluster:
                 cell.reason = "kind only"
+            elif lacks and col.key in row.faults:
+                cell.reason = f"n/a — {lacks}"
             elif col.key in NOT_YET:
                 cell.reason = "not yet"
             elif col.key == "datastore-outage" and col.key not in row.faults:
@@ -364,10 +362,12 @@ def matrix_directory(results: Path) -> Path:
 
 
 def run(*, quick: bool, jobs: int, only: str | None, results: Path, seed: int,
+        platform: str = "local", platform_options: Mapping[str, Any] | None = None,
         ) -> tuple[list[Cell], Path]:
     """Plan the grid, run its cells, write matrix.md and matrix.json; the cells and where."""
-    cells = plan(select_rows(only, quick), quick)
+    cells = plan(select_rows(only, quick), quick, platform)
     directory = matrix_directory(results)
-    run_cells(cells, directory, seed=seed, jobs=jobs)
+    run_cells(cells, directory, seed=seed, jobs=jobs, platform=platform,
+              platform_options=platform_options)
     write(cells, directory, seed=seed, quick=quick)
     return cells, directory

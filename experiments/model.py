@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import click
-
 from chaos.faults import FaultStep
 from chaos.platform import Topology
+from experiments import fault_options
 from experiments.checker import Result, Schedule
+from experiments.params import BadInput as BadInput
+from experiments.params import Param as Param
 from experiments.summary import Summary
 from services.history import Event
-
-
-class BadInput(ValueError):
-    """A parameter the lab cannot run with; the CLI prints it on one line and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -110,83 +106,6 @@ class Experiment:
         return self.measure(self.parameters, events, result) if self.measure else {}
 
 
-class _Number(click.ParamType):  # type: ignore[type-arg,unused-ignore]
-    """An int or float option within bounds; NaN and infinities are refused."""
-
-    def __init__(self, kind: type, minimum: float | None, maximum: float | None) -> None:
-        self.kind, self.minimum, self.maximum = kind, minimum, maximum
-        self.name = "integer" if kind is int else "number"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> Any:
-        if isinstance(value, bool):
-            self.fail(f"must be a{'n integer' if self.kind is int else ' number'}, "
-                      f"not {value!r}", param, ctx)
-        try:
-            number = self.kind(value)
-        except (TypeError, ValueError):
-            self.fail(f"must be a{'n integer' if self.kind is int else ' number'}, "
-                      f"not {value!r}", param, ctx)
-        if isinstance(number, float) and not math.isfinite(number):
-            self.fail(f"must be a finite number, not {value!r}", param, ctx)
-        if self.minimum is not None and number < self.minimum:
-            self.fail(f"must be at least {self.minimum:g}, not {value}", param, ctx)
-        if self.maximum is not None and number > self.maximum:
-            self.fail(f"must be at most {self.maximum:g}, not {value}", param, ctx)
-        return number
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        low = "" if self.minimum is None else f"{self.minimum:g}"
-        high = "" if self.maximum is None else f"{self.maximum:g}"
-        return f"{self.name.upper()} [{low}..{high}]" if low or high else self.name.upper()
-
-
-@dataclass(frozen=True)
-class Param:
-    """One ``--option`` of an experiment: its type (from the default), bounds and help."""
-
-    name: str
-    default: Any
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] = ()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def click_type(self) -> click.ParamType | None:  # type: ignore[type-arg,unused-ignore]
-        if isinstance(self.default, bool):
-            return None
-        if self.choices:
-            return click.Choice(self.choices)
-        if isinstance(self.default, int | float):
-            return _Number(type(self.default), self.minimum, self.maximum)
-        return click.STRING
-
-    def option(self) -> click.Option:
-        """The command-line option: bounds, choices and default shown in ``--help``."""
-        if isinstance(self.default, bool):
-            return click.Option([f"{self.flag}/--no-{self.flag[2:]}", self.name],
-                                default=self.default, help=self.help, show_default=True)
-        return click.Option([self.flag, self.name], type=self.click_type(), default=self.default,
-                            help=self.help, show_default=True)
-
-    def convert(self, value: Any) -> Any:
-        """A value given as data (the suite's settings), checked as the option would be."""
-        if isinstance(self.default, bool):
-            if not isinstance(value, bool):
-                raise BadInput(f"{self.flag} must be true or false, not {value!r}")
-            return value
-        kind = self.click_type()
-        assert kind is not None
-        try:
-            return kind.convert(value, None, None)
-        except click.BadParameter as exc:
-            raise BadInput(f"{self.flag} {exc.format_message()}") from None
-
-
 @dataclass(frozen=True)
 class Cell:
     """A cell of one of the report's tables that runs of this experiment fill.
@@ -237,13 +156,8 @@ class ExperimentSpec:
     @property
     def generic(self) -> tuple[Param, ...]:
         """The faults every experiment takes from its command line, unless it declares
-        options of the same names itself (see ``experiments.fault_options``)."""
-        from experiments.fault_options import generic_params
-
-        own = {p.name for p in self.params}
-        mine = {"partition", "partition_at", "partition_for"} & own
-        return tuple(p for p in generic_params() if p.name not in own and not (
-            mine and p.name.startswith("partition")))
+        an option of the fault's name itself (see ``experiments.fault_options``)."""
+        return fault_options.generic_params({p.name for p in self.params})
 
     @property
     def all_params(self) -> tuple[Param, ...]:
@@ -279,8 +193,6 @@ class ExperimentSpec:
 
     def experiment(self, values: Mapping[str, Any]) -> Experiment:
         """Build from checked values; the judge and measure come with it."""
-        from experiments import fault_options
-
         built = fault_options.apply(self.build(dict(values)), values,
                                     {p.name for p in self.generic})
         return replace(built, parameters=dict(values), judge=self.judge, measure=self.measure)

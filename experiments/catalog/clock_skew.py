@@ -21,18 +21,16 @@ up *early* against their fire times, by the skew (the summary's ``early_by``).
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from chaos.faults import FaultStep
+from chaos.faults import FAULTS
 from chaos.platform import Topology
-from chaos.skew import MAX_SKEW
+from experiments import fault_options
 from experiments.checker import Result, Schedule
 from experiments.findings import Fix
 from experiments.model import (
-    BadInput,
     Cell,
     Experiment,
     ExperimentSpec,
@@ -64,23 +62,7 @@ REPLICAS = {"scheduler-lock": {"api": 2}, "leader": {"api": 2},
 def parse_skew(p: Params) -> tuple[str, float]:
     """``(target, seconds)`` from ``--skew``; BadInput naming what is wrong."""
     raw = p["skew"] or f"{COMPONENT[p['mechanism']]}-1=2"
-    target, sep, seconds = str(raw).partition("=")
-    try:
-        offset = float(seconds)
-    except ValueError:
-        offset = math.nan
-    if not sep or not target or not math.isfinite(offset):
-        raise BadInput(f"--skew takes TARGET=SECONDS (e.g. api-1=2), not {raw!r}")
-    if abs(offset) > MAX_SKEW:
-        raise BadInput(f"--skew must be within ±{MAX_SKEW:g} s, not {offset:g}")
-    replicas = REPLICAS[p["mechanism"]]
-    kind, dash, serial = target.rpartition("-")
-    named = dash and kind in replicas and serial.isdigit() and 1 <= int(serial) <= replicas[kind]
-    if target not in replicas and not named:
-        names = [f"{c}-{i + 1}" for c, k in replicas.items() for i in range(k)]
-        raise BadInput(f"--skew target {target!r} is not in this run "
-                       f"(targets: {', '.join([*replicas, *names])})")
-    return target, offset
+    return fault_options.parse_skew(str(raw), REPLICAS[p["mechanism"]])
 
 
 def early_by(events: Sequence[Event], skewed: str | None) -> float | None:
@@ -156,7 +138,7 @@ def build(p: dict[str, Any]) -> Experiment:
         name=NAME,
         topology=Topology(replicas=REPLICAS[mechanism], settings=settings),
         workload=Workload(duration=p["duration"]),
-        faults=(FaultStep("skew", target, at=0.0, offset=offset),),
+        faults=(FAULTS["clock-skew"].step(target, at=0.0, numbers={"offset": offset}),),
         schedules=schedules,
         drain=3.0,
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from chaos.faults import FaultStep
 from chaos.platform import Topology
+from experiments import fault_options
 from experiments.checker import Result, Schedule
 from experiments.findings import Fix
 from experiments.model import (
@@ -68,14 +69,7 @@ def check_target(p: Params) -> str:
     """The target named by ``--partition`` (a component of this mechanism's topology or
     one of its instances), or the mechanism's default; BadInput for anything else."""
     target = p["partition"] or COMPONENT[p["mechanism"]]
-    replicas = REPLICAS[p["mechanism"]]
-    if target in replicas:
-        return str(target)
-    kind, sep, serial = str(target).rpartition("-")
-    if sep and kind in replicas and serial.isdigit() and 1 <= int(serial) <= replicas[kind]:
-        return str(target)
-    names = [*replicas, *(f"{c}-{i + 1}" for c, k in replicas.items() for i in range(k))]
-    raise BadInput(f"--partition {target!r} is not in this run (targets: {', '.join(names)})")
+    return fault_options.parse_target(str(target), REPLICAS[p["mechanism"]], "--partition")
 
 
 def partition_window(events: Sequence[Event]) -> tuple[float, float] | None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.faults import FaultStep
+from chaos.faults import FAULTS, FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result, Schedule
+from experiments.fault_options import fault_params, fault_step, settings_for
 from experiments.findings import Fix
 from experiments.model import (
     BadInput,
@@ -37,8 +38,6 @@ from experiments.summary import n, param, processes, ran_in
 
 NAME = "scheduler-duplicates"
 SCHEDULERS = ("apscheduler3", "apscheduler4", "arq")
-FAULTS = ("none", "kill", "restart-in-place", "pause", "rolling-restart", "broker-outage",
-          "datastore-outage", "partition", "clock-skew")
 # what each scheduler's ticks say in the ledger, and which component runs them
 MECHANISM = {"apscheduler3": "apscheduler", "apscheduler4": "apscheduler4", "arq": "arq"}
 COMPONENT = {"apscheduler3": "api", "apscheduler4": "api", "arq": "arq"}
@@ -57,14 +56,7 @@ PARAMS = (
           "replica, APScheduler 4.0.0a6 (a pre-release) in each API replica on one "
           "PostgreSQL data store, or arq cron workers", choices=SCHEDULERS),
     Param("fencing", False, "--guard leader: the ledger refuses a deposed leader's effect"),
-    Param("fault", "none", "kill, kill and restart under the same name (restart-in-place), "
-          "pause or cut off the broker (partition) the instance running a tick (mid-job); a "
-          "rolling restart; a broker or data-store outage; one "
-          "instance's clock set ahead (clock-skew)", choices=FAULTS),
-    Param("fault_at", 3.0, "seconds into the run when the fault is due", 0, 3600),
-    Param("fault_for", 5.0, "seconds a pause, a partition or an outage lasts", 0.1, 600),
-    Param("skew", 2.0, "clock-skew: seconds one instance's wall clock is set off", -3600,
-          3600),
+    *fault_params(default_for=5.0, default_offset=2.0),
     Param("lease", 0.0, "lease seconds: apscheduler4's lease_duration, the leader guard's "
           "lease (0: the default, 30 and 3)", 0, 3600),
 )
@@ -141,20 +133,11 @@ def _faults(p: dict[str, Any]) -> tuple[FaultStep, ...]:
     component, mechanism = COMPONENT[p["scheduler"]], MECHANISM[p["scheduler"]]
     steps: list[FaultStep] = []
     if p["scale_to"]:
-        steps.append(FaultStep("scale", component, at=p["scale_at"], replicas=p["scale_to"]))
-    fault, at, lasting = p["fault"], p["fault_at"], p["fault_for"]
-    if fault in ("kill", "restart-in-place", "pause", "partition"):
-        # mid-job: the instance whose tick just started in the ledger
-        steps.append(FaultStep(fault, component, at=at, on="start", mechanism=mechanism,
-                               duration=lasting if fault in ("pause", "partition") else 0.0))
-    elif fault == "clock-skew":
-        steps.append(FaultStep("skew", component, at=at, on="start", mechanism=mechanism,
-                               offset=p["skew"]))
-    elif fault == "rolling-restart":
-        steps.append(FaultStep("rolling-restart", component, at=at))
-    elif fault in ("broker-outage", "datastore-outage"):
-        steps.append(FaultStep(fault, component, at=at, duration=lasting))
-    return tuple(steps)
+        steps.append(FAULTS["scale"].step(component, at=p["scale_at"],
+                                           numbers={"replicas": p["scale_to"]}))
+    # mid-job where the fault can strike there: the instance whose tick just started
+    fault = fault_step(p, component, mechanism)
+    return (*steps, fault) if fault else tuple(steps)
 
 
 def build(p: dict[str, Any]) -> Experiment:
@@ -178,14 +161,10 @@ def build(p: dict[str, Any]) -> Experiment:
         settings["fencing"] = p["fencing"]
         if p["lease"]:
             settings["lease_seconds"] = p["lease"]
-    if p["fault"] == "partition":
-        settings["partitionable"] = True  # every instance reaches the broker through a proxy
-    if p["fault"] == "clock-skew":
-        settings["skewable"] = True  # every instance's clock can be set off
-    topology = Topology(replicas={COMPONENT[p["scheduler"]]: p["replicas"]}, settings=settings)
     faults = _faults(p)
-    lasting = p["fault_for"] if p["fault"] in ("pause", "partition", "broker-outage",
-                                               "datastore-outage") else 0.0
+    settings.update(settings_for(faults))  # a proxy per instance, movable clocks
+    topology = Topology(replicas={COMPONENT[p["scheduler"]]: p["replicas"]}, settings=settings)
+    lasting = max((f.duration for f in faults), default=0.0)
     return Experiment(
         name=NAME,
         topology=topology,

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from experiments.model import BadInput
+from experiments.options import param_option
 from experiments.probe import requests
 from experiments.probe.spec import PARAMS, SPEC
 from experiments.runner import Run
@@ -82,7 +83,7 @@ def run_probe(values: Mapping[str, Any], *, seed: int, results: Path, quiet: boo
 
 
 def _option(name: str) -> click.Option:
-    return next(p for p in PARAMS if p.name == name).option()
+    return param_option(next(p for p in PARAMS if p.name == name))
 
 
 def by_what_lines(summary: Mapping[str, Any]) -> list[str]:

@@ -1,7 +1,10 @@
 """Tests that need a live kind cluster (marker ``kind``) or a docker daemon (``docker``).
 
 They skip, saying why, when what they need is not there: run ``make cluster-up``
-then ``make test-kind``; for the image test, see tests/kind/test_image.py. The same
+then ``make test-kind``. Where a cluster is required (``SCALELAB_REQUIRE_CLUSTER=1``,
+which ``.ci/run`` sets when it brings a node up) a missing one fails them instead, so
+a job meant to test a cluster cannot pass having tested nothing (as dramatiq's CI
+fails a backend it cannot reach); for the image test, see tests/kind/test_image.py. The same
 tests run against the local node (k8s/node/) with KUBE_CONTEXT=scalelab-local.
 """
 
@@ -51,9 +54,19 @@ def docker_problem() -> str | None:
     return None
 
 
+REQUIRE_CLUSTER = "SCALELAB_REQUIRE_CLUSTER"
+
+
+def no_cluster(why: str) -> None:
+    """Skip the test for want of a cluster, or fail it where one is required."""
+    if os.environ.get(REQUIRE_CLUSTER) == "1":
+        pytest.fail(f"{REQUIRE_CLUSTER}=1 but there is no cluster: {why}", pytrace=False)
+    pytest.skip(f"no kind cluster: {why}")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("kind") and (why := cluster_problem()):
-        pytest.skip(f"no kind cluster: {why}")
+        no_cluster(why)
     if item.get_closest_marker("docker") and (why := docker_problem()):
         pytest.skip(why)
 

@@ -1,25 +1,28 @@
-"""One behaviour suite for every platform: what each fault does to real instances.
+"""One behaviour suite for every platform: what each fault does to its instances.
 
-Parametrized over the registered platforms (``chaos.platforms``); ``kubernetes`` (marked
-``kind``: ``make test-kind`` runs it) runs when its cluster is reachable (``make
-cluster-up``, or the project's own node) and skips saying why otherwise. Assertions go
-through the Platform protocol and the ledger only, so they hold for any platform. One
-lab per platform is deployed for the module; each test leaves it with the replica
-counts it found.
+Parametrized over every registered platform (``chaos.platforms``), the in-memory one
+included; each test says the capability it needs (``needs``) and runs on every
+platform that declares it, skipping, with the platform's own reason, elsewhere.
+Assertions go through the Platform protocol, and the ledger where the platform's
+instances write one (``SERVES``), so they hold for any platform. A cluster platform's
+lab (marked ``kind``: ``make test-kind`` runs it) needs its cluster to be reachable
+(``make cluster-up``, or the project's own node): without one it skips saying why, or
+fails where a cluster is required. One lab per platform is deployed for the module;
+each test leaves it with the replica counts it found.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
 from chaos.platform import Instance, Platform, Topology
-from chaos.platforms import PLATFORMS
+from chaos.platforms import OWN_URL, PLATFORMS, SERVES, PlatformEntry
 from services.ledger import Event, Kind, Ledger
 from tests.conftest import wait_for
 
@@ -29,26 +32,29 @@ RUN = "behaviour"
 REPLICAS = {"api": 2, "worker": 1}
 MARGIN_MB = 64
 
+Lab = tuple[Platform, Ledger | None]  # no ledger where the instances write none
 
-def _options(name: str) -> dict[str, str]:
-    if name == "kubernetes":
-        return {"context": os.environ.get("KUBE_CONTEXT", "kind-scalelab")}
-    return {}
+
+def needs(*capabilities: str) -> Callable[[Any], Any]:
+    """Run the test on the platforms that declare every one of ``capabilities``."""
+    return pytest.mark.needs(*capabilities)
 
 
 @pytest.fixture(scope="module", params=[
-    pytest.param(name, marks=pytest.mark.kind) if name == "kubernetes" else name
-    for name in PLATFORMS])
-def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-        ) -> Iterator[tuple[Platform, Ledger]]:
-    name = request.param
-    if name == "kubernetes":
-        from tests.kind.conftest import cluster_problem
+    pytest.param(name, marks=pytest.mark.kind) if entry.cluster else name
+    for name, entry in PLATFORMS.items()])
+def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[tuple[PlatformEntry, Lab]]:
+    entry = PLATFORMS[request.param]
+    options: dict[str, Any] = {}
+    if entry.cluster:
+        from tests.kind.conftest import CONTEXT, cluster_problem, no_cluster
 
         if why := cluster_problem():
-            pytest.skip(f"no cluster for the kubernetes platform: {why}")
-    workdir: Path = tmp_path_factory.mktemp(f"behaviour-{name}")
-    platform = PLATFORMS[name].make(workdir, _options(name))
+            no_cluster(f"the {entry.name} platform: {why}")
+        options["context"] = CONTEXT
+    workdir: Path = tmp_path_factory.mktemp(f"behaviour-{entry.name}")
+    platform = entry.make(workdir, options)
     try:
         platform.deploy(Topology(
             replicas=REPLICAS,
@@ -59,15 +65,34 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                       # a margin far above what the tests use: set, never reached
                       "broker_maxmemory": f"+{MARGIN_MB}mb"},
             replace_delay=0.5, grace=3.0))
+        if SERVES not in entry.capabilities:
+            yield entry, (platform, None)
+            return
         ledger = Ledger.from_url(platform.ledger_url)
         ledger.begin_run(RUN)
         try:
-            yield platform, ledger
+            yield entry, (platform, ledger)
         finally:
             ledger.end_run()
             ledger.client.close()
     finally:
         platform.teardown()
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, deployed: tuple[PlatformEntry, Lab]) -> Lab:
+    entry, found = deployed
+    marker = request.node.get_closest_marker("needs")
+    for capability in marker.args if marker else ():
+        if why := entry.lacks(capability):
+            pytest.skip(why)
+    return found
+
+
+def served(lab: Lab) -> tuple[Platform, Ledger]:
+    platform, ledger = lab
+    assert ledger is not None, "a test of the ledger needs(SERVES)"
+    return platform, ledger
 
 
 def names(platform: Platform, component: str) -> set[str]:
@@ -83,7 +108,8 @@ def one(platform: Platform, component: str) -> Instance:
     return sorted(platform.instances(component), key=lambda i: i.name)[0]
 
 
-def test_a_killed_instance_is_replaced_under_a_new_name(lab: tuple[Platform, Ledger]) -> None:
+@needs("kill")
+def test_a_killed_instance_is_replaced_under_a_new_name(lab: Lab) -> None:
     platform, _ = lab
     before = names(platform, "worker")
     victim = one(platform, "worker")
@@ -93,8 +119,9 @@ def test_a_killed_instance_is_replaced_under_a_new_name(lab: tuple[Platform, Led
     assert not after & {victim.name}
 
 
-def test_a_paused_instance_does_nothing_until_resumed(lab: tuple[Platform, Ledger]) -> None:
-    platform, ledger = lab
+@needs("pause", SERVES)
+def test_a_paused_instance_does_nothing_until_resumed(lab: Lab) -> None:
+    platform, ledger = served(lab)
     api = one(platform, "api")
     wait_for(lambda: ticks_of(ledger, api.name, ledger.now()), 20, "a tick before the pause")
     platform.pause(api)
@@ -111,25 +138,28 @@ def test_a_paused_instance_does_nothing_until_resumed(lab: tuple[Platform, Ledge
     wait_for(lambda: ticks_of(ledger, api.name, resumed), 20, "a tick after the resume")
 
 
-def test_a_terminated_instance_goes_within_its_grace(lab: tuple[Platform, Ledger]) -> None:
+@needs("terminate")
+def test_a_terminated_instance_goes_within_its_grace(lab: Lab) -> None:
     platform, ledger = lab
     api = one(platform, "api")
+    gone = ledger.now() if ledger else 0.0
     platform.terminate(api, grace=2.0)
-    gone = ledger.now()
     wait_for(lambda: api.name not in names(platform, "api"), 15, "the terminated instance")
-    # nothing from it after the grace period ran out
-    wait_for(lambda: ledger.now() > gone + 3.0, 10, "the grace period")
-    assert not ticks_of(ledger, api.name, gone + 2.5)
+    if ledger is not None:  # nothing from it after the grace period ran out
+        wait_for(lambda: ledger.now() > gone + 3.0, 10, "the grace period")
+        assert not ticks_of(ledger, api.name, gone + 2.5)
     wait_for(lambda: len(names(platform, "api")) == REPLICAS["api"], 90, "its replacement")
 
 
-def test_a_restart_in_place_keeps_the_name(lab: tuple[Platform, Ledger]) -> None:
+@needs("restart-in-place")
+def test_a_restart_in_place_keeps_the_name(lab: Lab) -> None:
     platform, ledger = lab
     api = one(platform, "api")
     platform.restart_in_place(api)
-    restarted = ledger.now()
-    wait_for(lambda: ticks_of(ledger, api.name, restarted + 0.5), 90,
-             "ticks of the restarted instance, under its own name")
+    if ledger is not None:
+        restarted = ledger.now()
+        wait_for(lambda: ticks_of(ledger, api.name, restarted + 0.5), 90,
+                 "ticks of the restarted instance, under its own name")
     # Its scheduler ticks from the lifespan, before the server answers: wait for ready.
     wait_for(lambda: api.name in names(platform, "api"), 30, "the restarted instance ready")
     new_pid = next(i.pid for i in platform.instances("api") if i.name == api.name)
@@ -137,7 +167,8 @@ def test_a_restart_in_place_keeps_the_name(lab: tuple[Platform, Ledger]) -> None
         assert new_pid != api.pid
 
 
-def test_scale_up_and_down(lab: tuple[Platform, Ledger]) -> None:
+@needs("scale")
+def test_scale_up_and_down(lab: Lab) -> None:
     platform, _ = lab
     platform.scale("api", 3)
     platform.wait_ready("api", 3, timeout=90)
@@ -146,7 +177,8 @@ def test_scale_up_and_down(lab: tuple[Platform, Ledger]) -> None:
     wait_for(lambda: len(names(platform, "api")) == REPLICAS["api"], 60, "the scale-down")
 
 
-def test_a_rolling_restart_replaces_every_instance(lab: tuple[Platform, Ledger]) -> None:
+@needs("rolling-restart")
+def test_a_rolling_restart_replaces_every_instance(lab: Lab) -> None:
     platform, _ = lab
     before = names(platform, "api")
     platform.rolling_restart("api")
@@ -159,9 +191,9 @@ def _maxmemory(broker: redis.Redis) -> int:
     return int(broker.config_get("maxmemory")["maxmemory"])
 
 
-def test_a_broker_outage_empties_the_broker_and_keeps_its_memory_limit(
-        lab: tuple[Platform, Ledger]) -> None:
-    platform, ledger = lab
+@needs("broker-outage", SERVES)
+def test_a_broker_outage_empties_the_broker_and_keeps_its_memory_limit(lab: Lab) -> None:
+    platform, ledger = served(lab)
     broker = redis.Redis.from_url(platform.broker_url, socket_timeout=5)
     try:
         # the margin was set over what the broker used with the lab connected (which
@@ -180,12 +212,11 @@ def test_a_broker_outage_empties_the_broker_and_keeps_its_memory_limit(
         broker.close()
 
 
-def test_a_partitioned_instance_loses_the_broker_not_the_ledger(
-        lab: tuple[Platform, Ledger]) -> None:
-    platform, ledger = lab
-    if platform.name == "kubernetes":
-        pytest.skip("an API instance's URL is the Service's here, not the one pod's; "
-                    "tests/kind/test_platform.py checks the partition from inside the pod")
+# Where an instance's URL is a Service's, tests/kind/test_platform.py checks the
+# partition from inside the pod.
+@needs("partition", SERVES, OWN_URL)
+def test_a_partitioned_instance_loses_the_broker_not_the_ledger(lab: Lab) -> None:
+    platform, ledger = served(lab)
     cut, other = sorted(platform.instances("api"), key=lambda i: i.name)[:2]
     work = "behaviour-partition"
 
@@ -202,9 +233,9 @@ def test_a_partitioned_instance_loses_the_broker_not_the_ledger(
     wait_for(lambda: hands_to_celery(cut, work), 30, "the healed instance to reach the broker")
 
 
-def test_a_skewed_instance_fires_early_by_the_ledger_clock(
-        lab: tuple[Platform, Ledger]) -> None:
-    platform, ledger = lab
+@needs("clock-skew", SERVES)
+def test_a_skewed_instance_fires_early_by_the_ledger_clock(lab: Lab) -> None:
+    platform, ledger = served(lab)
     target = one(platform, "api")
 
     def early(since: float) -> list[float]:
@@ -222,9 +253,9 @@ def test_a_skewed_instance_fires_early_by_the_ledger_clock(
         platform.skew(target, 0.0)
 
 
-def test_kill_child_kills_one_pool_process_and_the_worker_lives(
-        lab: tuple[Platform, Ledger]) -> None:
-    platform, ledger = lab
+@needs("kill-child", SERVES)
+def test_kill_child_kills_one_pool_process_and_the_worker_lives(lab: Lab) -> None:
+    platform, ledger = served(lab)
     worker = one(platform, "worker")
     assert platform.kill_child(worker) > 0
     assert worker.name in names(platform, "worker")

@@ -702,19 +702,19 @@ def test_a_named_target_is_the_nth_pod_oldest_first(platform: k.KubernetesPlatfo
             raise AssertionError("a named target is not picked")
 
     s = Strike(Pods())
-    assert _target(s, FaultStep("skew", "api-1")) == oldest  # type: ignore[arg-type]
-    assert _target(s, FaultStep("skew", "api-2")) == newest  # type: ignore[arg-type]
-    with pytest.raises(PlatformError, match="no instance api-3 to skew"):
-        _target(s, FaultStep("skew", "api-3"))  # type: ignore[arg-type]
+    assert _target(s, FaultStep("clock-skew", "api-1")) == oldest  # type: ignore[arg-type]
+    assert _target(s, FaultStep("clock-skew", "api-2")) == newest  # type: ignore[arg-type]
+    with pytest.raises(PlatformError, match="no instance api-3 to clock-skew"):
+        _target(s, FaultStep("clock-skew", "api-3"))  # type: ignore[arg-type]
 
     class Local:  # serial names: only the exact name is the target
         def instances(self, component: str) -> list[Instance]:
             return [Instance("api-2", "api"), Instance("api-3", "api")]
 
     s = Strike(Local())
-    assert _target(s, FaultStep("skew", "api-3")).name == "api-3"  # type: ignore[arg-type]
-    with pytest.raises(PlatformError, match="no instance api-1 to skew"):
-        _target(s, FaultStep("skew", "api-1"))  # type: ignore[arg-type]
+    assert _target(s, FaultStep("clock-skew", "api-3")).name == "api-3"  # type: ignore[arg-type]
+    with pytest.raises(PlatformError, match="no instance api-1 to clock-skew"):
+        _target(s, FaultStep("clock-skew", "api-1"))  # type: ignore[arg-type]
 
 
 # --- errors, against the real client ---------------------------------------------------------

@@ -138,11 +138,11 @@ def test_every_experiment_takes_partition_and_skew_unless_it_has_its_own() -> No
     partition, skew = e.faults[-2:]
     assert (partition.action, partition.component, partition.at, partition.duration) == (
         "partition", "api-2", 1.5, 3.0)
-    assert (skew.action, skew.component, skew.offset) == ("skew", "worker-1", -2.5)
+    assert (skew.action, skew.component, skew.offset) == ("clock-skew", "worker-1", -2.5)
     assert e.topology.settings["partitionable"] and e.topology.settings["skewable"]
     plain = spec.experiment(spec.defaults())
     assert "partitionable" not in plain.topology.settings
-    assert not any(f.action in ("partition", "skew") for f in plain.faults)
+    assert not any(f.action in ("partition", "clock-skew") for f in plain.faults)
     # the partition experiment's own options are its own, not the generic ones
     assert {p.name for p in catalog.get("partition").generic} == {"skew"}
 

@@ -71,7 +71,7 @@ def test_each_scheduler_runs_as_its_own_component_with_its_settings() -> None:
 
 @pytest.mark.parametrize(("fault", "action", "on"), [
     ("kill", "kill", "start"), ("pause", "pause", "start"), ("partition", "partition", "start"),
-    ("clock-skew", "skew", "start"), ("rolling-restart", "rolling-restart", ""),
+    ("clock-skew", "clock-skew", "start"), ("rolling-restart", "rolling-restart", ""),
     ("broker-outage", "broker-outage", ""),
 ])
 def test_a_fault_strikes_the_instance_running_a_tick(fault: str, action: str, on: str) -> None:
