@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from chaos.platform import Instance, Platform, PlatformError
 from chaos.skew import MAX_SKEW
@@ -93,6 +93,15 @@ class Mark:
 
 
 Handler = Callable[[Strike, FaultStep], None]
+P = TypeVar("P")
+
+
+def able(platform: Platform, protocol: type[P]) -> P:
+    """``platform`` as ``protocol``: the methods of a capability only some platforms have
+    (a ``runtime_checkable`` Protocol); PlatformError where it is not one."""
+    if not isinstance(platform, protocol):
+        raise PlatformError(f"the {platform.name} platform has no {protocol.__name__}")
+    return platform
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,9 @@ class Fault:
     short: str = ""
     settle: float = 0.0
     flag: str = ""
+    # The protocol of the methods it calls beyond ``Platform``'s, where only the
+    # platforms with its capability have them (its handler reaches them with ``able``).
+    protocol: type | None = None
 
     @property
     def capability(self) -> str:

@@ -11,8 +11,13 @@ from chaos.faults import FAULTS
 from chaos.platform import Platform
 from chaos.platforms import OWN_URL, PLATFORMS, SERVES
 
-MEMBERS = [name for name, value in vars(Platform).items()
-           if not name.startswith("_") and (callable(value) or isinstance(value, property))]
+
+def members(protocol: type) -> list[str]:
+    return [name for name, value in vars(protocol).items()
+            if not name.startswith("_") and (callable(value) or isinstance(value, property))]
+
+
+MEMBERS = members(Platform)
 # Faults whose behaviour needs a lab the behaviour suite does not deploy, and where it is tested.
 TESTED_ELSEWHERE = {"datastore-outage": "tests/integration/test_postgres.py"}
 
@@ -24,17 +29,30 @@ def test_the_protocol_has_what_the_runner_and_nemesis_use() -> None:
         assert name in MEMBERS, name
 
 
-@pytest.mark.parametrize("platform", list(PLATFORMS))
-@pytest.mark.parametrize("member", MEMBERS)
-def test_every_member_is_implemented_alike(platform: str, member: str) -> None:
-    implementation = PLATFORMS[platform].platform_class()
-    ours, theirs = getattr(Platform, member), getattr(implementation, member, None)
+def implemented_alike(implementation: type, protocol: type, member: str) -> None:
+    ours, theirs = getattr(protocol, member), getattr(implementation, member, None)
     assert theirs is not None, f"{implementation.__name__} lacks {member}"
     if isinstance(ours, property):
         assert isinstance(theirs, property), member
         return
     expected = list(inspect.signature(ours).parameters)
     assert list(inspect.signature(theirs).parameters)[:len(expected)] == expected, member
+
+
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+@pytest.mark.parametrize("member", MEMBERS)
+def test_every_member_is_implemented_alike(platform: str, member: str) -> None:
+    implemented_alike(PLATFORMS[platform].platform_class(), Platform, member)
+
+
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+def test_a_fault_beyond_the_protocol_is_implemented_where_it_is_declared(platform: str,
+                                                                         ) -> None:
+    entry = PLATFORMS[platform]
+    for fault in FAULTS.values():
+        if fault.protocol is not None and not entry.lacks(fault.capability):
+            for member in members(fault.protocol):
+                implemented_alike(entry.platform_class(), fault.protocol, member)
 
 
 @pytest.mark.parametrize("platform", list(PLATFORMS))
