@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from chaos.platform import Instance, Platform, PlatformError
 from chaos.skew import MAX_SKEW
@@ -96,12 +96,12 @@ Handler = Callable[[Strike, FaultStep], None]
 P = TypeVar("P")
 
 
-def able(platform: Platform, protocol: type[P]) -> P:
+def able(platform: Platform, protocol: Callable[..., P]) -> P:
     """``platform`` as ``protocol``: the methods of a capability only some platforms have
     (a ``runtime_checkable`` Protocol); PlatformError where it is not one."""
-    if not isinstance(platform, protocol):
+    if not isinstance(platform, protocol):  # type: ignore[arg-type]
         raise PlatformError(f"the {platform.name} platform has no {protocol.__name__}")
-    return platform
+    return cast(P, platform)
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def _broker_outage(s: Strike, step: FaultStep) -> None:
     s.record(step, "broker-back", "broker", None)
 
 
-_TABLE = (
+_TABLE: tuple[Fault, ...] = (
     Fault("kill", _strike(lambda p, i, step: p.kill(i), "kill"),
           lambda step: f"kill {step.component}",
           {"kill": Mark(ends_work=True, colour="#B2182B")},
