@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from chaos.platform import PlatformError
 from chaos.platforms import PlatformEntry, choose
-from experiments import catalog, findings, store
+from experiments import catalog, findings, junit, store
 from experiments.model import BadInput, ExperimentSpec
 from experiments.options import chosen_platform, param_option, run_options, with_run_options
 from experiments.probe.command import probe as probe_command
@@ -100,6 +100,9 @@ def _common_options() -> list[click.Parameter]:
         click.Option(["--json", "as_json"], is_flag=True, help="print summary.json last"),
         click.Option(["--plot/--no-plot"], default=True, show_default=True,
                      help="draw timeline.png (`scalelab report RUN` draws it later)"),
+        click.Option(["--junit"], type=click.Path(path_type=Path), default=None,
+                     help="also write JUnit XML here: one test case, failed when not "
+                          "demonstrated, skipped when untested"),
     ]
 
 
@@ -114,12 +117,18 @@ def _run_command(spec: ExperimentSpec) -> click.Command:
     def callback(**given: Any) -> None:
         values = {p.name: given[p.name] for p in spec.all_params}
         chosen = chosen_platform(given)
+        if given["junit"] is not None:
+            junit.check_writable(given["junit"])
         r = execute(spec, values, seed=given["seed"], results=given["results"],
                     platform=chosen, quiet=given["as_json"], plot=given["plot"])
         if given["as_json"]:
             print(json.dumps(r.summary, separators=(",", ":")))
         else:
             say_run(r.summary, r.directory, store.stored_near(r.directory))
+        if given["junit"] is not None:
+            junit.write(given["junit"], f"scalelab run {spec.name}",
+                        [junit.of_run(spec.name, r.summary, str(r.directory),
+                                      store.stored_near(r.directory))])
         raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
 
     return click.Command(spec.name, params=[*own, *common], callback=callback,
@@ -172,8 +181,12 @@ def catalogue_markdown() -> str:
 @click.option("--only", default=None, help="comma-separated experiment names")
 @click.option("--jobs", type=click.IntRange(1, 8), default=1, show_default=True,
               help="runs at once (each its own harness process)")
-def suite(quick: bool, only: str | None, jobs: int, **given: Any) -> None:
-    """Run the catalogue, print the measured tables and write the suite's report.md."""
+@click.option("--junit", "junit_xml", type=click.Path(path_type=Path), default=None,
+              help="also write JUnit XML here: a test case per run")
+def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
+          **given: Any) -> None:
+    """Run the catalogue, print the measured tables and write the suite's report.md and
+    report.html (one self-contained page, timelines inline, for a CI job to keep)."""
     names = only.split(",") if only else list(catalog.CATALOG)
     specs = [catalog.get(name) for name in names]  # an unknown name fails before anything runs
     seed, results, platform = given["seed"], given["results"], given["platform"]
@@ -184,6 +197,8 @@ def suite(quick: bool, only: str | None, jobs: int, **given: Any) -> None:
     if jobs > 1 and given.get("ledger_port") is not None:
         raise BadInput("--ledger-port with --jobs above 1: the runs would share one port")
     check_results_dir(results)
+    if junit_xml is not None:
+        junit.check_writable(junit_xml)
     planned: list[tuple[str, ExperimentSpec, dict[str, Any]]] = []
     for spec in specs:
         for variant in spec.suite_variants(quick):
@@ -217,7 +232,13 @@ def suite(quick: bool, only: str | None, jobs: int, **given: Any) -> None:
         out.print(f"- {escape(label)}", highlight=False)
         for line in findings.terminal_lines(s, near):
             out.print(f"    {line}", highlight=False)
+    from experiments.web import report as html_report
+
     out.print(f"report: {report_md}")
+    out.print(f"report: {html_report.write(suite_dir)}")
+    if junit_xml is not None:
+        junit.write(junit_xml, f"scalelab suite {suite_dir.name}",
+                    [junit.of_run(label, s, str(d), near) for label, s, d in done])
     raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
 
 
@@ -311,7 +332,10 @@ def report(run_dir: Path, as_json: bool) -> None:
 @click.option("--jobs", type=click.IntRange(1, 8), default=1, show_default=True,
               help="runs at once (each its own harness process)")
 @click.option("--only", default=None, help="comma-separated rows, e.g. apscheduler4,arq")
-def matrix(quick: bool, jobs: int, only: str | None, **given: Any) -> None:
+@click.option("--junit", "junit_xml", type=click.Path(path_type=Path), default=None,
+              help="also write JUnit XML here: a test case per cell")
+def matrix(quick: bool, jobs: int, only: str | None, junit_xml: Path | None,
+           **given: Any) -> None:
     """The fixes matrix: each scheduling mechanism under each fault, counted from the ledger."""
     from experiments import matrix as fixes
 
@@ -321,6 +345,8 @@ def matrix(quick: bool, jobs: int, only: str | None, **given: Any) -> None:
         raise BadInput(f"--jobs {jobs}: runs on the {entry.name} platform share one lab; "
                        "use --jobs 1")
     check_results_dir(given["results"])
+    if junit_xml is not None:
+        junit.check_writable(junit_xml)
     cells, directory = fixes.run(quick=quick, jobs=jobs, only=only, results=given["results"],
                                  seed=given["seed"], platform=entry.name,
                                  platform_options=options)
@@ -330,6 +356,9 @@ def matrix(quick: bool, jobs: int, only: str | None, **given: Any) -> None:
     failed = [c for c in cells if not c.reason and c.counts is None]
     for cell in failed:
         console.print(f"scalelab: {cell.label} did not run: {cell.error}", highlight=False)
+    if junit_xml is not None:
+        junit.write(junit_xml, f"scalelab matrix {directory.name}",
+                    junit.of_matrix(cells, directory))
     raise click.exceptions.Exit(1 if failed else 0)
 
 
