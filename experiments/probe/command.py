@@ -125,7 +125,7 @@ def probe(**given: Any) -> None:
     FastAPI's BackgroundTasks are observed; `from services.probe import unit` names a
     business key where you want one.
     """
-    from experiments.cli import out
+    from experiments.cli import console, out
     from experiments.report import summary_table
 
     run_keys = ("seed", "results", "as_json", "plot", "ledger_port")
@@ -139,6 +139,8 @@ def probe(**given: Any) -> None:
         for line in by_what_lines(r.summary):
             out.print(line, highlight=False)
         out.print(f"{r.summary['expectation']}  ->  {r.directory}")
+    for error in r.summary.get("fault_errors") or ():
+        console.print(f"scalelab: fault not struck: {error}", highlight=False, soft_wrap=True)
     raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
 
 

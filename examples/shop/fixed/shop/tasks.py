@@ -2,8 +2,9 @@
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is
   delivered again (after the broker's visibility timeout), not lost;
-- each effect is marked done under its key once made; a delivery that finds the mark
-  is ignored (``Ignore``: ended without effect), so a redelivery sends nothing twice;
+- each effect carries an idempotency key its receiver takes once (``commit``), so a
+  redelivered task sends nothing twice. (A mark set in Redis *after* the effect is not
+  enough: the probe caught a worker killed between the two, and the email sent twice.)
 - the hourly report is a periodic task of a single Celery beat, not of every API
   replica; the partner's webhook is a task, so it outlives the replica that took
   the order.
@@ -13,13 +14,12 @@ Celery's settings: https://docs.celeryq.dev/en/stable/userguide/configuration.ht
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
 
 import redis
 from celery import Celery
-from celery.exceptions import Ignore
 
 from services.probe import unit
 
@@ -40,30 +40,37 @@ app.conf.update(
     beat_schedule={"hourly-report": {"task": "shop.hourly_report",
                                      "schedule": REPORT_SECONDS}},
 )
-_marks = redis.Redis.from_url(os.environ.get("SHOP_REDIS_URL", BROKER))
+_receivers = redis.Redis.from_url(os.environ.get("SHOP_REDIS_URL", BROKER))
 
 
-def once(key: str, effect: Callable[[], None]) -> None:
-    """Make the effect unless its mark says it was made; mark it once made."""
-    if _marks.exists(f"shop:done:{key}"):
-        raise Ignore()
-    effect()
-    _marks.set(f"shop:done:{key}", 1, ex=86400)
+class AlreadyDone(Exception):
+    """The receiver had this idempotency key: nothing was done again."""
+
+
+def commit(key: str) -> None:
+    """The receiver's side (the mail provider, the partner): it takes each idempotency key
+    once — the effect and its key are one write, so no moment lies between them."""
+    if not _receivers.set(f"shop:done:{key}", 1, nx=True, ex=86400):
+        raise AlreadyDone(key)
 
 
 @unit(key="email:{order_id}")
 def deliver_email(order_id: str) -> None:
     time.sleep(EMAIL_SECONDS)  # the SMTP conversation
+    commit(f"email:{order_id}")  # the provider sends it, with the order as its key
 
 
 @app.task(name="shop.send_confirmation")
 def send_confirmation(order_id: str) -> None:
-    once(f"email:{order_id}", lambda: deliver_email(order_id))
+    with contextlib.suppress(AlreadyDone):  # a redelivery of a sent email: done already
+        deliver_email(order_id)
 
 
 @app.task(name="shop.notify_webhook")
 def notify_webhook(order_id: str) -> None:
-    once(f"webhook:{order_id}", lambda: time.sleep(WEBHOOK_SECONDS))  # POST to the partner
+    time.sleep(WEBHOOK_SECONDS)  # POST to the partner
+    with contextlib.suppress(AlreadyDone):
+        commit(f"webhook:{order_id}")  # the partner takes the order's key once
 
 
 @app.task(name="shop.hourly_report")
