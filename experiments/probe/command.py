@@ -19,8 +19,9 @@ from typing import Any
 
 import click
 
+from chaos.platforms import choose
 from experiments.model import BadInput
-from experiments.options import param_option
+from experiments.options import RUN_KEYS, param_option, with_run_options
 from experiments.probe import requests
 from experiments.probe.spec import PARAMS, SPEC
 from experiments.runner import Run
@@ -70,14 +71,19 @@ def check_app(values: Mapping[str, Any]) -> None:
 
 
 def run_probe(values: Mapping[str, Any], *, seed: int, results: Path, quiet: bool = True,
-              plot: bool = True, ledger_port: int | None = None) -> Run:
+              plot: bool = True, platform_options: Mapping[str, Any] | None = None) -> Run:
     """Check the app loads, then run the probe on the local platform."""
-    from chaos.platforms import choose
     from experiments.cli import execute
 
+    given = dict(platform_options or {})
+    if given.pop("platform", "local") != "local":
+        raise BadInput("the probe runs on the local platform only (docs/probe.md says what "
+                       "it would need on Kubernetes)")
+    if given.get("fork_server"):
+        raise BadInput("the probe execs every instance, so your app is imported fresh: "
+                       "--fork-server does not apply")
     check_app(values)
-    # Exec'd instances: the user's app is imported fresh, never from the lab's preload.
-    platform = choose("local", {"ledger_port": ledger_port, "fork_server": False})
+    platform = choose("local", {**given, "fork_server": False})
     return execute(SPEC, values, seed=seed, results=results, platform=platform, quiet=quiet,
                    plot=plot)
 
@@ -106,17 +112,13 @@ def by_what_lines(summary: Mapping[str, Any]) -> list[str]:
               help="environment for your app (repeatable); {broker} in VALUE is the lab's "
                    "broker URL")
 @click.option("--fault", "faults", multiple=True, metavar="FAULT[:COMPONENT]",
-              help="kill, terminate, kill-child (each mid-job), rolling-restart; repeatable, "
-                   "spread over the run; COMPONENT api, worker or beat")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="drives every random choice; recorded")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="where run directories go")
+              help="a fault of the lab's table (kill, terminate, rolling-restart, ...; one "
+                   "that can strike mid-job does); repeatable, spread over the run in the "
+                   "order given; COMPONENT api, worker or beat")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json last")
 @click.option("--plot/--no-plot", default=True, show_default=True,
               help="draw timeline.png (`scalelab report RUN` draws it later)")
-@click.option("--ledger-port", type=click.IntRange(1024, 65535), default=None,
-              help="the ledger Redis listens here (watch it with redis-cli)")
+@with_run_options
 def probe(**given: Any) -> None:
     """Run YOUR app's replicas, Celery workers and beat on the local platform under faults,
     and count what it loses or runs twice (exit 0: nothing; 1: something; 2: bad input).
@@ -128,10 +130,11 @@ def probe(**given: Any) -> None:
     from experiments.cli import console, out
     from experiments.report import summary_table
 
-    run_keys = ("seed", "results", "as_json", "plot", "ledger_port")
-    values = values_of(**{k: v for k, v in given.items() if k not in run_keys})
+    values = values_of(**{k: v for k, v in given.items()
+                          if k not in (*RUN_KEYS, "as_json", "plot")})
     r = run_probe(values, seed=given["seed"], results=given["results"], quiet=given["as_json"],
-                  plot=given["plot"], ledger_port=given["ledger_port"])
+                  plot=given["plot"], platform_options={
+                      k: given[k] for k in RUN_KEYS if k not in ("seed", "results")})
     if given["as_json"]:
         print(json.dumps(r.summary, separators=(",", ":")))
     else:

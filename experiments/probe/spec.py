@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from chaos.faults import FaultStep
+from chaos.faults import FAULTS, Fault, FaultStep
 from chaos.platform import Topology
 from experiments.checker import Result
 from experiments.model import BadInput, Experiment, ExperimentSpec, Param, Params, Verdict, Workload
@@ -25,9 +26,14 @@ from services.probe.background import READY_PATH
 NAME = "probe"
 MODULES = {"api": "services.probe.api", "worker": "services.probe.worker",
            "beat": "services.probe.beat"}
-# The faults a probe strikes, and the component each strikes unless one is named.
-FAULTS = ("kill", "terminate", "rolling-restart", "kill-child")
-MID_JOB = ("kill", "terminate", "kill-child")  # strike the moment a unit starts there
+COMPONENTS = ("api", "worker", "beat")
+
+
+def _strikable() -> dict[str, Fault]:
+    """The fault table's faults a probe can strike: any but those a lab must be started
+    for (a proxy in front of every instance, a movable clock)."""
+    return {name: f for name, f in FAULTS.items() if not f.setting}
+
 
 PARAMS = (
     Param("asgi", "", "the ASGI app, module:attribute (e.g. shop.main:app)"),
@@ -39,8 +45,7 @@ PARAMS = (
     Param("workers", 1, "Celery worker instances", 0, 16),
     Param("concurrency", 2, "pool processes per Celery worker", 1, 16),
     Param("beat", 0, "Celery beat replicas", 0, 4),
-    Param("faults", "", "comma-separated FAULT[:COMPONENT] (kill, terminate, rolling-restart, "
-                        "kill-child)"),
+    Param("faults", "", "comma-separated FAULT[:COMPONENT], from the fault table"),
     Param("duration", 30.0, "seconds the workload and the schedules run", 2, 3600),
     Param("drain", 15.0, "seconds, at most, for accepted work to finish after the run", 0, 600),
     Param("grace", 5.0, "terminate and rolling restart: seconds from SIGTERM to SIGKILL",
@@ -49,21 +54,22 @@ PARAMS = (
 
 
 def parse_faults(raw: str, p: Params) -> tuple[FaultStep, ...]:
-    """``kill,rolling-restart:api`` -> fault steps spread evenly over the run."""
+    """``kill,rolling-restart:api`` -> fault steps spread evenly over the run; a fault that
+    can strike mid-job does, the moment a unit of work starts on its component."""
     names = [f.strip() for f in raw.split(",") if f.strip()]
+    known = _strikable()
     steps = []
     for i, given in enumerate(names):
         action, _, component = given.partition(":")
-        if action not in FAULTS:
-            raise BadInput(f"--fault {given!r}: unknown fault (known: {', '.join(FAULTS)})")
-        component = component or _default_target(action, p)
-        if component not in ("api", "worker", "beat") or not _count(component, p):
+        fault = known.get(action)
+        if fault is None:
+            raise BadInput(f"--fault {given!r}: unknown fault (known: {', '.join(known)})")
+        component = component or _default_target(fault, p)
+        if component not in COMPONENTS or not _count(component, p):
             raise BadInput(f"--fault {given!r}: this probe runs no {component} instance")
-        if action == "kill-child" and component != "worker":
-            raise BadInput(f"--fault {given!r}: kill-child strikes a Celery worker's pool")
-        at = p["duration"] * (i + 1) / (len(names) + 1)
-        steps.append(FaultStep(action, component, at=at,
-                               on="start" if action in MID_JOB else "", grace=p["grace"]))
+        step = fault.step(component, at=p["duration"] * (i + 1) / (len(names) + 1),
+                          numbers={"grace": p["grace"]})
+        steps.append(replace(step, on="start") if fault.mid_job else step)
     return tuple(steps)
 
 
@@ -72,8 +78,9 @@ def _count(component: str, p: Params) -> int:
         if component == "worker" else int(p["beat"])
 
 
-def _default_target(action: str, p: Params) -> str:
-    if action == "kill-child" or (action != "rolling-restart" and p["celery"] and p["workers"]):
+def _default_target(fault: Fault, p: Params) -> str:
+    """Where the work is: a worker for a mid-job fault when Celery runs, else an API replica."""
+    if fault.mid_job and p["celery"] and p["workers"]:
         return "worker"
     return "api" if p["asgi"] and p["replicas"] else "worker"
 

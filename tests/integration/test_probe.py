@@ -133,6 +133,8 @@ def not_apps(tmp_path: Path) -> Path:
     (("--asgi", "mod:asgi", "--fault", "explode"), "unknown fault"),
     (("--asgi", "mod:asgi", "--workload", "missing.yaml"), "workload file"),
     (("--asgi", "mod:asgi", "--replicas", "99"), "must be at most 16, not 99"),
+    (("--asgi", "mod:asgi", "--platform", "kubernetes"), "the local platform only"),
+    (("--asgi", "mod:asgi", "--fork-server"), "--fork-server does not apply"),
 ])
 def test_bad_input_is_one_line_and_exit_2(scalelab_here: Any, not_apps: Path,
                                            args: tuple[str, ...], says: str) -> None:
