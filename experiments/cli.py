@@ -159,8 +159,22 @@ def list_experiments(markdown: bool) -> None:
     if markdown:
         click.echo(catalogue_markdown())
         return
-    for spec in catalog.CATALOG.values():
-        out.print(f"[bold]{spec.name}[/bold]  {spec.summary}")
+    click.echo(catalogue_text(catalog.CATALOG.values(), out.width if out.is_terminal else 80))
+
+
+def catalogue_text(specs: Any, width: int = 80) -> str:
+    """The catalogue, aligned: each name in one column, its summary wrapped beside it."""
+    import textwrap
+
+    specs = list(specs)
+    column = max(len(spec.name) for spec in specs) + 2
+    room = max(20, min(width, 100) - column)
+    lines = []
+    for spec in specs:
+        wrapped = textwrap.wrap(spec.summary, room) or [""]
+        lines.append(spec.name.ljust(column) + wrapped[0])
+        lines += [" " * column + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def catalogue_markdown() -> str:

@@ -53,6 +53,9 @@ def serve(results: Path, host: str, port: int) -> None:
 
     from experiments.web.app import create_app
 
+    if results.exists() and not results.is_dir():
+        raise BadInput(f"--results {str(results)!r} is a file, not a results directory "
+                       "(pass the directory the runs are stored in)")
     if not results.is_dir():
         raise BadInput(f"results directory {str(results)!r} does not exist "
                        "(run an experiment first, or pass --results DIR)")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from experiments import catalog
 from experiments.report import suite_markdown
 from tests.unit.test_store import stored_run
 
@@ -138,3 +139,20 @@ def test_the_measured_seed_table_says_what_each_run_measured() -> None:
     assert "[summary](a/summary.md)" in md and "![timeline of background-loss celery]" \
         "(b/timeline.png)" in md
     assert "2 runs (seed 4, quick)" in md
+
+
+def test_list_is_aligned_within_80_columns(scalelab_here: Any) -> None:
+    r = scalelab_here("list")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    starts = {len(line) - len(line[len(spec.name):].lstrip()) for line in lines
+              for spec in catalog.CATALOG.values() if line.startswith(spec.name + " ")}
+    assert len(starts) == 1  # every summary begins in one column
+    assert {line.split()[0] for line in lines if not line.startswith(" ")} == set(
+        catalog.CATALOG)
+
+
+def test_an_unknown_experiment_says_which_was_meant(scalelab_here: Any) -> None:
+    line = one_line_error(scalelab_here("run", "scheduler-duplicate"), "unknown experiment")
+    assert "did you mean 'scheduler-duplicates'?" in line

@@ -439,6 +439,10 @@ def test_serve_refuses_a_missing_results_dir_and_a_port_in_use(tmp_path: Path) -
     assert missing.returncode == 2, missing.stderr
     assert missing.stderr.strip().count("\n") == 0
     assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "results.json").write_text("{}")
+    a_file = serve("--results", str(tmp_path / "results.json"), cwd=tmp_path)
+    assert a_file.returncode == 2 and a_file.stderr.strip().count("\n") == 0
+    assert "is a file, not a results directory" in a_file.stderr
     taken = bind("127.0.0.1", 0)
     try:
         port = taken.getsockname()[1]
