@@ -377,6 +377,7 @@ def matrix(quick: bool, jobs: int, only: str | None, junit_xml: Path | None,
 
 
 app.add_command(run_group)
+probe_command.params.extend(_common_options())  # the probe takes what every run takes
 app.add_command(probe_command)
 app.add_command(click.Command(
     "run-child", hidden=True, callback=run_child,

@@ -21,7 +21,7 @@ import click
 
 from chaos.platforms import choose
 from experiments.model import BadInput
-from experiments.options import RUN_KEYS, param_option, with_run_options
+from experiments.options import RUN_KEYS, param_option
 from experiments.probe import requests
 from experiments.probe.spec import PARAMS, SPEC
 from experiments.runner import Run
@@ -115,36 +115,54 @@ def by_what_lines(summary: Mapping[str, Any]) -> list[str]:
               help="a fault of the lab's table (kill, terminate, rolling-restart, ...; one "
                    "that can strike mid-job does); repeatable, spread over the run in the "
                    "order given; COMPONENT api, worker or beat")
-@click.option("--json", "as_json", is_flag=True, help="print summary.json last")
-@click.option("--plot/--no-plot", default=True, show_default=True,
-              help="draw timeline.png (`scalelab report RUN` draws it later)")
-@with_run_options
 def probe(**given: Any) -> None:
     """Run YOUR app's replicas, Celery workers and beat on the local platform under faults,
     and count what it loses or runs twice (exit 0: nothing; 1: something; 2: bad input).
 
     Nothing in your code changes: Celery's signals, APScheduler's listener events and
     FastAPI's BackgroundTasks are observed; `from services.probe import unit` names a
-    business key where you want one.
+    business key where you want one. --junit writes a test case per job, task and function
+    of your app, failed when any of its units was lost or run twice.
     """
-    from experiments.cli import console, out
-    from experiments.report import summary_table
+    from experiments import junit, store
+    from experiments.cli import console, say_run
 
+    if given["junit"] is not None:
+        junit.check_writable(given["junit"])
     values = values_of(**{k: v for k, v in given.items()
-                          if k not in (*RUN_KEYS, "as_json", "plot")})
+                          if k not in (*RUN_KEYS, "as_json", "plot", "junit")})
     r = run_probe(values, seed=given["seed"], results=given["results"], quiet=given["as_json"],
                   plot=given["plot"], platform_options={
                       k: given[k] for k in RUN_KEYS if k not in ("seed", "results")})
     if given["as_json"]:
         print(json.dumps(r.summary, separators=(",", ":")))
     else:
-        out.print(summary_table(r.summary))
+        say_run(r.summary, r.directory, store.stored_near(r.directory))
         for line in by_what_lines(r.summary):
-            out.print(line, highlight=False)
-        out.print(f"{r.summary['expectation']}  ->  {r.directory}")
+            console.print(line, highlight=False)
     for error in r.summary.get("fault_errors") or ():
         console.print(f"scalelab: fault not struck: {error}", highlight=False, soft_wrap=True)
+    if given["junit"] is not None:
+        junit.write(given["junit"], "scalelab probe", junit_cases(r.summary, r.directory))
     raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+
+
+def junit_cases(summary: Mapping[str, Any], directory: Path) -> list[Any]:
+    """One test case per job, task and function of the app: failed when any of its units
+    was lost or run twice (the run as one case when it counted no unit at all)."""
+    from experiments import junit
+
+    by_what = (summary.get("measured") or {}).get("by_what") or {}
+    if not by_what:
+        return [junit.of_run("probe", summary, str(directory))]
+    cases = []
+    for name, counts in by_what.items():
+        said = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+        wrong = counts.get("lost", 0) or counts.get("duplicated", 0)
+        cases.append(junit.Case(name, "scalelab.probe",
+                                "not-demonstrated" if wrong else "demonstrated", said,
+                                output=f"stored: {directory}"))
+    return cases
 
 
 # The topology and timing options, as the probe's parameters declare them (bounds, defaults).

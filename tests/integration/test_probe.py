@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -30,18 +31,25 @@ SHOP_ENV = ("--env", "SHOP_BROKER_URL={broker}", "--env", "SHOP_REPORT_SECONDS=2
 FAULTS = ("--fault", "kill:worker", "--fault", "rolling-restart:api")
 
 
-def probe_shop(scalelab: Any, version: str, *extra: str) -> tuple[int, dict[str, Any]]:
+def probe_shop(scalelab: Any, version: str, junit: Path,
+               *extra: str) -> tuple[int, dict[str, Any]]:
     r = scalelab("probe", "--app-dir", str(SHOP / version), "--asgi", "shop.main:app",
                  "--celery", "shop.tasks:app", "--workload", str(SHOP / "orders.yaml"),
                  "--workers", "2", "--duration", "10", "--drain", "15", "--json", "--no-plot",
-                 *SHOP_ENV, *FAULTS, *extra, timeout=300)
+                 "--junit", str(junit), *SHOP_ENV, *FAULTS, *extra, timeout=300)
     assert r.returncode in (0, 1), r.stderr
     return r.returncode, r.summary
 
 
+def failed_cases(junit: Path) -> set[str]:
+    """The JUnit test cases that failed (one per job, task and function of the app)."""
+    cases = ET.parse(junit).getroot().iter("testcase")
+    return {str(c.get("name")) for c in cases if c.find("failure") is not None}
+
+
 @pytest.mark.timeout(360)
-def test_the_naive_shop_is_caught(scalelab: Any) -> None:
-    code, s = probe_shop(scalelab, "naive")
+def test_the_naive_shop_is_caught(scalelab: Any, tmp_path: Path) -> None:
+    code, s = probe_shop(scalelab, "naive", tmp_path / "junit.xml")
     by_what = s["measured"]["by_what"]
     assert code == 1 and not s["valid"]
     # every API replica ran the hourly report: periods run more than once
@@ -50,17 +58,20 @@ def test_the_naive_shop_is_caught(scalelab: Any) -> None:
     assert by_what["celery shop.send_confirmation"].get("lost", 0) >= 1, by_what
     assert by_what["unit email"].get("lost", 0) >= 1, by_what
     assert s["mid_job_faults"]["with_work_in_flight"] >= 1
+    assert {"apscheduler hourly-report", "celery shop.send_confirmation",
+            "unit email"} <= failed_cases(tmp_path / "junit.xml")
 
 
 @pytest.mark.timeout(360)
-def test_the_fixed_shop_passes_under_the_same_faults(scalelab: Any) -> None:
-    code, s = probe_shop(scalelab, "fixed", "--beat", "1")
+def test_the_fixed_shop_passes_under_the_same_faults(scalelab: Any, tmp_path: Path) -> None:
+    code, s = probe_shop(scalelab, "fixed", tmp_path / "junit.xml", "--beat", "1")
     by_what = s["measured"]["by_what"]
     assert code == 0 and s["valid"], (s["expectation"], by_what)
     assert s["counts"]["lost"] == s["counts"]["duplicated"] == 0
     assert {"celery shop.hourly_report", "celery shop.notify_webhook",
             "celery shop.send_confirmation", "unit email"} <= set(by_what)
     assert s["mid_job_faults"]["with_work_in_flight"] >= 1  # the kill did strike mid-task
+    assert not failed_cases(tmp_path / "junit.xml")
 
 
 UNSEEN = '''
