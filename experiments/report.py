@@ -194,8 +194,15 @@ def measured_cells(summaries: Sequence[Summary], table: str = "seed",
             for row, claims in spec.claims.items()]
 
 
+MARKS = {"✅": "yes", "❌": "no"}  # the comparison table's marks, said in words
+
+
 def _claimed(claim: str) -> str:
-    return f"advice {claim}" if claim else "no claim"
+    """``advice: no``: a claim in words (a terminal or page without an emoji font shows
+    the marks as empty boxes)."""
+    if not claim:
+        return "no claim"
+    return "advice: " + "".join(MARKS.get(ch, ch) for ch in claim)
 
 
 def measured_table(summaries: Sequence[Summary], table: str = "seed") -> str:

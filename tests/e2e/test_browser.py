@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, start_scalelab, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -92,8 +92,19 @@ def finish_events(run_dir: Path) -> int:
     return sum(1 for line in lines if line.strip() and json.loads(line)["kind"] == "finish")
 
 
+WARNING = "rgb(178, 24, 43)"  # the stylesheet's --warn: lost and duplicated work
+COLOUR = "e => getComputedStyle(e).color"
+
+
+def progress_of(directory: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((directory / "progress.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def test_browse_a_run_its_timeline_units_and_a_comparison(
-        server: str, results: Path, tmp_path: Path) -> None:
+        server: str, results: Path, tmp_path: Path, lab_tag: str) -> None:
     unguarded = next(d for d in results.iterdir()
                      if json.loads((d / "summary.json").read_text())["parameters"]["guard"]
                      == "none")
@@ -125,7 +136,14 @@ def test_browse_a_run_its_timeline_units_and_a_comparison(
 
             page.locator(f'a.run-link[href="/runs/{unguarded.name}"]').click()
             page.wait_for_url(f"**/runs/{unguarded.name}")
-            assert "held" in page.locator("h1 .badge").inner_text()
+            assert page.locator("h1 .badge").inner_text() == "demonstrated"
+            # a demonstrated run with duplicates says both: the work, in the warning colour
+            dup = page.locator("p.work .outcome.c-duplicated")
+            assert dup.inner_text() == f"{summary['counts']['duplicated']} duplicated"
+            assert dup.evaluate(COLOUR) == WARNING
+            assert page.locator("p.verdict .badge").inner_text() == "demonstrated"
+            # ... and the fix beside it
+            assert "--guard redis-lock" in page.locator("div.fix pre.command").inner_text()
             timeline = page.locator("svg.timeline")
             timeline.wait_for()
             finished = page.locator('svg.timeline rect.bar[data-ended-by="finish"]')
@@ -165,9 +183,55 @@ def test_browse_a_run_its_timeline_units_and_a_comparison(
             partial.rename(partial.with_name(partial.name.removesuffix(".partial")))
             page.wait_for_url(f"**/runs/{partial.name.removesuffix('.partial')}", timeout=15_000)
             assert finished.count() == finish_events(unguarded)
+
+            # Lost and duplicated counts in the warning colour on the index, a suite's page
+            # and a run's page.
+            suite = results / "20991230T000000Z-suite"
+            shutil.copytree(unguarded, suite / unguarded.name)
+            (suite / "report.md").write_text("# suite\n")
+            for url in ("/", f"/suites/{suite.name}", f"/runs/{suite.name}/{unguarded.name}"):
+                page.goto(server + url)
+                cell = page.locator(".c-duplicated.some").first
+                assert cell.evaluate(COLOUR) == WARNING, url
+                quiet = page.locator("td.c-lost:not(.some)")  # none lost: no warning
+                if quiet.count():
+                    assert quiet.first.evaluate(COLOUR) != WARNING, url
+            page.screenshot(path=str(tmp_path / "suite-run.png"), full_page=True)
+
+            # A run in progress for real: its count grows between two polls; then Ctrl-C,
+            # and the page opens the run as interrupted.
+            live = start_scalelab(lab_tag, "run", "scheduler-duplicates", "--replicas", "2",
+                                  "--duration", "30", "--no-plot", "--results", str(results))
+            try:
+                running = wait_for(lambda: next(results.glob("*.partial"), None), 60,
+                                   "the live run's directory")
+                wait_for(lambda: progress_of(running).get("executions", 0) > 0, 60,
+                         "the live run's first executions")
+                page.goto(f"{server}/runs/{running.name}")
+                counter = '[data-field="executions"]'
+                first = int(page.locator(counter).inner_text())
+                page.wait_for_function(
+                    "([sel, n]) => Number(document.querySelector(sel)?.textContent) > n",
+                    arg=[counter, first], timeout=20_000)
+                page.locator("svg.timeline rect.bar").first.wait_for(timeout=20_000)  # drawn
+                page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+                live.send_signal(signal.SIGINT)
+                live.communicate(timeout=60)
+            finally:
+                if live.poll() is None:
+                    live.kill()
+                live.communicate()
+            assert live.returncode == 130
+            page.wait_for_url("**.interrupted", timeout=15_000)
+            state = page.locator("p.state").inner_text()
+            assert state.startswith("Interrupted by SIGINT while running"), state
+            page.goto(server + "/")
+            row = page.locator(f'tr:has(a[href="/runs/{running.name.removesuffix(".partial")}'
+                               f'.interrupted"])')
+            assert row.locator(".badge").inner_text() == "interrupted"
         finally:
             context.close()
     assert not foreign, f"the pages asked for something off the server: {foreign}"
     assert not problems, f"the browser console reported: {problems}"
-    for shot in ("index", "run", "units-duplicated", "compare"):
+    for shot in ("index", "run", "units-duplicated", "compare", "suite-run", "live"):
         assert (tmp_path / f"{shot}.png").stat().st_size > 0

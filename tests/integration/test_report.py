@@ -133,9 +133,9 @@ def test_the_measured_seed_table_says_what_each_run_measured() -> None:
     md = suite_markdown(runs, seed=4, quick=True)
     row = next(line for line in md.splitlines() if line.startswith("| Survives restarts"))
     bt, scheduler, celery = row.split(" | ")[1:4]
-    assert bt == "advice ❌; measured: lost 7/20 on SIGKILL of 2 replica(s)"
-    assert scheduler == "advice ❌; not measured"
-    assert celery.startswith("advice ✅; measured: lost 0/20 when API replicas were killed")
+    assert bt == "advice: no; measured: lost 7/20 on SIGKILL of 2 replica(s)"
+    assert scheduler == "advice: no; not measured"
+    assert celery.startswith("advice: yes; measured: lost 0/20 when API replicas were killed")
     assert "[summary](a/summary.md)" in md and "![timeline of background-loss celery]" \
         "(b/timeline.png)" in md
     assert "2 runs (seed 4, quick)" in md
