@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 # STAMP: the lab itself, what `make lab` needs; DEV: plus the test, lint and manifest tools.
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
+QUEUES := $(VENV)/.installed-queues
+DEV_EXTRAS := .[dev,queues]
 SEED   ?= 1
 JOBS   ?= 6
 PORT   ?= 8765
@@ -64,7 +66,12 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $@
 
 $(DEV): $(STAMP)
-	$(call install,-e '.[dev]')
+	$(call install,-e '$(DEV_EXTRAS)')
+	@touch $@
+
+# The task queues of the fixes matrix (what `make matrix` runs beside the lab's own).
+$(QUEUES): $(STAMP)
+	$(call install,-e '.[queues]')
 	@touch $@
 
 # pyproject.toml changed: resolve again, keeping every locked version that still fits.
@@ -86,7 +93,7 @@ lab: $(STAMP)  ## run the catalogue on the local platform (quick settings, JOBS 
 
 # Its own target: dozens of runs (one of them 70 s long), minutes even JOBS at a time,
 # past what `make lab` may take.
-matrix: $(STAMP)  ## the fixes matrix: each scheduling mechanism under each fault (quick)
+matrix: $(QUEUES)  ## the fixes matrix: each scheduling mechanism under each fault (quick)
 	$(VENV)/bin/scalelab matrix --quick --seed $(SEED) --jobs $(JOBS)
 
 serve: $(STAMP)  ## browse results/ at http://127.0.0.1:$(PORT)/ (read-only, until Ctrl-C)

@@ -37,14 +37,15 @@ from chaos.platform import Instance, PlatformError, Topology
 from chaos.postgres import PostgresServer
 from chaos.processes import LAB_TAG, Group, Watchdog, free_port
 from chaos.redis_server import MemoryLimit, RedisServer, configure, footprint, kilobytes
+from chaos.task_queues import TASK_QUEUES, check_installed, needs_datastore
 from services.ledger import Ledger
 
 _POLL = 0.05
 _POLL_STARTING = 0.01  # while an instance starts: one ledger read, no request to it yet
-COMPONENTS = (*APP_COMPONENTS, "arq")  # locally also arq workers (services.arq_worker)
+COMPONENTS = (*APP_COMPONENTS, *TASK_QUEUES)  # locally also the task queues' workers
 KUBERNETES_ONLY = {"cronjob": "a Kubernetes CronJob"}  # components with no local process
-_MODULES = {"api": "services.api", "worker": "services.worker", "arq": "services.arq_worker",
-            "beat": "services.worker.beat"}  # what each component's instances run
+_MODULES = {"api": "services.api", "worker": "services.worker", "beat": "services.worker.beat",
+            **{c: q.module for c, q in TASK_QUEUES.items()}}  # what each component's instances run
 
 
 def _side_by_side(*steps: Callable[[], None]) -> None:
@@ -140,6 +141,8 @@ class LocalPlatform:
         self.topology = topology
         self.as_run = {}
         memory = MemoryLimit(topology.settings)
+        deployed = [c for c in COMPONENTS if topology.count(c)]
+        check_installed(deployed)
         if topology.settings.get("scheduler_library") == "apscheduler4":
             self._apscheduler4 = apscheduler4.ensure_installed()
         self._watchdog = Watchdog(self.tag)
@@ -154,7 +157,7 @@ class LocalPlatform:
         broker = self.broker_server
         self._instance_faults = InstanceFaults(self.workdir, topology.settings,
                                                lambda: ("127.0.0.1", broker.port))
-        if self._apscheduler4 is not None:
+        if self._apscheduler4 is not None or needs_datastore(deployed):
             self.datastore_server = PostgresServer(self.workdir, self._watchdog)
             self.datastore_server.start()
         self._ledger = Ledger.from_url(self.ledger_server.url)
@@ -263,7 +266,8 @@ class LocalPlatform:
     def datastore_outage(self, seconds: float) -> None:
         """Kill the data store (PostgreSQL) and bring it back, data intact, after ``seconds``."""
         if self.datastore_server is None:
-            raise PlatformError("this lab has no data store (only apscheduler4 uses one)")
+            raise PlatformError("this lab has no data store (only apscheduler4 and "
+                                "procrastinate use one)")
         self.datastore_server.kill()
         time.sleep(seconds)
         self.datastore_server.start()

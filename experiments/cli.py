@@ -348,7 +348,9 @@ def report(run_dir: Path, as_json: bool) -> None:
 @click.option("--only", default=None, help="comma-separated rows, e.g. apscheduler4,arq")
 @click.option("--junit", "junit_xml", type=click.Path(path_type=Path), default=None,
               help="also write JUnit XML here: a test case per cell")
-def matrix(quick: bool, jobs: int, only: str | None, junit_xml: Path | None,
+@click.option("--seeds", type=click.IntRange(1, 10), default=2, show_default=True,
+              help="each cell runs on this many seeds, from --seed on")
+def matrix(quick: bool, jobs: int, only: str | None, junit_xml: Path | None, seeds: int,
            **given: Any) -> None:
     """The fixes matrix: each scheduling mechanism under each fault, counted from the ledger."""
     from experiments import matrix as fixes
@@ -362,10 +364,12 @@ def matrix(quick: bool, jobs: int, only: str | None, junit_xml: Path | None,
     if junit_xml is not None:
         junit.check_writable(junit_xml)
     cells, directory = fixes.run(quick=quick, jobs=jobs, only=only, results=given["results"],
-                                 seed=given["seed"], platform=entry.name,
+                                 seed=given["seed"], seeds=seeds, platform=entry.name,
                                  platform_options=options)
     # Piped (make, CI logs), the grid keeps one line per row rather than 80 columns.
-    (out if out.is_terminal else Console(width=220)).print(fixes.terminal_grid(cells))
+    from experiments.matrix_report import terminal_grid
+
+    (out if out.is_terminal else Console(width=220)).print(terminal_grid(cells))
     out.print(f"matrix: {directory / 'matrix.md'}")
     failed = [c for c in cells if not c.reason and c.counts is None]
     for cell in failed:

@@ -55,6 +55,17 @@ class Row:
     quick: bool = True  # in ``--quick``
     kind_only: bool = False  # needs the kubernetes platform
     faults: frozenset[str] = field(default_factory=frozenset)  # the columns it can take
+    # columns where the fault has nothing to hit, and why ("no broker ...")
+    na: Mapping[str, str] = field(default_factory=dict)
+    # The claim as each cell checks it: no tick duplicated (or, where the documentation
+    # says every instance runs it, duplicates), and whether it claims none is lost.
+    dup_expected: bool = False
+    no_loss: bool = False
+
+    @property
+    def claim_short(self) -> str:
+        once = "each tick on every instance" if self.dup_expected else "no duplicate"
+        return once + (", none lost" if self.no_loss else "")
     # columns whose effect shows only after longer: their run's duration, quick or not
     durations: Mapping[str, float] = field(default_factory=dict)
 
@@ -74,6 +85,9 @@ NOT_YET: frozenset[str] = frozenset()  # faults the lab does not have yet
 
 # A scheduler row takes every column but the data-store outage (only APScheduler 4 has one).
 _SCHEDULER_FAULTS = frozenset(c.key for c in COLUMNS) - {"datastore-outage"}
+_PG_ONLY = {c: "no broker: PostgreSQL is its one store"
+            for c in ("broker-outage", "partition")}
+_PG_FAULTS = _SCHEDULER_FAULTS - set(_PG_ONLY) | {"datastore-outage"}
 _SD = "scheduler-duplicates"
 _BD = "beat-duplicates"
 
@@ -81,7 +95,7 @@ ROWS = (
     Row("apscheduler3", "APScheduler 3, no guard", _SD,
         {"scheduler": "apscheduler3", "guard": "none"},
         "no leader election, no locking, no shared state: each replica runs each tick",
-        "the usual advice; APScheduler 3 FAQ", faults=_SCHEDULER_FAULTS),
+        "the usual advice; APScheduler 3 FAQ", faults=_SCHEDULER_FAULTS, dup_expected=True),
     Row("apscheduler3-redis-lock", "APScheduler 3 + per-tick Redis lock", _SD,
         {"scheduler": "apscheduler3", "guard": "redis-lock"},
         "the lab's guard: SET NX PX per tick, one replica runs it",
@@ -106,12 +120,40 @@ ROWS = (
         # arq keeps a cron job's in-progress key 60 s after it ends (keep_cronjob_progress):
         # a paused worker's stale re-enqueue of a tick runs when that key expires.
         durations={"pause": 70.0}),
+    Row("procrastinate", "procrastinate periodic (PostgreSQL)", _SD,
+        {"scheduler": "procrastinate"},
+        "every worker defers each periodic run; a unique key per task and fire time lets "
+        "one defer through, so each run is deferred once",
+        "procrastinate docs, \"Launch a task periodically\"; procrastinate#289",
+        faults=_PG_FAULTS, na=_PG_ONLY),
+    Row("procrastinate-stalled-retry", "procrastinate + retry stalled jobs", _SD,
+        {"scheduler": "procrastinate", "stalled_retry": True},
+        "without it a SIGKILLed worker's job stays \"doing\" forever; a periodic retry "
+        "of jobs whose worker's heartbeat stopped runs it again",
+        "procrastinate docs, \"Retry stalled jobs\"; procrastinate#307",
+        faults=_PG_FAULTS, na=_PG_ONLY, no_loss=True),
+    Row("rq", "RQ scheduled jobs, rq worker --with-scheduler", _SD, {"scheduler": "rq"},
+        "however many workers run --with-scheduler, one scheduler (a lock in Redis) moves "
+        "each scheduled job to its queue once; known: duplicates when the lock lapses, a "
+        "killed worker's job not run again",
+        "RQ docs, \"Scheduling jobs\"; rq#1354, rq#1531, rq#2338, rq#2015",
+        faults=_SCHEDULER_FAULTS),
+    Row("huey", "Huey periodic, every consumer", _SD, {"scheduler": "huey"},
+        "no at-least-once delivery (a task is taken off the queue before it runs); every "
+        "consumer with periodic tasks on enqueues each one: run one, the rest --no-periodic",
+        "Huey docs, \"Multiple consumers\"; huey#716", faults=_SCHEDULER_FAULTS,
+        dup_expected=True),
+    Row("huey-one-periodic", "Huey periodic, one consumer (the rest --no-periodic)", _SD,
+        {"scheduler": "huey-one-periodic", "replicas": 2},
+        "one consumer enqueues each periodic task once; a task killed mid-run is not "
+        "run again (no at-least-once)", "Huey docs, \"Multiple consumers\"; huey#716",
+        faults=_SCHEDULER_FAULTS),
     Row("celery-beat", "Celery beat, one beat", _BD, {"beat_replicas": 1, "guard": "none"},
         "beat must be a singleton; one beat sends each task once", "Celery docs",
         quick=False, faults=frozenset({"none", "kill"})),
     Row("celery-beat-2", "Celery beat, two beats", _BD, {"beat_replicas": 2, "guard": "none"},
         "two beats send every periodic task twice", "Celery docs",
-        faults=frozenset({"none"})),
+        faults=frozenset({"none"}), dup_expected=True),
     Row("celery-redbeat", "Celery beat, two beats + celery-redbeat lock", _BD,
         {"beat_replicas": 2, "guard": "redbeat"},
         "a lock in Redis lets one beat send", "celery-redbeat docs",
@@ -131,8 +173,9 @@ def column_values(row: Row, column: str, quick: bool) -> dict[str, Any]:
         if column == "kill":
             values.update(kill_holder=True, kill_at=FAULT_AT)
         return values
-    values.update(replicas=3, interval=INTERVAL, duration=9.0 if quick else 20.0,
+    values.update(interval=INTERVAL, duration=9.0 if quick else 20.0,
                   tick_seconds=TICK_SECONDS, lease=LEASE)
+    values.setdefault("replicas", 3)
     if column == "none":
         return values
     fault = FAULTS[column]
@@ -150,6 +193,7 @@ class Cell:
     row: str
     column: str
     experiment: str = ""
+    seed: int = 1
     values: dict[str, Any] = field(default_factory=dict)
     reason: str = ""  # why no run: "kind only", "n/a ...", "not yet"
     counts: dict[str, Any] | None = None  # filled after the run
@@ -158,10 +202,10 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"matrix {self.row} / {self.column}"
+        return f"matrix {self.row} / {self.column} / seed {self.seed}"
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"row": self.row, "column": self.column}
+        data: dict[str, Any] = {"row": self.row, "column": self.column, "seed": self.seed}
         if self.reason:
             data["measured"] = False
             data["reason"] = self.reason
@@ -188,14 +232,15 @@ def select_rows(only: str | None, quick: bool) -> list[Row]:
     return chosen
 
 
-def plan(rows: Sequence[Row], quick: bool, platform: str = "local") -> list[Cell]:
+def plan(rows: Sequence[Row], quick: bool, platform: str = "local",
+         seeds: Sequence[int] = (1,)) -> list[Cell]:
     """Each row by each column: the run to do, or why there is none (the platform's
-    reason first: a fault it lacks is an n/a cell, never a failed run)."""
+    reason first: a fault it lacks is an n/a cell, never a failed run), on each seed."""
     entry = PLATFORMS[platform]
     cells = []
     for row in rows:
-        for col in COLUMNS:
-            cell = Cell(row.key, col.key)
+        for col, seed in ((c, s) for c in COLUMNS for s in seeds):
+            cell = Cell(row.key, col.key, seed=seed)
             lacks = entry.lacks(FAULTS[col.key].capability) if col.key in FAULTS else ""
             if row.kind_only and not entry.cluster:
                 cell.reason = "kind only"
@@ -203,6 +248,8 @@ def plan(rows: Sequence[Row], quick: bool, platform: str = "local") -> list[Cell
                 cell.reason = f"n/a — {lacks}"
             elif col.key in NOT_YET:
                 cell.reason = "not yet"
+            elif col.key in row.na:
+                cell.reason = f"n/a — {row.na[col.key]}"
             elif col.key == "datastore-outage" and col.key not in row.faults:
                 cell.reason = "n/a: no data store"
             elif col.key not in row.faults:
@@ -224,7 +271,7 @@ def counts_of(summary: Mapping[str, Any]) -> dict[str, Any]:
             "fault_errors": list(summary.get("fault_errors") or [])}
 
 
-def run_cells(cells: list[Cell], results: Path, *, seed: int, jobs: int,
+def run_cells(cells: list[Cell], results: Path, *, jobs: int,
               platform: str = "local", platform_options: Mapping[str, Any] | None = None,
               ) -> None:
     """Run every planned cell (``jobs`` at a time, each its own harness) and fill its counts."""
@@ -232,7 +279,7 @@ def run_cells(cells: list[Cell], results: Path, *, seed: int, jobs: int,
 
     todo = [c for c in cells if not c.reason]
     children = [ChildRun(c.label, {"experiment": c.experiment, "values": c.values,
-                                   "seed": seed, "results": str(results.resolve()),
+                                   "seed": c.seed, "results": str(results.resolve()),
                                    "platform": platform,
                                    "platform_options": dict(platform_options or {}),
                                    "label": c.label})
@@ -252,107 +299,6 @@ def run_cells(cells: list[Cell], results: Path, *, seed: int, jobs: int,
         cell.run_dir = run_dir.relative_to(results).as_posix() if run_dir else ""
 
 
-# --- what a person reads ---------------------------------------------------------------------
-
-def compact(cell: Cell, short: bool = False) -> str:
-    """``dup 3/10 · lost 0``, or the reason there is no count (its first word if short)."""
-    if cell.reason:
-        return cell.reason.split(":")[0] if short else cell.reason
-    if cell.counts is None:
-        return f"failed: {cell.error}" if cell.error else "not run"
-    c = cell.counts
-    return f"dup {c['duplicated']}/{c['due']} · lost {c['lost']}"
-
-
-def tone(cell: Cell) -> str:
-    """``bad`` (work duplicated or lost), ``good`` (neither), ``none`` (no count)."""
-    if cell.counts is None:
-        return "none"
-    return "bad" if cell.counts["duplicated"] or cell.counts["lost"] else "good"
-
-
-def grid(cells: Sequence[Cell]) -> tuple[list[Row], dict[tuple[str, str], Cell]]:
-    keys = {c.row for c in cells}
-    rows = [r for r in ROWS if r.key in keys]
-    return rows, {(c.row, c.column): c for c in cells}
-
-
-def markdown(cells: Sequence[Cell], *, seed: int, quick: bool) -> str:
-    rows, at = grid(cells)
-    head = ["mechanism", "claim", *(col.label for col in COLUMNS)]
-    lines = [
-        "# The fixes matrix",
-        "",
-        f"Seed {seed}, {'quick' if quick else 'full'} settings, local platform. Each cell: "
-        "ticks duplicated / due and ticks lost, counted from the ledger; the run "
-        "directory holds its history and timeline. Claim: what the mechanism's "
-        "documentation promises (source in brackets).",
-        "",
-        "| " + " | ".join(head) + " |",
-        "| " + " | ".join("---" for _ in head) + " |",
-    ]
-    for row in rows:
-        parts = [row.label, f"{row.claim} [{row.source}]"]
-        for col in COLUMNS:
-            cell = at[(row.key, col.key)]
-            text = compact(cell)
-            if cell.run_dir:
-                text = f"[{text}]({cell.run_dir}/summary.md)"
-            parts.append(text.replace("|", "\\|"))
-        lines.append("| " + " | ".join(parts) + " |")
-    lines += ["", "Per cell (due, ok, lost, duplicated, recovered, extra executions):", ""]
-    for row in rows:
-        for col in COLUMNS:
-            cell = at[(row.key, col.key)]
-            if cell.counts is None:
-                continue
-            c = cell.counts
-            lines.append(f"- {row.label} / {col.label}: due {c['due']}, ok {c['ok']}, "
-                         f"lost {c['lost']}, duplicated {c['duplicated']}, recovered "
-                         f"{c['recovered']}, extra {c['extra_executions']} — `{cell.run_dir}`"
-                         + (f" (fault errors: {'; '.join(c['fault_errors'])})"
-                            if c["fault_errors"] else ""))
-    return "\n".join(lines) + "\n"
-
-
-def to_json(cells: Sequence[Cell], *, seed: int, quick: bool) -> dict[str, Any]:
-    rows, _ = grid(cells)
-    return {
-        "seed": seed,
-        "quick": quick,
-        "columns": [{"key": c.key, "label": c.label} for c in COLUMNS],
-        "rows": [{"key": r.key, "label": r.label, "claim": r.claim, "source": r.source,
-                  "kind_only": r.kind_only} for r in rows],
-        "cells": [c.to_json() for c in cells],
-    }
-
-
-def terminal_grid(cells: Sequence[Cell]) -> Any:
-    """The grid as a rich Table: each cell compact, red where work was duplicated or
-    lost, green where neither, dim where nothing was measured."""
-    from rich.table import Table
-
-    rows, at = grid(cells)
-    table = Table(title="the fixes matrix: ticks duplicated/due · lost, from the ledger",
-                  caption="APScheduler 4.0.0a6 is a pre-release; matrix.md has each claim")
-    table.add_column("mechanism", no_wrap=True)
-    for col in COLUMNS:
-        table.add_column(col.short)
-    style = {"bad": "red", "good": "green", "none": "dim"}
-    for row in rows:
-        table.add_row(row.key, *(f"[{style[tone(at[(row.key, c.key)])]}]"
-                                 f"{compact(at[(row.key, c.key)], short=True)}[/]"
-                                 for c in COLUMNS))
-    return table
-
-
-def write(cells: Sequence[Cell], directory: Path, *, seed: int, quick: bool) -> None:
-    (directory / "matrix.md").write_text(markdown(cells, seed=seed, quick=quick),
-                                         encoding="utf-8")
-    (directory / "matrix.json").write_text(
-        json.dumps(to_json(cells, seed=seed, quick=quick), indent=2) + "\n", encoding="utf-8")
-
-
 def matrix_directory(results: Path) -> Path:
     from experiments.runner import new_run_directory
 
@@ -362,12 +308,15 @@ def matrix_directory(results: Path) -> Path:
 
 
 def run(*, quick: bool, jobs: int, only: str | None, results: Path, seed: int,
-        platform: str = "local", platform_options: Mapping[str, Any] | None = None,
-        ) -> tuple[list[Cell], Path]:
-    """Plan the grid, run its cells, write matrix.md and matrix.json; the cells and where."""
-    cells = plan(select_rows(only, quick), quick, platform)
+        seeds: int = 1, platform: str = "local",
+        platform_options: Mapping[str, Any] | None = None) -> tuple[list[Cell], Path]:
+    """Plan the grid (``seeds`` seeds from ``seed`` on), run its cells, write matrix.md and
+    matrix.json; the cells and where."""
+    from experiments.matrix_report import write
+
+    cells = plan(select_rows(only, quick), quick, platform, seeds=range(seed, seed + seeds))
     directory = matrix_directory(results)
-    run_cells(cells, directory, seed=seed, jobs=jobs, platform=platform,
+    run_cells(cells, directory, jobs=jobs, platform=platform,
               platform_options=platform_options)
-    write(cells, directory, seed=seed, quick=quick)
+    write(cells, directory, quick=quick)
     return cells, directory

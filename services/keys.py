@@ -22,6 +22,11 @@ TICK_LOCK_PREFIX = "scalelab:lock:tick:"  # + work_id: one per (job, fire time):
 LEADER = "scalelab:leader"  # holder of the scheduler lease
 LEADER_TOKEN = "scalelab:leader:token"  # fencing token, incremented per new term
 
+# --- the broker Redis: the task queues' schedules -----------------------------------------
+# set by the first RQ (Dramatiq) instance, which enqueues the schedule: one seeding per broker
+RQ_SEEDED = "scalelab:rq:seeded"
+DRAMATIQ_SEEDED = "scalelab:dramatiq:seeded"
+
 # --- the broker Redis: what Celery's transport (kombu) keeps there, read by the harness ---
 # Each queue is a list; a delivered message stays in this hash until it is acknowledged
 # (kombu's Redis transport default name).

@@ -36,7 +36,8 @@ class LabSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCALELAB_", extra="ignore")
 
     instance: str = Field(default_factory=_default_instance)
-    component: Literal["api", "worker", "beat", "arq"] = "api"
+    component: Literal["api", "worker", "beat", "arq", "procrastinate", "rq", "huey",
+                       "huey-periodic", "dramatiq", "taskiq", "taskiq-scheduler"] = "api"
     ledger_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/1"
 
@@ -87,6 +88,17 @@ class LabSettings(BaseSettings):
     # > 0: each worker instance also runs a second Celery app on the same broker, on its
     # own queue, with this visibility timeout (the shortest one wins: kombu #337).
     other_visibility_timeout: float = Field(default=0.0, ge=0, le=86400)
+
+    # The task queues of the fixes matrix (services.<library>_worker), each running the tick.
+    # procrastinate: the "Retry stalled jobs" periodic task, for workers silent this long.
+    stalled_retry: bool = False
+    stalled_after: float = Field(default=2.0, gt=0, le=3600)
+    # Dramatiq's Redis broker: a worker silent this long has its messages requeued
+    # (dramatiq's default: 60 s).
+    heartbeat_timeout: float = Field(default=60.0, gt=0, le=3600)
+    # Huey: consumers of component "huey" run with --no-periodic (the one "huey-periodic"
+    # consumer enqueues the periodic tasks).
+    huey_no_periodic: bool = False
 
     # The broker redis-server's memory limit and eviction policy: "" none, a size ("2mb"),
     # or a margin over its footprint once the lab is connected ("+150kb").

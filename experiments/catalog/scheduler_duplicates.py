@@ -17,6 +17,8 @@ mid-job; a rolling restart; a broker or a data-store (PostgreSQL) outage.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.faults import FAULTS, FaultStep
@@ -37,10 +39,44 @@ from experiments.model import (
 from experiments.summary import n, param, processes, ran_in
 
 NAME = "scheduler-duplicates"
-SCHEDULERS = ("apscheduler3", "apscheduler4", "arq")
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """A ``--scheduler``: what its ticks say in the ledger, which component runs them,
+    and what it has that a fault can take away (a broker Redis, a PostgreSQL data store)."""
+
+    label: str
+    component: str
+    mechanism: str
+    broker: bool = True
+    datastore: bool = False
+    whole_seconds: bool = False  # a cron grid: the interval divides a minute
+    beside: Mapping[str, int] = field(default_factory=dict)  # other components it runs with
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    # its documentation says each instance runs each tick (the claim is duplicates)
+    per_instance: bool = False
+
+
+SCHEDULER = {
+    "apscheduler3": Scheduler("APScheduler 3", "api", "apscheduler"),
+    "apscheduler4": Scheduler("APScheduler 4.0.0a6 (pre-release)", "api", "apscheduler4",
+                              datastore=True),
+    "arq": Scheduler("arq cron", "arq", "arq", whole_seconds=True),
+    "procrastinate": Scheduler("procrastinate periodic", "procrastinate", "procrastinate",
+                               broker=False, datastore=True, whole_seconds=True),
+    "rq": Scheduler("RQ scheduled jobs", "rq", "rq", whole_seconds=True),
+    "huey": Scheduler("Huey periodic, every consumer", "huey", "huey", whole_seconds=True,
+                      per_instance=True),
+    "huey-one-periodic": Scheduler("Huey periodic, one consumer (others --no-periodic)",
+                                   "huey", "huey", whole_seconds=True,
+                                   beside={"huey-periodic": 1},
+                                   settings={"huey_no_periodic": True}),
+}
+SCHEDULERS = tuple(SCHEDULER)
 # what each scheduler's ticks say in the ledger, and which component runs them
-MECHANISM = {"apscheduler3": "apscheduler", "apscheduler4": "apscheduler4", "arq": "arq"}
-COMPONENT = {"apscheduler3": "api", "apscheduler4": "api", "arq": "arq"}
+MECHANISM = {k: v.mechanism for k, v in SCHEDULER.items()}
+COMPONENT = {k: v.component for k, v in SCHEDULER.items()}
 
 PARAMS = (
     Param("replicas", 3, "API replicas (arq: arq workers), each with its own scheduler", 1, 32),
@@ -54,7 +90,10 @@ PARAMS = (
     Param("tick_seconds", 0.05, "how long each tick's work takes", 0, 60),
     Param("scheduler", "apscheduler3", "what schedules the tick: APScheduler 3 in each API "
           "replica, APScheduler 4.0.0a6 (a pre-release) in each API replica on one "
-          "PostgreSQL data store, or arq cron workers", choices=SCHEDULERS),
+          "PostgreSQL data store, or a task queue's workers with their periodic job (arq "
+          "cron, procrastinate, RQ, Huey)", choices=SCHEDULERS),
+    Param("stalled_retry", False, "--scheduler procrastinate: also run the documented "
+          "\"Retry stalled jobs\" periodic task"),
     Param("fencing", False, "--guard leader: the ledger refuses a deposed leader's effect"),
     *fault_params(default_for=5.0, default_offset=2.0),
     Param("lease", 0.0, "lease seconds: apscheduler4's lease_duration, the leader guard's "
@@ -66,10 +105,15 @@ def judge(p: Params, r: Result) -> Verdict:
     guard, most = p["guard"], max(p["replicas"], p["scale_to"])
     due = r.expected
     if p.get("scheduler", "apscheduler3") != "apscheduler3":
-        name = {"apscheduler4": "APScheduler 4.0.0a6 (pre-release)",
-                "arq": "arq cron"}[p["scheduler"]]
+        what = SCHEDULER[p["scheduler"]]
+        name = what.label
         fault = p.get("fault", "none")
         under = "" if fault == "none" else f", {fault} at {p['fault_at']:g}s"
+        if what.per_instance and most > 1:
+            return r.counts["duplicated"] > 0, (
+                f"{name} with {most} replicas{under}: {r.counts['duplicated']}/{due} "
+                f"duplicated (its docs: each one enqueues every tick), {r.counts['lost']} "
+                f"lost, {r.extra_executions} extra executions")
         return r.counts["duplicated"] == 0, (
             f"{name} with {most} replicas{under}: {r.counts['duplicated']}/{due} duplicated "
             f"(its claim: 0), {r.counts['lost']} lost, {r.extra_executions} extra executions")
@@ -117,14 +161,19 @@ def _check(p: dict[str, Any]) -> None:
         raise BadInput("--align per-instance applies to --scheduler apscheduler3 only")
     if p["fencing"] and p["guard"] != "leader":
         raise BadInput("--fencing needs --guard leader")
-    if scheduler == "arq":
+    what = SCHEDULER[scheduler]
+    if what.whole_seconds:
         whole = int(p["interval"])
-        if whole != p["interval"] or 60 % whole:
-            raise BadInput(f"--scheduler arq: --interval must be whole seconds dividing 60 "
-                           f"(arq cron), not {p['interval']:g}")
-    if p["fault"] == "datastore-outage" and scheduler != "apscheduler4":
-        raise BadInput(f"--fault datastore-outage: {scheduler} has no data store "
-                       "(only apscheduler4 uses one)")
+        if whole != p["interval"] or whole < 1 or 60 % whole:
+            raise BadInput(f"--scheduler {scheduler}: --interval must be whole seconds "
+                           f"dividing 60 (a cron grid), not {p['interval']:g}")
+    if p["fault"] == "datastore-outage" and not what.datastore:
+        raise BadInput(f"--fault datastore-outage: {scheduler} has no data store")
+    if p["fault"] in ("broker-outage", "partition") and not what.broker:
+        raise BadInput(f"--fault {p['fault']}: {scheduler} has no broker (its one store is "
+                       "PostgreSQL: try --fault datastore-outage)")
+    if p["stalled_retry"] and scheduler != "procrastinate":
+        raise BadInput("--stalled-retry applies to --scheduler procrastinate only")
     if p["fault"] != "none" and not 0 <= p["fault_at"] < p["duration"]:
         raise BadInput("--fault-at must fall inside the run (0 <= fault-at < duration)")
 
@@ -157,13 +206,17 @@ def build(p: dict[str, Any]) -> Experiment:
         settings["scheduler_library"] = "apscheduler4"
         if p["lease"]:
             settings["apscheduler4_lease"] = p["lease"]
+    settings.update(SCHEDULER[p["scheduler"]].settings)
+    if p["stalled_retry"]:
+        settings["stalled_retry"] = True
     if p["guard"] == "leader":
         settings["fencing"] = p["fencing"]
         if p["lease"]:
             settings["lease_seconds"] = p["lease"]
     faults = _faults(p)
     settings.update(settings_for(faults))  # a proxy per instance, movable clocks
-    topology = Topology(replicas={COMPONENT[p["scheduler"]]: p["replicas"]}, settings=settings)
+    topology = Topology(replicas={COMPONENT[p["scheduler"]]: p["replicas"],
+                                  **SCHEDULER[p["scheduler"]].beside}, settings=settings)
     lasting = max((f.duration for f in faults), default=0.0)
     return Experiment(
         name=NAME,
@@ -172,7 +225,8 @@ def build(p: dict[str, Any]) -> Experiment:
         faults=faults,
         schedules=(Schedule("tick", p["interval"], aligned=p["align"] == "aligned"),),
         drain=p["tick_seconds"] + 2.0 + lasting,
-        late_after=1.0 if p["scheduler"] == "arq" else 0.5,  # arq polls its queue every 0.5 s
+        # a task queue's worker polls its queue (arq every 0.5 s): a tick starts later
+        late_after=1.0 if SCHEDULER[p["scheduler"]].whole_seconds else 0.5,
     )
 
 

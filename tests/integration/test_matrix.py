@@ -18,9 +18,11 @@ def test_matrix_runs_its_cells_and_writes_the_grid(scalelab: Any, tmp_path: Path
     assert r.returncode == 0, r.stderr
     [directory] = [d for d in results.iterdir() if d.name.endswith("-matrix")]
     data = json.loads((directory / "matrix.json").read_text())
-    assert data["seed"] == 3 and [row["key"] for row in data["rows"]] == ["celery-redbeat"]
-    measured = {c["column"]: c for c in data["cells"] if c["measured"]}
-    assert set(measured) == {"none", "kill"}
+    assert data["seeds"] == [3, 4] and [row["key"] for row in data["rows"]] == ["celery-redbeat"]
+    # two seeds by default: each measured column ran once per seed
+    assert sorted((c["column"], c["seed"]) for c in data["cells"] if c["measured"]) == [
+        ("kill", 3), ("kill", 4), ("none", 3), ("none", 4)]
+    measured = {c["column"]: c for c in data["cells"] if c["measured"] and c["seed"] == 3}
     for cell in measured.values():
         assert cell["due"] > 0 and cell["ok"] + cell["lost"] + cell["duplicated"] + cell[
             "recovered"] <= cell["due"]
@@ -30,6 +32,9 @@ def test_matrix_runs_its_cells_and_writes_the_grid(scalelab: Any, tmp_path: Path
         "not measured", "n/a: no data store"}
     md = (directory / "matrix.md").read_text()
     assert "celery-redbeat docs" in md and "summary.md)" in md
+    assert "— claim held" in md or "— claim broken" in md
+    assert md.rstrip().splitlines()[-1].startswith("| Celery beat, two beats + celery-redbeat")
+    assert "## What to pick" in md
     # the terminal grid: one line for the row, every column headed
     row_lines = [ln for ln in r.stdout.splitlines() if "celery-redbeat" in ln]
     assert len(row_lines) == 1 and "dup 0/" in row_lines[0]

@@ -9,15 +9,13 @@ import pytest
 from rich.console import Console
 
 from experiments import catalog
-from experiments.matrix import (
-    COLUMNS,
-    ROWS,
-    Cell,
+from experiments.matrix import COLUMNS, ROWS, Cell, counts_of, plan, select_rows
+from experiments.matrix_report import (
+    combined,
     compact,
-    counts_of,
+    held,
     markdown,
-    plan,
-    select_rows,
+    pick_table,
     terminal_grid,
     to_json,
     tone,
@@ -64,12 +62,12 @@ def test_quick_keeps_the_main_rows_and_only_picks_rows() -> None:
         select_rows("arq,nope", quick=False)
 
 
-def _measured(row: str, column: str, dup: int, lost: int) -> Cell:
+def _measured(row: str, column: str, dup: int, lost: int, seed: int = 1) -> Cell:
     summary = {"expected": 10, "counts": {"ok": 10 - dup - lost, "lost": lost,
                                           "duplicated": dup, "recovered": 0},
                "extra_executions": dup, "valid": dup == 0}
-    return Cell(row, column, "scheduler-duplicates", {"scheduler": "arq"},
-                counts=counts_of(summary), run_dir=f"run-{row}-{column}")
+    return Cell(row, column, "scheduler-duplicates", seed, {"scheduler": "arq"},
+                counts=counts_of(summary), run_dir=f"run-{row}-{column}-{seed}")
 
 
 def test_compact_cells_and_their_tone() -> None:
@@ -91,20 +89,59 @@ def test_reports_carry_counts_claims_and_run_directories(tmp_path: Path) -> None
         if not cell.reason:
             cells[i] = _measured("arq", cell.column, dup=1 if cell.column == "pause" else 0,
                                  lost=0)
-    write(cells, tmp_path, seed=7, quick=True)
+    write(cells, tmp_path, quick=True)
     data = json.loads((tmp_path / "matrix.json").read_text())
-    assert data["seed"] == 7 and data["rows"][0]["claim"].startswith("the job \"will only")
+    assert data["seeds"] == [1] and data["rows"][0]["claim"].startswith("the job \"will only")
     pause = next(c for c in data["cells"] if c["column"] == "pause")
     assert (pause["due"], pause["duplicated"], pause["extra_executions"]) == (10, 1, 1)
-    assert pause["run_dir"] == "run-arq-pause"
+    assert pause["run_dir"] == "run-arq-pause-1"
     na = next(c for c in data["cells"] if c["column"] == "datastore-outage")
-    assert na == {"row": "arq", "column": "datastore-outage", "measured": False,
+    assert na == {"row": "arq", "column": "datastore-outage", "seed": 1, "measured": False,
                   "reason": "n/a: no data store"}
     md = (tmp_path / "matrix.md").read_text()
-    assert "[dup 1/10 · lost 0](run-arq-pause/summary.md)" in md
-    assert "arq docs, cron(unique=True)" in md
-    assert md == markdown(cells, seed=7, quick=True)
-    assert to_json(cells, seed=7, quick=True) == data
+    assert "[dup 1/10 · lost 0 — claim broken](run-arq-pause-1/summary.md)" in md
+    assert "[dup 0/10 · lost 0 — claim held](run-arq-none-1/summary.md)" in md
+    assert "arq docs, cron(unique=True)" in md and "(checked: no duplicate)" in md
+    assert md == markdown(cells, quick=True)
+    assert to_json(cells, quick=True) == data
+
+
+def test_seeds_are_summed_and_a_failed_seed_leaves_the_cell_unmeasured() -> None:
+    both = combined([_measured("arq", "kill", dup=0, lost=1, seed=1),
+                     _measured("arq", "kill", dup=2, lost=0, seed=2)])
+    assert both.counts is not None
+    assert (both.counts["due"], both.counts["duplicated"], both.counts["lost"]) == (20, 2, 1)
+    assert both.counts["seeds"] == 2 and compact(both) == "dup 2/20 · lost 1"
+    failed = Cell("arq", "kill", "scheduler-duplicates", 2, error="exit 2")
+    half = combined([_measured("arq", "kill", dup=0, lost=0, seed=1), failed])
+    assert half.counts is None and compact(half) == "failed: exit 2"
+    assert [c.seed for c in plan([r for r in ROWS if r.key == "arq"], quick=True,
+                                 seeds=(5, 6)) if c.column == "kill"] == [5, 6]
+
+
+def test_each_cell_checks_the_rows_own_claim() -> None:
+    rows = {r.key: r for r in ROWS}
+    # the documentation says every consumer enqueues it: duplicates are the claim
+    assert held(rows["huey"], _measured("huey", "none", dup=10, lost=0))
+    assert not held(rows["huey"], _measured("huey", "none", dup=0, lost=0))
+    # a row that claims nothing about loss holds with a loss; one that does, does not
+    assert held(rows["procrastinate"], _measured("procrastinate", "kill", dup=0, lost=1))
+    assert not held(rows["procrastinate-stalled-retry"],
+                    _measured("procrastinate-stalled-retry", "kill", dup=0, lost=1))
+    assert held(rows["arq"], Cell("arq", "kill", reason="n/a: x")) is None
+
+
+def test_what_to_pick_ranks_rows_by_their_bad_cells() -> None:
+    cells = [_measured("arq", "none", 0, 0), _measured("arq", "kill", 0, 2),
+             _measured("arq", "pause", 3, 0),
+             _measured("rq", "none", 0, 0), _measured("rq", "kill", 0, 1),
+             Cell("rq", "pause", reason="not measured")]
+    lines = pick_table(cells)
+    assert lines[0] == "## What to pick"
+    body = [ln for ln in lines if ln.startswith("| RQ") or ln.startswith("| arq")]
+    # RQ went bad under one fault (kill), arq under two: RQ first
+    assert body[0].startswith("| RQ") and "| none | — | kill |" in body[0]
+    assert body[1].startswith("| arq") and "| none | pause | kill |" in body[1]
 
 
 def test_the_terminal_grid_is_one_line_per_row_when_wide() -> None:

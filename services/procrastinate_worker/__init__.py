@@ -1,0 +1,1 @@
+"""A procrastinate worker instance; its periodic task is the tick."""

@@ -1,0 +1,1 @@
+"""An RQ worker instance with its scheduler (``rq worker --with-scheduler``); the tick its job."""
