@@ -249,7 +249,7 @@ def plan(rows: Sequence[Row], quick: bool, platform: str = "local",
             elif col.key in NOT_YET:
                 cell.reason = "not yet"
             elif col.key in row.na:
-                cell.reason = f"n/a — {row.na[col.key]}"
+                cell.reason = f"n/a: {row.na[col.key]}"
             elif col.key == "datastore-outage" and col.key not in row.faults:
                 cell.reason = "n/a: no data store"
             elif col.key not in row.faults:
