@@ -8,7 +8,8 @@ announces and writes it to the ledger (``services.ledger``), under the instance'
   ended), with the task id as the unit's work_id (``services.probe.celery_hooks``);
 - APScheduler 3: the listener events ``EVENT_JOB_SUBMITTED``/``EXECUTED``/``ERROR``/
   ``MISSED``/``MAX_INSTANCES`` of every scheduler the app starts
-  (``services.probe.scheduler_hooks``);
+  (``services.probe.scheduler_hooks``); APScheduler 4: its ``JobAcquired``/``JobReleased``
+  events (``services.probe.scheduler4_hooks``);
 - FastAPI/Starlette BackgroundTasks: each task added while a request is served becomes
   a unit acknowledged with the response (``services.probe.background``).
 

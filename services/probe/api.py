@@ -11,7 +11,7 @@ import os
 
 import uvicorn
 
-from services.probe import background, celery_hooks, scheduler_hooks
+from services.probe import background, celery_hooks, scheduler4_hooks, scheduler_hooks
 from services.probe.instance import begin, load_app
 from services.probe.load import ASGI, CELERY, load_asgi, load_celery
 
@@ -21,7 +21,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    probe = begin(background.install, scheduler_hooks.install, celery_hooks.install)
+    probe = begin(background.install, scheduler_hooks.install, scheduler4_hooks.install,
+                  celery_hooks.install)
     if os.environ.get(CELERY):
         load_app(load_celery, CELERY)  # the broker is the lab's before any task is sent
     app = load_app(load_asgi, ASGI)

@@ -2,9 +2,10 @@
 
 What the platform passes (as ``SCALELAB_*`` variables, like every setting): the app's
 directory (put first on ``sys.path``), its extra environment (JSON; ``{broker}`` in a
-value is the lab's broker URL), and the import paths ``module:attribute`` of the
-ASGI app and the Celery app. A Celery app's broker (and a configured result backend)
-is pointed at the lab's broker, so the user's tasks travel where faults can reach.
+value is the lab's broker URL; a ``PYTHONPATH`` goes on ``sys.path`` after the
+directory), and the import paths ``module:attribute`` of the ASGI app and the Celery
+app. A Celery app's broker (and a configured result backend) is pointed at the lab's
+broker, so the user's tasks travel where faults can reach.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def prepare() -> None:
     broker = os.environ.get("SCALELAB_BROKER_URL", "")
     for name, value in json.loads(os.environ.get(APP_ENV) or "{}").items():
         os.environ[str(name)] = str(value).replace("{broker}", broker)
+        if name == "PYTHONPATH":  # read by the interpreter at start: put on sys.path here
+            sys.path[1:1] = [p for p in str(value).split(os.pathsep) if p]
 
 
 def load(path: str) -> Any:

@@ -13,13 +13,13 @@ from typing import Any
 
 from celery import signals
 
-from services.probe import celery_hooks, scheduler_hooks
+from services.probe import celery_hooks, scheduler4_hooks, scheduler_hooks
 from services.probe.instance import begin, load_app
 from services.probe.load import CELERY, load_celery
 
 
 def main() -> int:
-    probe = begin(scheduler_hooks.install, celery_hooks.install)
+    probe = begin(scheduler_hooks.install, scheduler4_hooks.install, celery_hooks.install)
     app = load_app(load_celery, CELERY)
 
     def on_ready(**_: Any) -> None:

@@ -161,3 +161,44 @@ def test_help_documents_the_options(scalelab_here: Any) -> None:
     for option in ("--asgi", "--celery", "--app-dir", "--workload", "--env", "--fault",
                    "--replicas", "--workers", "--beat", "--duration", "--seed", "--results"):
         assert option in r.stdout, option
+
+
+UNSEEN4 = '''
+from contextlib import asynccontextmanager
+
+from apscheduler import AsyncScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from starlette.applications import Starlette
+
+
+def tick():
+    pass
+
+
+@asynccontextmanager
+async def lifespan(app):
+    async with AsyncScheduler() as scheduler:  # its own memory store: one per replica
+        await scheduler.add_schedule(tick, IntervalTrigger(seconds=1), id="tick")
+        await scheduler.start_in_background()
+        yield
+
+
+app = Starlette(lifespan=lifespan)
+'''
+
+
+@pytest.mark.timeout(240)
+def test_an_apscheduler_4_app_has_its_duplicates_counted_from_its_events(
+        lab_tag: str, tmp_path: Path, scalelab_probe: Probe) -> None:  # noqa: F811
+    from chaos import apscheduler4
+
+    app_dir = tmp_path / "ticker4"
+    app_dir.mkdir()
+    (app_dir / "ticker4.py").write_text(textwrap.dedent(UNSEEN4))
+    # The lab keeps the pre-release apart from APScheduler 3: the app's PYTHONPATH finds it.
+    result = scalelab_probe(asgi="ticker4:app", app_dir=app_dir, replicas=3, duration=6.0,
+                            drain=3.0, env={"PYTHONPATH": str(apscheduler4.ensure_installed())})
+    assert result.duplicated >= 3 and not result.valid, result.by_what
+    assert set(result.by_what) == {"apscheduler tick"}
+    schedules = result.summary["schedules"]
+    assert schedules == [{"job": "tick", "interval": 1.0, "epoch": 0.0, "aligned": True}]
