@@ -78,3 +78,26 @@ def test_an_unwritable_junit_path_is_refused_before_anything_runs(scalelab: Any,
     assert r.returncode == 2 and "is a directory" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").iterdir())
+
+
+def test_matrix_cells_are_cases_a_cell_without_a_run_skipped_or_an_error(
+        tmp_path: Path) -> None:
+    from experiments.matrix import Cell
+
+    run = tmp_path / "matrix" / "20261208T000000Z-scheduler-duplicates"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({
+        "experiment": "scheduler-duplicates", "parameters": {"guard": "redis-lock"},
+        "window": {"start": 0, "end": 1}, "counts": {"ok": 3, "lost": 0, "duplicated": 0},
+        "expected": 3, "valid": True, "expectation": "guard redis-lock: 0/3 duplicated"}))
+    cells = [Cell("apscheduler3", "kill", "scheduler-duplicates", counts={"ok": 3},
+                  run_dir=run.name),
+             Cell("cronjob", "kill", reason="kind only"),
+             Cell("arq", "pause", "scheduler-duplicates", error="arq did not start")]
+    path = tmp_path / "matrix.xml"
+    junit.write(path, "matrix", junit.of_matrix(cells, tmp_path / "matrix"))
+    cases = cases_of(path)
+    assert cases["matrix apscheduler3 / kill"].is_passed
+    assert cases["matrix cronjob / kill"].is_skipped
+    (err,) = cases["matrix arq / pause"].result
+    assert isinstance(err, Error) and err.message == "arq did not start"
