@@ -120,8 +120,8 @@ def build(p: dict[str, Any]) -> Experiment:
 
 def judge(p: Params, r: Result) -> Verdict:
     lost, dup, doubt = r.counts["lost"], r.counts["duplicated"], r.counts["in_doubt"]
-    sentence = (f"{dup} duplicated ({r.extra_executions} extra executions), {lost} lost, "
-                f"{doubt} in doubt of {r.expected} units of work")
+    sentence = (f"nothing lost or run twice? {dup} duplicated ({r.extra_executions} extra "
+                f"executions), {lost} lost, {doubt} in doubt of {r.expected} units of work")
     return lost == 0 and dup == 0, sentence
 
 
