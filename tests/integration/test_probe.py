@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from experiments import store
 from experiments.probe.pytest_plugin import Probe, scalelab_probe  # noqa: F401 - the fixture
 from tests.conftest import REPO
 
@@ -115,6 +116,9 @@ def test_an_app_the_lab_never_saw_has_its_scheduler_duplicates_counted(
             finished_on[event["work_id"]].add(event["instance"])
     # a period's tick ran once in each of the three replicas
     assert max(len(on) for on in finished_on.values()) == 3
+    # the run directory is any experiment's: re-checked from its files alone, it agrees
+    again = store.recheck(result.directory)
+    assert again.differences == [] and again.summary["counts"] == result.counts
 
 
 @pytest.fixture
