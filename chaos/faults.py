@@ -187,7 +187,8 @@ def _strike(act: Callable[[Platform, Instance, FaultStep], None], mark: str) -> 
     def handler(s: Strike, step: FaultStep) -> None:
         target = s.pick(step)
         if step.delay and s.wait(step.delay):
-            return  # the run is being stopped
+            raise PlatformError(f"the run ended {step.delay:g} s after {target.name}'s "
+                                "event, before the fault")
         inflight = s.inflight(target.name)
         act(s.platform, target, step)
         s.record(step, mark, target.name, inflight)

@@ -111,8 +111,11 @@ class Nemesis:
         return time.monotonic() - self.started
 
     def _run(self) -> None:
-        for step in self.steps:
+        for i, step in enumerate(self.steps):
             if self._stop.wait(max(0.0, step.at - self._elapsed())):
+                # A step never applied is a fault that did not happen: say so.
+                self.errors += [f"{s.describe()}: not applied, the run ended first"
+                                for s in self.steps[i:]]
                 return
             try:
                 self._apply(step)
@@ -180,10 +183,12 @@ class Nemesis:
         if self._after_effect_of:  # struck after that unit's effect, before its ack
             detail = {"after_effect_of": self._after_effect_of, **detail}
             self._after_effect_of = ""
+        mid_job = step.mid_job and inflight is not None
         self.ledger.record(Kind.FAULT, f"fault-{self._serial}", action, target,
-                           detail={"inflight": inflight, "at": round(at, 3), **detail})
+                           detail={"inflight": inflight, "at": round(at, 3),
+                                   **({"mid_job": True} if mid_job else {}), **detail})
         self.records.append(FaultRecord(step.describe(), action, target, at, inflight,
-                                        step.mid_job and inflight is not None, detail))
+                                        mid_job, detail))
 
     def wait(self, seconds: float) -> bool:
         return self._stop.wait(seconds)

@@ -79,6 +79,7 @@ class Result:
     faults: int
     ignored: int
     late: int
+    marks: tuple[Event, ...] = ()  # the history's fault marks, in order (what judges read)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -230,6 +231,7 @@ def _check(
         ignored=ignored,
         late=sum(1 for u in units.values()
                  if u.due and u.lateness is not None and u.lateness > late_after),
+        marks=tuple(faults),
     )
 
 

@@ -2,10 +2,12 @@
 
 ``scalelab run NAME`` is one command per experiment, made from its parameters, so
 ``scalelab run NAME --help`` lists that experiment's own options with their bounds
-and defaults. Exit codes, as Jepsen's: 0 the experiment's expectation held, 1 it
-did not, 2 bad input or the lab could not run (one line on stderr says why); 130
-interrupted (Ctrl-C), 143 terminated (SIGTERM) — both after everything the lab
-started was stopped.
+and defaults. Exit codes, after Jepsen's: 0 the experiment's expectation was
+demonstrated, 1 it was not, 2 bad input or the lab could not run (one line on stderr
+says why), 3 untested (a fault the expectation depends on did not happen; a suite
+exits 3 when a run is untested and none failed), 4 ``scalelab report``'s re-check
+differs from the stored counts; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM) —
+both after everything the lab started was stopped.
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ from experiments.report import (
     variant_label,
 )
 from experiments.runner import Run, new_run_directory, run_experiment
+from experiments.summary import exit_code
+
+EXITS = ("Exit codes: 0 demonstrated, 1 not demonstrated, 2 bad input or the lab could not "
+         "run, 3 untested (a fault the expectation depends on did not happen), 4 `report`: "
+         "the re-check differs from the stored counts; 130 Ctrl-C, 143 SIGTERM.")
+RECHECK_DIFFERS = 4
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             no_args_is_help=True)
+             no_args_is_help=True, epilog=EXITS)
 def app() -> None:
     """Make the horizontal-scaling problem of Python backends countable."""
 console = Console(stderr=True)
@@ -129,10 +137,10 @@ def _run_command(spec: ExperimentSpec) -> click.Command:
             junit.write(given["junit"], f"scalelab run {spec.name}",
                         [junit.of_run(spec.name, r.summary, str(r.directory),
                                       store.stored_near(r.directory))])
-        raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+        raise click.exceptions.Exit(exit_code([r.summary]))
 
     return click.Command(spec.name, params=[*own, *common], callback=callback,
-                         help=spec.summary, short_help=spec.summary,
+                         help=spec.summary, short_help=spec.summary, epilog=EXITS,
                          context_settings={"max_content_width": 100})
 
 
@@ -253,7 +261,7 @@ def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
     if junit_xml is not None:
         junit.write(junit_xml, f"scalelab suite {suite_dir.name}",
                     [junit.of_run(label, s, str(d), near) for label, s, d in done])
-    raise click.exceptions.Exit(0 if all(s["valid"] for s in summaries) else 1)
+    raise click.exceptions.Exit(exit_code(summaries))
 
 
 def _run_directories(suite_dir: Path) -> dict[str, Path]:
@@ -315,17 +323,19 @@ def run_child(order_file: Path) -> None:
                 platform=choose(order["platform"], order["platform_options"]),
                 quiet=True, label=order["label"], plot=order.get("plot", True))
     print(json.dumps(r.summary, separators=(",", ":")))
-    raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+    raise click.exceptions.Exit(exit_code([r.summary]))
 
 
-@app.command()
+@app.command(epilog=EXITS)
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print the re-checked summary")
 def report(run_dir: Path, as_json: bool) -> None:
-    """Re-check a stored run from its events.jsonl (no Redis); rewrite summary.md and the plot."""
+    """Re-check a stored run from its events.jsonl (no Redis); rewrite summary.json,
+    summary.md and the plot from the re-check. Exits 4 when it differs from the stored
+    counts (the differences are kept in summary.json), else by the verdict."""
     r = store.recheck(run_dir)
     try:
-        store.write_readables(run_dir, r.summary, r.events, r.result)
+        store.write_recheck(r)
     except OSError as exc:
         raise BadInput(f"{run_dir}: cannot write the report ({exc.strerror or exc})") from None
     if as_json:
@@ -335,9 +345,9 @@ def report(run_dir: Path, as_json: bool) -> None:
     for note in r.notes:
         console.print(f"scalelab: {note}", highlight=False, soft_wrap=True)
     for difference in r.differences:
-        console.print(f"scalelab: re-check differs from {store.SUMMARY_JSON}: {difference}",
+        console.print(f"scalelab: re-check differs from the stored run: {difference}",
                       highlight=False, soft_wrap=True)
-    raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+    raise click.exceptions.Exit(RECHECK_DIFFERS if r.differences else exit_code([r.summary]))
 
 
 @app.command()

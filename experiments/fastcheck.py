@@ -366,7 +366,7 @@ class _Judge:
         return Result(units=result_units, counts=counts, expected=expected,
                       executions=executions, extra_executions=extra,
                       refused=int((kind == _REFUSED).sum()), faults=len(self.faults),
-                      ignored=ignored, late=late)
+                      ignored=ignored, late=late, marks=tuple(self.faults))
 
     def _instances(self, rows: Ints, w: Ints, finishes: Ints,
                    units: int) -> list[tuple[str, ...]]:

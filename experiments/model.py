@@ -6,7 +6,8 @@ what the nemesis does, the schedules which units are due without anyone asking,
 and the expectation what the lab claims — checked against the measured result.
 An experiment module declares, next to each other: its parameters (``Param``, which
 become its command's options), ``build`` (parameters -> Experiment), ``judge`` (the
-expectation: parameters and the checker's result -> held or not, and a sentence),
+expectation: parameters and the checker's result -> a ``Verdict``: demonstrated, not
+demonstrated or untested, and a sentence),
 ``measure`` (its extra figures) and the table cells it fills (``Cell``). Judge,
 measure and cells are plain named functions of their inputs, so a stored run can be
 judged again by the same rule, and the report needs no knowledge of any experiment.
@@ -26,7 +27,14 @@ from experiments import fault_options
 from experiments.checker import Result, Schedule
 from experiments.params import BadInput as BadInput
 from experiments.params import Param as Param
-from experiments.summary import Summary
+from experiments.summary import (
+    DEMONSTRATED,
+    NOT_DEMONSTRATED,
+    OUTCOMES,
+    UNTESTED,
+    JudgeRecord,
+    Summary,
+)
 from services.history import Event
 
 
@@ -64,9 +72,45 @@ class Workload:
     tasks: TaskLoad | None = None
 
 
-Verdict = tuple[bool, str]
+@dataclass(frozen=True)
+class Verdict:
+    """What a run says of its experiment's expectation.
+
+    ``demonstrated``: the measured counts are what the theory gives, within its
+    tolerance; ``not_demonstrated``: they are not; ``untested``: the fault the
+    expectation depends on did not happen (refused, never fired, or struck with no
+    work in flight where the claim needs it), so the counts say nothing either way.
+    Never "held" by accident: a judge states which one, with its sentence.
+    """
+
+    outcome: str
+    sentence: str
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"unknown verdict outcome {self.outcome!r}")
+
+    @classmethod
+    def of(cls, demonstrated: bool, sentence: str) -> Verdict:
+        return cls(DEMONSTRATED if demonstrated else NOT_DEMONSTRATED, sentence)
+
+    @classmethod
+    def untested(cls, sentence: str) -> Verdict:
+        return cls(UNTESTED, sentence)
+
+    @property
+    def demonstrated(self) -> bool:
+        return self.outcome == DEMONSTRATED
+
+    @property
+    def words(self) -> str:
+        """How a person reads it: ``not demonstrated``."""
+        return self.outcome.replace("_", " ")
+
+
 Params = Mapping[str, Any]  # an experiment's parameter values, by parameter name
-Judge = Callable[[Params, Result], Verdict]
+# A judge returns a Verdict (a ``(held, sentence)`` pair is read as demonstrated or not).
+Judge = Callable[[Params, Result], "Verdict | tuple[bool, str]"]
 Measure = Callable[[Params, Sequence[Event], Result], dict[str, Any]]
 
 
@@ -89,18 +133,27 @@ class Experiment:
     judge: Judge | None = None
     measure: Measure | None = None
 
-    def verdict(self, result: Result, integrity: Mapping[str, Any]) -> Verdict:
-        """The stated expectation, and the ledger's integrity where the experiment asks."""
+    def verdict(self, result: Result, integrity: Mapping[str, Any],
+                fault_errors: Sequence[str] = ()) -> Verdict:
+        """The stated expectation; untested when a fault of the run could not be applied
+        (the run is not the one asked for); and the ledger's integrity where asked."""
         if self.judge is None:
-            return True, "no expectation stated"
-        valid, sentence = self.judge(self.parameters, result)
+            return Verdict.of(True, "no expectation stated")
+        judged = self.judge(self.parameters, result)
+        v = judged if isinstance(judged, Verdict) else Verdict.of(*judged)
+        if fault_errors:
+            return Verdict.untested(
+                f"{len(fault_errors)} fault(s) did not happen "
+                f"({'; '.join(fault_errors)}), so the counts test nothing "
+                f"(they were: {v.sentence})")
         if self.requires_intact_ledger:
             intact = bool(integrity.get("intact")) and integrity.get("reporting", 0) > 0
-            valid = valid and intact
-            sentence += (f"; ledger intact: {integrity['found_in_ledger']}/"
-                         f"{integrity['reported_events']} events the instances reported"
-                         if intact else f"; LEDGER NOT INTACT: {dict(integrity)}")
-        return valid, sentence
+            v = Verdict(v.outcome if intact or v.outcome == UNTESTED else NOT_DEMONSTRATED,
+                        v.sentence + (f"; ledger intact: {integrity['found_in_ledger']}/"
+                                      f"{integrity['reported_events']} events the instances "
+                                      "reported" if intact
+                                      else f"; LEDGER NOT INTACT: {dict(integrity)}"))
+        return v
 
     def figures(self, events: Sequence[Event], result: Result) -> dict[str, Any]:
         return self.measure(self.parameters, events, result) if self.measure else {}
@@ -128,7 +181,7 @@ class Cell:
                    for k, v in self.where.items())
 
 
-def rule_of(judge: Judge) -> dict[str, str]:
+def rule_of(judge: Judge) -> JudgeRecord:
     """Which judge this is, and a fingerprint of its rule (its source) to notice a change."""
     try:
         source = inspect.getsource(judge)

@@ -159,6 +159,11 @@ def markdown_summary(summary: Summary, timeline: str | None = "timeline.png",
     errors = summary.get("fault_errors") or []
     if errors:
         lines += ["", "Faults that could not be applied:", "", *(f"- {_md(e)}" for e in errors)]
+    rechecked = (summary.get("rechecked") or {}).get("differences") or []
+    if rechecked:
+        lines += ["", "## Re-checked", "", "`scalelab report` re-checked this run from "
+                  "events.jsonl and found it differed from what was stored:", "",
+                  *(f"- {_md(d)}" for d in rechecked)]
     lines += ["", "## Counts", "", markdown_counts([summary], [variant_label(summary)])]
     measured = summary.get("measured") or {}
     if measured:

@@ -55,7 +55,8 @@ class Run:
 
 def versions(ledger: Ledger) -> dict[str, str]:
     found: dict[str, str] = {}
-    for dist in ("celery", "kombu", "redis", "apscheduler", "arq", "fastapi", "uvicorn"):
+    for dist in ("celery", "kombu", "redis", "apscheduler", "arq", "celery-redbeat", "fastapi",
+                 "uvicorn"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
     with contextlib.suppress(Exception):
@@ -212,7 +213,7 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
     watch.phase("checking")
     result = check(events, (t0, t1), schedules, experiment.late_after)
     integrity = ledger_integrity(events, instance_counts)
-    valid, sentence = experiment.verdict(result, integrity)
+    verdict = experiment.verdict(result, integrity, nemesis.errors)
     measured = experiment.figures(events, result)
     summary: Summary = {
         "experiment": experiment.name,
@@ -240,8 +241,9 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         "executions_by_component": executions_by_component(events),
         "instance_counts": instance_counts,
         "ledger_integrity": integrity,
-        "valid": valid,
-        "expectation": sentence,
+        "verdict": verdict.outcome,
+        "valid": verdict.demonstrated,
+        "expectation": verdict.sentence,
         **({"judge": rule_of(experiment.judge)} if experiment.judge else {}),
         "versions": vers,
         "wall_seconds": round(time.monotonic() - wall_started, 2),

@@ -28,7 +28,7 @@ from typing import Any
 
 from experiments.checker import Result, Schedule, check, paused_gc
 from experiments.model import BadInput, Experiment, rule_of
-from experiments.summary import Summary
+from experiments.summary import Summary, outcome
 from services.history import Event, Kind
 
 SUMMARY_JSON = "summary.json"
@@ -253,6 +253,19 @@ def rule_notes(stored: Summary, experiment: Experiment) -> list[str]:
     return []
 
 
+def write_recheck(r: Recheck, *, plot: bool = True) -> None:
+    """Store what the re-check says: ``summary.json`` and ``summary.md`` both (never one
+    without the other, so the directory never contradicts itself). Where it differs
+    from what was stored, ``summary.json`` keeps the differences under ``rechecked``."""
+    summary = r.summary
+    if r.differences:
+        summary = {**summary, "rechecked": {"differences": list(r.differences)}}
+        r.summary = summary
+    (r.directory / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n",
+                                            encoding="utf-8")
+    write_readables(r.directory, summary, r.events, r.result, plot=plot)
+
+
 def recheck(directory: Path) -> Recheck:
     """Judge a stored run again from its files alone."""
     stored = read_summary(directory)
@@ -263,14 +276,21 @@ def recheck(directory: Path) -> Recheck:
     window = (float(stored["window"]["start"]), float(stored["window"]["end"]))
     late_after = float(stored.get("late_after", experiment.late_after))
     result = check(events, window, schedules, late_after)
-    valid, sentence = experiment.verdict(result, stored.get("ledger_integrity", {}))
+    verdict = experiment.verdict(result, stored.get("ledger_integrity", {}),
+                                 stored.get("fault_errors") or ())
     summary: Summary = {**stored, **result.to_json(),  # type: ignore[typeddict-item]
-                        "measured": experiment.figures(events, result), "valid": valid,
-                        "expectation": sentence}
+                        "measured": experiment.figures(events, result),
+                        "verdict": verdict.outcome, "valid": verdict.demonstrated,
+                        "expectation": verdict.sentence}
     differences = [f"{k}: stored {stored['counts'].get(k)}, re-checked {v}"
                    for k, v in result.counts.items() if stored["counts"].get(k) != v]
     before, after = dict(stored), dict(summary)
     differences += [f"{k}: stored {before[k]}, re-checked {after.get(k)}"
-                    for k in (*COMPARED, "valid") if k in before and before[k] != after.get(k)]
+                    for k in COMPARED if k in before and before[k] != after.get(k)]
+    if outcome(before) != outcome(after):
+        differences.append(f"verdict: stored {outcome(before).replace('_', ' ')}, "
+                           f"re-checked {outcome(after).replace('_', ' ')}")
+    if experiment.judge is not None:
+        summary["judge"] = rule_of(experiment.judge)
     return Recheck(directory, summary, result, events, differences,
                    rule_notes(stored, experiment))

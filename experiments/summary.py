@@ -47,13 +47,43 @@ class Summary(TypedDict):
     executions_by_component: NotRequired[dict[str, int]]
     instance_counts: NotRequired[dict[str, int]]
     ledger_integrity: NotRequired[dict[str, Any]]
-    valid: NotRequired[bool]
+    valid: NotRequired[bool]  # the verdict was demonstrated (all older runs record)
+    verdict: NotRequired[str]  # demonstrated, not_demonstrated or untested
     expectation: NotRequired[str]
     judge: NotRequired[JudgeRecord]
+    rechecked: NotRequired[dict[str, Any]]  # what ``scalelab report`` found had changed
     platform_options: NotRequired[dict[str, Any]]
     as_run: NotRequired[dict[str, Any]]  # where the platform ran the topology otherwise
     versions: NotRequired[dict[str, str]]
     wall_seconds: NotRequired[float]
+
+
+DEMONSTRATED, NOT_DEMONSTRATED, UNTESTED = "demonstrated", "not_demonstrated", "untested"
+OUTCOMES = (DEMONSTRATED, NOT_DEMONSTRATED, UNTESTED)
+# The exit code of a run (and of a suite: its worst run), beside 2 for bad input.
+EXIT_CODES = {DEMONSTRATED: 0, NOT_DEMONSTRATED: 1, UNTESTED: 3}
+
+
+def outcome(s: Any) -> str:
+    """A stored run's verdict; runs stored before ``untested`` existed record ``valid`` only."""
+    stored = s.get("verdict")
+    if stored in OUTCOMES:
+        return str(stored)
+    return DEMONSTRATED if s.get("valid") else NOT_DEMONSTRATED
+
+
+def outcome_words(s: Any) -> str:
+    """``not demonstrated``: the verdict as a person reads it."""
+    return outcome(s).replace("_", " ")
+
+
+def exit_code(summaries: Any) -> int:
+    """0 when every run demonstrated its expectation; 1 when one did not; else 3 when
+    one is untested (a suite with an untested run does not pass)."""
+    found = {outcome(s) for s in summaries}
+    if NOT_DEMONSTRATED in found:
+        return EXIT_CODES[NOT_DEMONSTRATED]
+    return EXIT_CODES[UNTESTED] if UNTESTED in found else EXIT_CODES[DEMONSTRATED]
 
 
 def param(s: Any, name: str) -> Any:

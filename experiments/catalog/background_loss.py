@@ -28,6 +28,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import n, param, processes, ran_in
+from experiments.theory import Expect, in_flight, judged, needs_work_in_flight, struck
 
 NAME = "background-loss"
 
@@ -49,9 +50,32 @@ PARAMS = (
 def judge(p: Params, r: Result) -> Verdict:
     mechanism, kills = p["mechanism"], p["kills"]
     lost, due = r.counts["lost"], r.expected
+    how = "SIGKILL" if p["kill"] == "sigkill" else f"SIGTERM ({p['shutdown_grace']:g} s grace)"
+    head = f"{mechanism}, {kills} replica(s) ended by {how}, {due} accepted units"
+    none_lost = (Expect.exactly("lost", 0), lost)
     if mechanism == "celery" or kills == 0:
-        return lost == 0, f"{mechanism}: lost {lost}/{due} (want 0)"
-    return lost > 0, f"{mechanism}: lost {lost}/{due} accepted units on {kills} kill(s)"
+        # the replica only enqueued the work (or nothing was ended): the broker holds it
+        return judged(head, none_lost)
+    untested = needs_work_in_flight(r, ("kill", "terminate"), kills,
+                                    "ending a replica mid-job")
+    if untested is not None:
+        return untested
+    running = in_flight(struck(r, ("kill", "terminate")))
+    if p["kill"] == "sigterm" and p["shutdown_grace"] >= p["work_seconds"]:
+        # the graceful shutdown waits for running BackgroundTasks: the grace covers them
+        return judged(head + f", work {p['work_seconds']:g} s within the grace", none_lost)
+    if p["kill"] == "sigterm":
+        # only the work with more than the grace left dies: at least the unit whose start
+        # triggered the terminate (it had all its work left)
+        return judged(head, (Expect("lost", running, 1, running + kills,
+                                    "work with less than the grace left finishes; a unit "
+                                    "accepted as the signal lands dies too"), lost))
+    # SIGKILL: everything running on the replica dies with it, and any accepted unit
+    # whose background task had not started yet
+    return judged(head, (Expect.within("lost", running, kills, float("inf"),
+                                       "units accepted but not yet started die too; the work "
+                                       "in flight is counted a moment before the signal"),
+                         lost))
 
 
 BACKGROUND = {"mechanism": "background"}

@@ -27,6 +27,7 @@ from experiments.model import (
     Verdict,
     Workload,
 )
+from experiments.theory import Expect, judged
 from services.history import Event, Kind, parse_scheduled
 
 NAME = "broker-outage"
@@ -60,9 +61,25 @@ def outage_effects(p: Params, events: Sequence[Event], result: Result) -> dict[s
 
 
 def judge(p: Params, r: Result) -> Verdict:
-    # The runner adds the ledger's integrity to the verdict (see experiments.runner).
-    return True, (f"broker outage: {r.counts['lost']} lost, {r.counts['duplicated']} "
-                  f"duplicated of {r.expected}")
+    # The per-tick lock lives in the broker and fails open: while the broker is down every
+    # replica runs every tick (duplicated = ticks during the outage, if more than one
+    # replica); outside it each tick runs once. The runner adds the ledger's integrity.
+    m = outage_effects(p, r.marks, r)
+    during, dup_during = m["ticks_during_outage"], m["ticks_duplicated_during_outage"]
+    ticks = [u for u in r.units.values() if parse_scheduled(u.work_id) and u.due]
+    dup_outside = sum(u.verdict == "duplicated" for u in ticks) - dup_during
+    edge = "a tick at each end of the outage may meet the broker still up"
+    head = (f"broker down {p['outage_seconds']:g} s, {p['replicas']} replicas: {during} ticks "
+            f"during it; tasks lost {m['tasks_lost']}/{m['tasks_acknowledged']} acknowledged")
+    if during == 0 and p["outage_seconds"] >= p["interval"]:
+        return Verdict.untested(f"{head}; no tick fell within the outage")
+    return judged(head,
+                  (Expect.within("ticks duplicated during it",
+                                 during if p["replicas"] > 1 else 0,
+                                 2 if p["replicas"] > 1 else 0, 0, edge), dup_during),
+                  (Expect("ticks duplicated outside it", 0, 0, 2, edge), dup_outside),
+                  (Expect("ticks lost", 0, 0, 1, edge),
+                   sum(u.verdict == "lost" for u in ticks)))
 
 
 def build(p: dict[str, Any]) -> Experiment:

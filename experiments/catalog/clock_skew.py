@@ -101,9 +101,10 @@ def judge(p: Params, r: Result) -> Verdict:
     text = (f"{p['mechanism']}, {target} {offset:+g} s: {c['duplicated']}/{r.expected} "
             f"duplicated, {c['lost']} lost (timestamps from the ledger's clock, not skewed)")
     if p["mechanism"] == "scheduler-lock" and abs(offset) > p["lock_ttl"]:
-        return c["duplicated"] > 0, text + f" (want duplicated > 0: lock TTL {p['lock_ttl']:g}" \
-            " s < skew)"
-    return c["duplicated"] == 0, text + " (want 0 duplicated: the TTL is the broker's clock)"
+        return Verdict.of(c["duplicated"] > 0, text + " (want duplicated > 0: lock TTL "
+                          f"{p['lock_ttl']:g} s < skew)")
+    return Verdict.of(c["duplicated"] == 0,
+                      text + " (want 0 duplicated: the TTL is the broker's clock)")
 
 
 def _says(s: Summary) -> str:

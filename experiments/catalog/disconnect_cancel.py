@@ -75,7 +75,8 @@ def judge(p: Params, r: Result) -> Verdict:
     text = (f"{'BaseHTTPMiddleware' if p['middleware'] == 'base-http' else 'no middleware'}, "
             f"client gone after the 202 ({said}): {c['ok']}/{r.expected} ran to the end, "
             f"{cut_short(r)} cut short, {c['lost']} lost")
-    return c["ok"] == r.expected and r.expected > 0, text + " (want all accepted work done)"
+    return Verdict.of(c["ok"] == r.expected and r.expected > 0,
+                      text + " (want all accepted work done)")
 
 
 def _says(s: Summary) -> str:

@@ -90,7 +90,7 @@ def judge(p: Params, r: Result) -> Verdict:
     # Within one copy of the theory: a sweep lands up to its interval after the timeout.
     duplicates_as_theory = c["duplicated"] > 0 if want > 1 else c["duplicated"] == 0
     held = c["lost"] == 0 and abs(median - want) <= 1 and duplicates_as_theory
-    return held, text
+    return Verdict.of(held, text)
 
 
 def _says(s: Summary) -> str:

@@ -29,9 +29,9 @@ PARAMS = (
 
 def judge(p: Params, r: Result) -> Verdict:
     dup, lost = r.counts["duplicated"], r.counts["lost"]
-    return dup == 0 and lost == 0, (
+    return Verdict.of(dup == 0 and lost == 0, (
         f"CronJob ({p['concurrency_policy']}): {dup}/{r.expected} duplicated, {lost} lost "
-        "(its docs: about once per execution time)")
+        "(its docs: about once per execution time)"))
 
 
 def build(p: dict[str, Any]) -> Experiment:

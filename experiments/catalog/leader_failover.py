@@ -62,8 +62,8 @@ def judge(p: Params, r: Result) -> Verdict:
             f"{'on' if p['fencing'] else 'off'}: duplicated {dup}/{r.expected}, "
             f"refused {refused}, lost {r.counts['lost']}")
     if p["fencing"]:
-        return dup == 0, text + " (want 0 duplicated)"
-    return dup > 0, text + " (want duplicated > 0)"
+        return Verdict.of(dup == 0, text + " (want 0 duplicated)")
+    return Verdict.of(dup > 0, text + " (want duplicated > 0)")
 
 
 CELLS = (

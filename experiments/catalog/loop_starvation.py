@@ -52,8 +52,8 @@ def judge(p: Params, r: Result) -> Verdict:
     text = (f"blocking {p['block_seconds']:g}s requests: {r.late} late and "
             f"{r.counts['lost']} missing of {r.expected} ticks")
     if p["block_seconds"] == 0:
-        return hurt == 0, text + " (control: want none)"
-    return hurt > 0, text + " (want some)"
+        return Verdict.of(hurt == 0, text + " (control: want none)")
+    return Verdict.of(hurt > 0, text + " (want some)")
 
 
 def _starved(s: Any) -> str:

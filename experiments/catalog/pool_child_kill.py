@@ -77,15 +77,16 @@ def judge(p: Params, r: Result) -> Verdict:
                 f"{'on' if p['reject_on_worker_lost'] else 'off'}: ran {starts} times, "
                 f"never finished" if not finished else f"poison task finished ({starts} runs)")
         if loops:
-            return starts >= 2 and not finished, text + " (want it back again and again: 2 or "\
-                "more runs, never finished)"
-        return starts == 1 and not finished, text + " (want one run, then gone)"
+            return Verdict.of(starts >= 2 and not finished, text + " (want it back again and "
+                              "again: 2 or more runs, never finished)")
+        return Verdict.of(starts == 1 and not finished, text + " (want one run, then gone)")
     text = (f"{p['target']} killed, acks {p['acks']}, reject on worker lost "
             f"{'on' if p['reject_on_worker_lost'] else 'off'}: lost {c['lost']}, recovered "
             f"{c['recovered']} of {r.expected}")
     if p["acks"] == "early" or (p["target"] == "child" and not p["reject_on_worker_lost"]):
-        return c["lost"] >= 1, text + " (want the killed task lost)"
-    return c["lost"] == 0 and c["recovered"] >= 1, text + " (want it recovered, none lost)"
+        return Verdict.of(c["lost"] >= 1, text + " (want the killed task lost)")
+    return Verdict.of(c["lost"] == 0 and c["recovered"] >= 1,
+                      text + " (want it recovered, none lost)")
 
 
 def _says(s: Summary) -> str:

@@ -42,6 +42,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary
+from experiments.theory import Expect, in_flight, judged, needs_work_in_flight, struck
 from services.history import Event, Kind
 
 NAME = "prefetch-loss"
@@ -119,19 +120,29 @@ def measure(p: Params, events: Sequence[Event], result: Result) -> dict[str, Any
 
 
 def judge(p: Params, r: Result) -> Verdict:
-    # The judge sees the checker's result only: the running task is the one interrupted
-    # (lost or recovered); the reserved ones are lost or finished on a redelivery.
     c = r.counts
-    text = (f"prefetch {p['prefetch_multiplier']}, acks {p['acks']}, visibility timeout "
-            f"{p['visibility_timeout']:g} s: lost {c['lost']}, recovered {c['recovered']}, "
-            f"ok {c['ok']} of {r.expected}")
+    head = (f"prefetch {p['prefetch_multiplier']}, acks {p['acks']}, visibility timeout "
+            f"{p['visibility_timeout']:g} s, {r.expected} tasks")
+    untested = needs_work_in_flight(r, ("kill",), 1, "killing the worker mid-task")
+    if untested is not None:
+        return untested
+    running = in_flight(struck(r, ("kill",)))
+    reserved = p["prefetch_multiplier"] * p["concurrency"] - p["concurrency"]  # at most
     if not comes_back(p):
-        # Nothing the killed worker held comes back within the run, whatever the acks.
-        return c["lost"] >= 1, text + " (want lost >= 1: back only after the timeout)"
+        # Nothing the killed worker held comes back within the run, whatever the acks:
+        # its running tasks and its whole reserve are lost.
+        return judged(head + ", nothing comes back within the run",
+                      (Expect.within("lost", running + reserved, 1, 0,
+                                     f"the {TASKS} tasks keep the reserve full; the "
+                                     "prefetch may not have refilled the slot the running "
+                                     "task's ack freed"), c["lost"]))
     if p["acks"] == "early":
-        # The running task is lost; the reserved ones come back after the timeout.
-        return c["lost"] >= 1, text + " (want the running task lost, the reserved back)"
-    return c["lost"] == 0, text + " (want 0 lost: all back after the timeout)"
+        # The running task was acknowledged: lost. The reserved ones come back.
+        return judged(head + ", the reserved back after the timeout",
+                      (Expect.exactly("lost", running), c["lost"]))
+    return judged(head + ", all back after the timeout",
+                  (Expect.exactly("lost", 0), c["lost"]),
+                  (Expect.exactly("recovered", running), c["recovered"]))
 
 
 def _says(s: Summary) -> str:

@@ -43,8 +43,9 @@ PARAMS = (
 def judge(p: Params, r: Result) -> Verdict:
     lost, due = r.counts["lost"], r.expected
     if p["mechanism"] == "celery":
-        return lost == 0, f"celery through a rolling restart: lost {lost}/{due} (want 0)"
-    return lost > 0, f"BackgroundTasks through a rolling restart: lost {lost}/{due}"
+        return Verdict.of(lost == 0,
+                          f"celery through a rolling restart: lost {lost}/{due} (want 0)")
+    return Verdict.of(lost > 0, f"BackgroundTasks through a rolling restart: lost {lost}/{due}")
 
 
 CELLS = (

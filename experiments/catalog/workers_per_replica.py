@@ -68,14 +68,14 @@ def judge(p: Params, r: Result) -> Verdict:
         held = (median == processes and c["lost"] == 0
                 and (processes == 1 or c["duplicated"] > 0))
         preload = ", preloaded" if p["preload"] else ""
-        return held, (f"{p['replicas']} replicas x {p['workers']} workers{preload}, unguarded: "
-                      f"{median:g} executions per tick (want {processes}), "
-                      f"{c['duplicated']}/{r.expected} duplicated, "
-                      f"{r.extra_executions} extra")
+        return Verdict.of(held, (f"{p['replicas']} replicas x {p['workers']} workers{preload}, "
+                                 f"unguarded: {median:g} executions per tick (want {processes}), "
+                                 f"{c['duplicated']}/{r.expected} duplicated, "
+                                 f"{r.extra_executions} extra"))
     held = c["duplicated"] == 0 and c["lost"] <= 1
-    return held, (f"{p['replicas']} replicas x {p['workers']} workers, per-tick lock: "
-                  f"{c['duplicated']}/{r.expected} duplicated (want 0), {c['lost']} lost "
-                  "(want at most 1)")
+    return Verdict.of(held, (f"{p['replicas']} replicas x {p['workers']} workers, per-tick lock: "
+                             f"{c['duplicated']}/{r.expected} duplicated (want 0), {c['lost']} "
+                             "lost (want at most 1)"))
 
 
 def _unguarded(s: Summary) -> str:

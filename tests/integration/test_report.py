@@ -37,7 +37,7 @@ def test_report_exits_by_the_rechecked_expectation(scalelab_here: Any, tmp_path:
     (run / "timeline.png").unlink()
     r = scalelab("report", str(run))
     assert r.returncode == 0, r.stderr
-    assert "unguarded with 2 replicas" in r.stdout
+    assert "unguarded, 2 replicas" in r.stdout
     assert (run / "summary.md").read_text().startswith("# scheduler-duplicates")
     assert (run / "timeline.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -47,9 +47,34 @@ def test_report_exits_by_the_rechecked_expectation(scalelab_here: Any, tmp_path:
     s["parameters"]["replicas"] = 2
     (one / "summary.json").write_text(json.dumps(s))
     r = scalelab("report", str(one), "--json")
-    assert r.returncode == 1, r.stderr
-    assert r.summary["valid"] is False and r.summary["counts"]["duplicated"] == 0
-    assert "re-check differs from summary.json: valid: stored True, re-checked False" in r.stderr
+    assert r.returncode == 4, r.stderr  # the re-check differs from what was stored
+    assert r.summary["verdict"] == "not_demonstrated" and r.summary["counts"]["duplicated"] == 0
+    said = "verdict: stored demonstrated, re-checked not demonstrated"
+    assert f"re-check differs from the stored run: {said}" in r.stderr
+    # summary.json and summary.md both say what the re-check found, with the difference
+    stored = json.loads((one / "summary.json").read_text())
+    assert stored["verdict"] == "not_demonstrated" and stored["valid"] is False
+    assert stored["rechecked"]["differences"] == [said]
+    md = (one / "summary.md").read_text()
+    assert "NOT demonstrated" in md and said in md
+    r = scalelab("report", str(one))  # now the record stands: exit by its verdict
+    assert r.returncode == 1 and "re-check differs" not in r.stderr, r.stderr
+
+
+def test_report_of_a_tampered_count_exits_4_and_rewrites_both_files(
+        scalelab_here: Any, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    stored_run(run, replicas=3)
+    s = json.loads((run / "summary.json").read_text())
+    s["counts"]["duplicated"] -= 1
+    s["counts"]["ok"] += 1
+    (run / "summary.json").write_text(json.dumps(s))
+    r = scalelab_here("report", str(run))
+    assert r.returncode == 4
+    assert "duplicated: stored 4, re-checked 5" in r.stderr
+    stored = json.loads((run / "summary.json").read_text())
+    assert stored["counts"]["duplicated"] == 5 and stored["counts"]["ok"] == 0
+    assert "| duplicated | 5 |" in (run / "summary.md").read_text()
 
 
 def test_report_on_what_is_not_a_run_is_exit_2(scalelab_here: Any, tmp_path: Path) -> None:

@@ -174,3 +174,13 @@ def test_a_kill_after_an_effect_names_the_unit_and_the_drain_waits_for_its_redel
     assert not settled([*events, ledger.events[-1]], redelivers=True)  # running: in doubt
     ledger.record(Kind.FINISH, struck, "celery", "worker-3", exec_id=again)
     assert settled([*events, *ledger.events[-2:]], redelivers=True)
+
+
+def test_a_step_the_run_ended_before_is_an_error_not_silence() -> None:
+    platform, ledger = lab(worker=1)
+    nemesis = Nemesis(platform, ledger, ledger.run, [FaultStep("kill", "worker", at=60.0)],
+                      random.Random(1), time.monotonic())
+    nemesis.start()
+    nemesis.stop()
+    assert nemesis.records == []
+    assert nemesis.errors == ["kill worker at 60s: not applied, the run ended first"]

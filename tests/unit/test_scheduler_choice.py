@@ -8,7 +8,7 @@ import pytest
 
 from experiments import catalog
 from experiments.checker import VERDICTS, Result
-from experiments.model import BadInput
+from experiments.model import BadInput, Verdict
 
 SD = catalog.get("scheduler-duplicates")
 
@@ -33,9 +33,10 @@ def build(**given: Any) -> Any:
 ])
 def test_the_claim_judged_is_each_tick_once(given: dict[str, Any], measured: Result,
                                             valid: bool) -> None:
-    held, sentence = SD.judge(SD.values(given), measured)
-    assert held is valid, sentence
-    assert given["scheduler"] in sentence or "APScheduler 4.0.0a6 (pre-release)" in sentence
+    verdict = SD.judge(SD.values(given), measured)
+    assert isinstance(verdict, Verdict) and verdict.demonstrated is valid, verdict.sentence
+    assert (given["scheduler"] in verdict.sentence
+            or "APScheduler 4.0.0a6 (pre-release)" in verdict.sentence)
 
 
 @pytest.mark.parametrize(("given", "message"), [
@@ -96,8 +97,9 @@ def test_the_data_store_outage_is_apscheduler4s() -> None:
 def test_k8s_cronjob_judges_once_per_execution_time_and_stays_out_of_the_local_suite() -> None:
     spec = catalog.get("k8s-cronjob")
     values = spec.values({})
-    assert spec.judge(values, result(expected=5))[0]
-    assert not spec.judge(values, result(expected=5, duplicated=1, extra=1))[0]
-    assert not spec.judge(values, result(expected=5, lost=1))[0]
+    experiment = spec.experiment(values)
+    assert experiment.verdict(result(expected=5), {}).demonstrated
+    assert not experiment.verdict(result(expected=5, duplicated=1, extra=1), {}).demonstrated
+    assert not experiment.verdict(result(expected=5, lost=1), {}).demonstrated
     assert spec.suite_variants(quick=True) == () and spec.suite_variants(quick=False) == ()
     assert spec.experiment(values).topology.replicas == {"cronjob": 1}
