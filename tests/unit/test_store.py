@@ -76,7 +76,7 @@ def test_recheck_reproduces_the_stored_counts_without_redis(tmp_path: Path) -> N
     assert r.summary["counts"]["duplicated"] == 4 and r.summary["extra_executions"] == 8
     assert r.summary["valid"] is True
     # the expectation was rebuilt from the parameters, not copied from the file
-    assert r.summary["expectation"].startswith("unguarded with 3 replicas")
+    assert r.summary["expectation"].startswith("unguarded, 3 replicas, each tick runs once")
 
 
 def test_recheck_reports_where_the_stored_summary_disagrees(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_recheck_reports_where_the_stored_summary_disagrees(tmp_path: Path) -> N
     path.write_text(json.dumps(s))
     r = store.recheck(tmp_path / "run")
     assert "duplicated: stored 1, re-checked 5" in r.differences
-    assert "valid: stored False, re-checked True" in r.differences
+    assert "verdict: stored not demonstrated, re-checked demonstrated" in r.differences
 
 
 def test_older_summaries_without_aligned_take_it_from_the_experiment(tmp_path: Path) -> None:
