@@ -8,10 +8,11 @@ second start and finish elsewhere). The main series kills one unit in 2000 (a
 fault every ~6000 events); a fault-heavy series (one unit in 50) shows how the
 checker's cost grows with the number of faults. Reading is timed in two parts as
 well: LRANGE alone (the wire and hiredis) and the whole of ``Ledger.history``
-(LRANGE + ``decode_line``). The fast path (``experiments.fastcheck``) then reads
-the same history (``read_buffer``: LRANGE slices joined into one buffer) and judges
-it (``check_buffer``), timed the same way; its Result is compared with the
-reference's (``fast_same_result``).
+(LRANGE + ``decode_line``). The lab's own path — what ``scalelab run`` calls
+(``experiments.fastcheck.read_history``: LRANGE slices joined into one buffer, then
+``History.check``: the fast checker, the reference where it does not vouch) — then
+reads and judges the same history, timed the same way; its Result is compared with
+the reference's (``fast_same_result``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from bench.common import Stopwatch, redis_server
 from experiments.checker import check
-from experiments.fastcheck import check_buffer, read_buffer
+from experiments.fastcheck import read_history
 from services.ledger import Ledger, encode_payload, events_key
 
 RUN = "bench-check"
@@ -88,14 +89,15 @@ def _measure(ledger: Ledger, size: int, kill_every: int) -> dict[str, Any]:
     reference = repr(result)
     del events, result
     gc.collect()
-    # the fast path, same history: one buffer per LRANGE slice, columns, group-bys
+    # the lab's path (what the runner calls), same history: one buffer per LRANGE slice,
+    # columns, group-bys (experiments.fastcheck.read_history, History.check)
     with Stopwatch() as fast_read:
-        joined = read_buffer(client, RUN)
-    assert joined is not None
+        history = read_history(ledger, RUN)
+    assert history.buffer is not None
     with Stopwatch() as fast_judged:
-        fast = check_buffer(*joined, window)
+        fast = history.check(window)
     same = repr(fast) == reference
-    del joined, fast, reference
+    del history, fast, reference
     gc.collect()
     client.delete(key)
     total = read.seconds + judged.seconds

@@ -209,7 +209,9 @@ NOTES = """\
    RPUSHed in batches (3 events per unit: intent, start, finish; a kill fault and a
    second execution every 2000 units), read back with `Ledger.history` and judged with
    `check` (the reference), each timed; LRANGE alone is timed too. Then the same
-   history through the fast path (`experiments/fastcheck.py`): `read_buffer` (the same
+   history through the lab's own path — what `scalelab run` calls,
+   `fastcheck.read_history` and `History.check` — which is the fast path
+   (`experiments/fastcheck.py`) with the reference as its fallback: `read_buffer` (the same
    LRANGE slices, each joined and copied into one buffer, sized from the first slice,
    as it arrives) and `check_buffer` (`experiments/columns.py` reads the fields as
    words, numbers them by hash, checks each group word by word; verdicts by

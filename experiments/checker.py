@@ -255,14 +255,34 @@ def _verdict(a: _Acc, due: bool, endings: _Endings) -> str | None:
     return "lost"
 
 
+def executions_by_component(events: Sequence[Event], result: Result) -> dict[str, int]:
+    """Finished executions per component, from instance names (``api-3``, ``worker-1-abc``),
+    of the units the checker judged (warm-up and drain ticks it ignored are left out)."""
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.kind == "finish" and e.work_id in result.units:
+            component = e.instance.split("-", 1)[0]
+            counts[component] = counts.get(component, 0) + 1
+    return counts
+
+
+# Events the harness writes itself: an intent names the replica that acknowledged the
+# work, a fault mark its target, but neither was written by that instance.
+WRITTEN_BY_HARNESS = frozenset({"intent", "fault"})
+
+
 def ledger_integrity(events: list[Event], reported: dict[str, int]) -> dict[str, Any]:
-    """Compare what each instance says it recorded with what the ledger holds for it.
+    """Compare what each instance says it recorded with what the ledger holds from it.
 
     Instances report under their name (API) or ``<instance>:<pid>`` (a worker's pool
-    process); an instance that was killed never reports and is not compared.
+    process); each event counts against the writer that wrote it, so the harness's own
+    events (intents, fault marks) count against no instance. An instance that was
+    killed never reports and is not compared.
     """
     held: dict[str, int] = {}
     for e in events:
+        if e.kind in WRITTEN_BY_HARNESS:
+            continue
         for key in (e.instance, f"{e.instance}:{e.pid}"):
             if key in reported:
                 held[key] = held.get(key, 0) + 1

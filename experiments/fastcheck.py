@@ -119,6 +119,38 @@ def read_and_check(
     return check_buffer(*read, window, schedules, late_after)
 
 
+class History:
+    """A run's history as the lab reads it: one buffer, judged by the fast path (the
+    reference where the fast decode does not vouch for a line), decoded into events
+    only once something asks for them (the store, the experiment's figures, the plot)."""
+
+    def __init__(self, buffer: Buffer | None, count: int,
+                 events: list[Event] | None = None) -> None:
+        self.buffer, self.count, self._events = buffer, count, events
+
+    def check(self, window: tuple[float, float] = (-math.inf, math.inf),
+              schedules: Sequence[Schedule] = (), late_after: float = 0.5) -> Result:
+        if self.buffer is None:
+            return check(self.events(), window, schedules, late_after)
+        return check_buffer(self.buffer, self.count, window, schedules, late_after)
+
+    def events(self) -> list[Event]:
+        if self._events is None:
+            assert self.buffer is not None
+            with paused_gc():
+                self._events = list(_events(self.buffer)) if self.count else []
+        return self._events
+
+
+def read_history(ledger: Ledger, run: str) -> History:
+    """A run's history read from the ledger in LRANGE slices joined into one buffer (the
+    events one by one where an element holds a newline)."""
+    read = read_buffer(ledger.client, run)
+    if read is None:
+        return History(None, 0, ledger.read_history(run))
+    return History(*read)
+
+
 def check_lines(
     lines: Sequence[bytes | str],
     window: tuple[float, float] = (-math.inf, math.inf),
@@ -164,9 +196,9 @@ def check_buffer(
         checking.start()
         try:
             result = _Judge(lines).result(window, schedules, late_after)
-        except Exception:
+        except Exception as exc:
             checking.join()
-            if any(isinstance(e, Unvouched) for e in failed):
+            if isinstance(exc, Unvouched) or any(isinstance(e, Unvouched) for e in failed):
                 # judged lines the reference reads otherwise: its turn, and its errors
                 return check(_events(buf), window, schedules, late_after)
             raise

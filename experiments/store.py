@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.checker import Result, Schedule, check, paused_gc
+from experiments.checker import (
+    Result,
+    Schedule,
+    check,
+    executions_by_component,
+    ledger_integrity,
+    paused_gc,
+)
 from experiments.model import BadInput, Experiment, rule_of
 from experiments.summary import Summary, outcome
 from services.history import Event, Kind
@@ -276,10 +283,14 @@ def recheck(directory: Path) -> Recheck:
     window = (float(stored["window"]["start"]), float(stored["window"]["end"]))
     late_after = float(stored.get("late_after", experiment.late_after))
     result = check(events, window, schedules, late_after)
-    verdict = experiment.verdict(result, stored.get("ledger_integrity", {}),
-                                 stored.get("fault_errors") or ())
+    integrity = stored.get("ledger_integrity", {})
+    if "instance_counts" in stored:  # today's rule, on what the instances reported
+        integrity = ledger_integrity(events, dict(stored["instance_counts"]))
+    verdict = experiment.verdict(result, integrity, stored.get("fault_errors") or ())
     summary: Summary = {**stored, **result.to_json(),  # type: ignore[typeddict-item]
                         "measured": experiment.figures(events, result),
+                        "ledger_integrity": integrity,
+                        "executions_by_component": executions_by_component(events, result),
                         "verdict": verdict.outcome, "valid": verdict.demonstrated,
                         "expectation": verdict.sentence}
     differences = [f"{k}: stored {stored['counts'].get(k)}, re-checked {v}"

@@ -56,7 +56,7 @@ def test_report_exits_by_the_rechecked_expectation(scalelab_here: Any, tmp_path:
     assert stored["verdict"] == "not_demonstrated" and stored["valid"] is False
     assert stored["rechecked"]["differences"] == [said]
     md = (one / "summary.md").read_text()
-    assert "NOT demonstrated" in md and said in md
+    assert "not demonstrated" in md and said in md
     r = scalelab("report", str(one))  # now the record stands: exit by its verdict
     assert r.returncode == 1 and "re-check differs" not in r.stderr, r.stderr
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.checker import Schedule, check
+from experiments.checker import Schedule, check, executions_by_component, ledger_integrity
 from services.history import Event, scheduled_work_id
 
 _clock = itertools.count(1)
@@ -207,3 +207,27 @@ def test_generated_histories_match_a_plain_recount(plan_list: list[UnitPlan]) ->
     assert r.extra_executions == sum(max(0, f - 1) for f in finishes)
     assert sum(r.counts.values()) == len(r.units)
     assert r.expected == sum(1 for p in plan_list if p.acknowledged)
+
+
+def test_each_event_counts_against_the_instance_that_wrote_it() -> None:
+    # background-loss: the harness writes the intent under the replica that acknowledged
+    # it, and the fault mark under its target; api-1 itself wrote one start, one finish
+    h = [ev("intent", "a", "api-1"), ev("start", "a", "api-1", "x"),
+         ev("finish", "a", "api-1", "x"), fault("terminate", "api-1"),
+         ev("intent", "b", "api-2"), ev("start", "b", "api-2", "y")]
+    healthy = ledger_integrity(h, {"api-1": 2})
+    assert healthy["intact"] and healthy["found_in_ledger"] == 2
+    short = ledger_integrity(h, {"api-1": 3})  # it says it wrote one more than the ledger has
+    assert not short["intact"] and short["mismatched"] == {"api-1": 1}
+
+
+def test_executions_by_component_leaves_ignored_ticks_out() -> None:
+    warm_up, due = scheduled_work_id("tick", 1.0), scheduled_work_id("tick", 5.0)
+    h = [ev("start", warm_up, "api-1", "w", t=1.0), ev("finish", warm_up, "api-1", "w", t=1.1),
+         ev("start", due, "api-1", "d", t=5.0), ev("finish", due, "api-1", "d", t=5.1),
+         ev("start", due, "api-2", "e", t=5.0), ev("finish", due, "api-2", "e", t=5.1),
+         ev("intent", "t"), ev("start", "t", "worker-1-abc", "t"),
+         ev("finish", "t", "worker-1-abc", "t")]
+    r = check(h, (4.0, 10.0), (Schedule("tick", 5.0),))
+    assert r.ignored == 1
+    assert executions_by_component(h, r) == {"api": 2, "worker": 1}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from experiments import columns
 from experiments.checker import Result, Schedule, check
-from experiments.fastcheck import check_buffer, check_lines
+from experiments.fastcheck import History, check_buffer, check_lines
 from services.history import decode_line
 
 JOBS = ("tick", "beat")
@@ -163,3 +163,24 @@ def test_a_field_in_the_buffers_last_bytes_reads_whole() -> None:
     lines = columns.Lines(line, 1)
     starts, lengths = lines.bounds(9)
     assert lines.word(starts, lengths, 0).tolist() == [int.from_bytes(b"run-1", "little")]
+
+
+def test_fields_wider_than_a_column_fall_back_to_the_reference() -> None:
+    wide = "w" * (columns.PAD + 1)
+    history = [f"1.000000\tintent\t{wide}\tcelery\t\t7\t1\t\t\trun-1",
+               f"1.500000\tstart\t{wide}\tcelery\t{'i' * 700}\t7\t1\t{'x' * 600}\t\trun-1",
+               f"2.000000\tfinish\t{wide}\tcelery\t{'i' * 700}\t7\t1\t{'x' * 600}\t\trun-1",
+               "2.500000\tintent\tb\tcelery\tapi-1\t7\t1\t\t\trun-1"]
+    r = judged_alike(history, (0.0, 10.0), [], 0.5)
+    assert r.units[wide].verdict == "ok" and r.counts["lost"] == 1
+
+
+def test_the_labs_history_is_judged_as_the_reference_judges_it() -> None:
+    history = [f"{1 + i / 10:.6f}\t{kind}\ttask-{i // 3}\tcelery\tworker-1\t7\t1\te{i // 3}\t\t"
+               "run-1" for i, kind in enumerate(["intent", "start", "finish"] * 4)]
+    buf = "\n".join(history).encode()
+    lab = History(memoryview(buf), len(history))
+    reference = check([decode_line(x) for x in history], (0.0, 10.0))
+    assert repr(lab.check((0.0, 10.0))) == repr(reference)
+    assert lab.events() == [decode_line(x) for x in history]
+    assert History(None, 0, []).check().counts == check([]).counts
