@@ -122,7 +122,7 @@ def judge(p: Params, r: Result) -> Verdict:
     lost, dup, doubt = r.counts["lost"], r.counts["duplicated"], r.counts["in_doubt"]
     sentence = (f"nothing lost or run twice? {dup} duplicated ({r.extra_executions} extra "
                 f"executions), {lost} lost, {doubt} in doubt of {r.expected} units of work")
-    return lost == 0 and dup == 0, sentence
+    return Verdict.of(lost == 0 and dup == 0, sentence)
 
 
 def what(e: Event) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.checker import Schedule, check
-from experiments.model import BadInput
+from experiments.model import BadInput, Verdict
 from experiments.probe import due, requests, spec
 from services.history import Event
 from services.probe import unit
@@ -108,9 +108,9 @@ def test_the_verdict_and_the_counts_per_job_task_and_function() -> None:
         e(12.2, "finish", "req-1/notify", "backgroundtasks", "api-1"),
     ]
     result = check(history, (10.0, 13.0), (Schedule("report", 2.0),))
-    assert spec.judge({}, result) == (False, "nothing lost or run twice? 1 duplicated "
-                                             "(1 extra executions), 2 lost, 0 in doubt of 4 "
-                                             "units of work")
+    assert spec.judge({}, result) == Verdict.of(
+        False, "nothing lost or run twice? 1 duplicated (1 extra executions), 2 lost, 0 in "
+        "doubt of 4 units of work")
     assert spec.measure({}, history, result) == {"by_what": {
         "apscheduler report": {"duplicated": 1, "lost": 1},  # the 12.0 period never ran
         "backgroundtasks notify": {"ok": 1},
