@@ -206,3 +206,62 @@ def test_an_apscheduler_4_app_has_its_duplicates_counted_from_its_events(
     assert set(result.by_what) == {"apscheduler tick"}
     schedules = result.summary["schedules"]
     assert schedules == [{"job": "tick", "interval": 1.0, "epoch": 0.0, "aligned": True}]
+
+
+FAILING = {
+    "payments.py": '''
+        import os
+
+        from celery import Celery
+
+        app = Celery("payments", broker=os.environ["PAYMENTS_BROKER"])
+
+
+        @app.task(name="payments.charge")
+        def charge():
+            pass
+
+
+        @app.task(name="payments.refund")
+        def refund():
+            raise ValueError("the bank said no")
+        ''',
+    "api.py": '''
+        from fastapi import BackgroundTasks, FastAPI
+
+        from payments import charge, refund
+
+        app = FastAPI()
+
+
+        def receipt():
+            raise RuntimeError("the printer is out of paper")
+
+
+        @app.post("/pay")
+        def pay(background_tasks: BackgroundTasks):
+            charge.delay()
+            refund.delay()
+            background_tasks.add_task(receipt)
+            return {"ok": True}
+        ''',
+}
+
+
+@pytest.mark.timeout(240)
+def test_work_that_raises_is_lost_not_done(lab_tag: str, tmp_path: Path,
+                                           scalelab_probe: Probe) -> None:  # noqa: F811
+    app_dir = tmp_path / "payments"
+    app_dir.mkdir()
+    for name, source in FAILING.items():
+        (app_dir / name).write_text(textwrap.dedent(source))
+    result = scalelab_probe(asgi="api:app", celery="payments:app", app_dir=app_dir,
+                            replicas=1, workers=1, duration=4.0, drain=10.0,
+                            env={"PAYMENTS_BROKER": "{broker}"},
+                            workload={"requests": [{"method": "POST", "path": "/pay",
+                                                    "rate": 2}]})
+    by_what = result.by_what
+    paid = by_what["celery payments.charge"]["ok"]
+    assert paid >= 6 and by_what["celery payments.refund"] == {"lost": paid}, by_what
+    assert by_what["backgroundtasks receipt"] == {"lost": paid}, by_what
+    assert result.summary["refused"] == 2 * paid  # each ended without its effect
