@@ -47,13 +47,18 @@ def went_wrong(summary: Mapping[str, Any]) -> bool:
     return any(int(counts.get(v) or 0) for v in WARN)
 
 
+def outcome_counts(summary: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(outcome, count) as said: what happened first, then lost and duplicated at 0."""
+    counts = summary.get("counts") or {}
+    said = [v for v in (*OUTCOMES, "in_doubt", "unexpected") if counts.get(v) or v in WARN]
+    said.sort(key=lambda v: not counts.get(v))
+    return [(v, int(counts.get(v) or 0)) for v in said]
+
+
 def work_line(summary: Mapping[str, Any]) -> str:
     """``10 units due or acknowledged, 30 executions: 10 duplicated, 0 lost``: the work."""
-    counts = summary.get("counts") or {}
     due = summary.get("expected", 0)
-    said = [v for v in (*OUTCOMES, "in_doubt", "unexpected") if counts.get(v) or v in WARN]
-    said.sort(key=lambda v: not counts.get(v))  # what happened first, then the zeros
-    parts = [f"{counts.get(v, 0)} {v.replace('_', ' ')}" for v in said]
+    parts = [f"{n} {v.replace('_', ' ')}" for v, n in outcome_counts(summary)]
     executions = summary.get("executions")
     ran = f", {executions} executions" if executions is not None else ""
     return f"{due} units due or acknowledged{ran}: " + ", ".join(parts)
