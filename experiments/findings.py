@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from experiments.summary import outcome
+
 # What happened to the work, in the order it is said; the warning ones first.
 OUTCOMES = ("lost", "duplicated", "recovered", "ok")
 WARN = frozenset({"lost", "duplicated"})
@@ -33,12 +35,9 @@ DEMONSTRATION = {
 
 
 def demonstration(summary: Mapping[str, Any]) -> str:
-    """``demonstrated``, ``not-demonstrated`` or ``untested``, from a stored summary."""
-    said = str(summary.get("verdict") or summary.get("demonstration") or "")
-    said = said.replace(" ", "-").replace("_", "-")
-    if said in DEMONSTRATION:
-        return said
-    return "demonstrated" if summary.get("valid") else "not-demonstrated"
+    """``demonstrated``, ``not-demonstrated`` or ``untested`` (a CSS class, a filter value):
+    the stored verdict (``summary.outcome``: older runs record ``valid`` only)."""
+    return outcome(summary).replace("_", "-")
 
 
 def went_wrong(summary: Mapping[str, Any]) -> bool:
