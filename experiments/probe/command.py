@@ -25,6 +25,7 @@ from experiments.options import RUN_KEYS, param_option
 from experiments.probe import requests
 from experiments.probe.spec import PARAMS, SPEC
 from experiments.runner import Run
+from experiments.summary import UNTESTED, exit_code, outcome
 from services.probe import load
 
 CHECK_TIMEOUT = 120.0  # seconds to import the user's app once (a busy machine, a big app)
@@ -117,7 +118,8 @@ def by_what_lines(summary: Mapping[str, Any]) -> list[str]:
                    "order given; COMPONENT api, worker or beat")
 def probe(**given: Any) -> None:
     """Run YOUR app's replicas, Celery workers and beat on the local platform under faults,
-    and count what it loses or runs twice (exit 0: nothing; 1: something; 2: bad input).
+    and count what it loses or runs twice (exit 0: nothing; 1: something; 2: bad input;
+    3: untested, a fault did not happen).
 
     Nothing in your code changes: Celery's signals, APScheduler's listener events and
     FastAPI's BackgroundTasks are observed; `from services.probe import unit` names a
@@ -144,7 +146,7 @@ def probe(**given: Any) -> None:
         console.print(f"scalelab: fault not struck: {error}", highlight=False, soft_wrap=True)
     if given["junit"] is not None:
         junit.write(given["junit"], "scalelab probe", junit_cases(r.summary, r.directory))
-    raise click.exceptions.Exit(0 if r.summary["valid"] else 1)
+    raise click.exceptions.Exit(exit_code([r.summary]))
 
 
 def junit_cases(summary: Mapping[str, Any], directory: Path) -> list[Any]:
@@ -153,7 +155,7 @@ def junit_cases(summary: Mapping[str, Any], directory: Path) -> list[Any]:
     from experiments import junit
 
     by_what = (summary.get("measured") or {}).get("by_what") or {}
-    if not by_what:
+    if not by_what or outcome(summary) == UNTESTED:  # untested: one case, skipped, saying why
         return [junit.of_run("probe", summary, str(directory))]
     cases = []
     for name, counts in by_what.items():

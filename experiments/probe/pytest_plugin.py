@@ -58,8 +58,15 @@ class ProbeResult:
 
     @property
     def valid(self) -> bool:
-        """Nothing lost, nothing run twice."""
+        """Nothing lost, nothing run twice (and every fault asked for happened)."""
         return bool(self.summary["valid"])
+
+    @property
+    def verdict(self) -> str:
+        """``demonstrated``, ``not_demonstrated`` or ``untested`` (a fault did not happen)."""
+        from experiments.summary import outcome
+
+        return outcome(self.summary)
 
 
 Probe = Callable[..., ProbeResult]
