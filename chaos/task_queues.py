@@ -32,6 +32,7 @@ TASK_QUEUES: dict[str, TaskQueue] = {
     "rq": TaskQueue("services.rq_worker", "rq"),
     "huey": TaskQueue("services.huey_consumer", "huey"),
     "huey-periodic": TaskQueue("services.huey_consumer", "huey"),
+    "dramatiq": TaskQueue("services.dramatiq_worker", "dramatiq"),
 }
 
 

@@ -148,6 +148,13 @@ ROWS = (
         "one consumer enqueues each periodic task once; a task killed mid-run is not "
         "run again (no at-least-once)", "Huey docs, \"Multiple consumers\"; huey#716",
         faults=_SCHEDULER_FAULTS),
+    Row("dramatiq", "Dramatiq delayed messages (Redis broker, its defaults)", _SD,
+        {"scheduler": "dramatiq"},
+        "a message is acknowledged after its actor finishes; a dead worker's messages go "
+        "back on the queue once its heartbeat is 60 s old; known: requeued while the "
+        "worker was only slow, delayed messages run twice",
+        "Dramatiq docs, \"Message acknowledgement\", RedisBroker; dramatiq#527, "
+        "dramatiq#431", faults=_SCHEDULER_FAULTS),
     Row("celery-beat", "Celery beat, one beat", _BD, {"beat_replicas": 1, "guard": "none"},
         "beat must be a singleton; one beat sends each task once", "Celery docs",
         quick=False, faults=frozenset({"none", "kill"})),

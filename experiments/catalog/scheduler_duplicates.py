@@ -74,6 +74,8 @@ SCHEDULER = {
                                    "huey", "huey", whole_seconds=True,
                                    beside={"huey-periodic": 1},
                                    settings={"huey_no_periodic": True}),
+    "dramatiq": Scheduler("Dramatiq delayed messages", "dramatiq", "dramatiq",
+                          whole_seconds=True),
 }
 SCHEDULERS = tuple(SCHEDULER)
 # what each scheduler's ticks say in the ledger, and which component runs them

@@ -33,7 +33,6 @@ from services.ticks import run_tick, whole_seconds
 MECHANISM = "rq"
 QUEUE = "scalelab"
 SEED_AHEAD = 900.0  # seconds of schedule the first instance enqueues (longer than any run)
-LEAD = 2.0  # the first fire time seeded is at least this far ahead
 
 
 def tick(fire_time: float) -> None:
@@ -51,8 +50,9 @@ def tick(fire_time: float) -> None:
 
 
 def seed(queue: Queue, interval: float, now: float) -> int:
-    """Enqueue the ticks due from ``now + LEAD`` for ``SEED_AHEAD`` seconds; how many."""
-    first = math.ceil((now + LEAD) / interval) * interval
+    """Enqueue the ticks due from ``now`` for ``SEED_AHEAD`` seconds; how many. The seeding
+    instance announces itself after this, so every tick of a run is in the schedule."""
+    first = math.ceil(now / interval) * interval
     count = int(SEED_AHEAD / interval)
     for i in range(count):
         fire = first + i * interval

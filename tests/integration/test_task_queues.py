@@ -137,3 +137,11 @@ def test_one_periodic_huey_consumer_enqueues_each_tick_once(platform: LocalPlatf
     ticks = run_until(platform, "huey1", 4, timeout=40)
     assert all(on_grid(w, 1.0) for w in ticks), sorted(ticks)
     assert not twice(ticks), f"one periodic consumer, ticks twice: {twice(ticks)}"
+
+
+def test_dramatiq_workers_run_each_delayed_tick_once(platform: LocalPlatform) -> None:
+    platform.deploy(Topology(replicas={"dramatiq": 3}, settings={"scheduler_interval": 1.0}))
+    ticks = run_until(platform, "dramatiq", 4, timeout=40)
+    assert {e.mechanism for es in ticks.values() for e in es} == {"dramatiq"}
+    assert all(on_grid(w, 1.0) for w in ticks), sorted(ticks)
+    assert not twice(ticks), f"Dramatiq ran delayed ticks twice with no fault: {twice(ticks)}"

@@ -1,0 +1,1 @@
+"""A Dramatiq worker instance on the broker Redis; the tick a delayed message."""
