@@ -24,6 +24,7 @@ from bench import (
     ledger_write,
     redelivery,
     serve_index,
+    suite_start,
     topology,
 )
 from bench.common import machine
@@ -34,8 +35,8 @@ RESULTS = HERE / "results.json"
 BUDGET = 900.0  # seconds, all of `make bench`
 MARGIN = 20.0  # kept back for writing the results
 
-SECTIONS = ("ledger_write", "check_cost", "topology", "redelivery", "serve_index", "install",
-            "end_to_end")
+SECTIONS = ("ledger_write", "check_cost", "topology", "suite_start", "redelivery",
+            "serve_index", "install", "end_to_end")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "ledger_write": ledger_write.run,
         "check_cost": check_cost.run,
         "topology": topology.run,
+        "suite_start": suite_start.run,
         "redelivery": redelivery.run,
         "serve_index": serve_index.run,
         "install": install.run,

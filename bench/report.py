@@ -128,6 +128,16 @@ def rows(s: dict[str, Any]) -> list[Row]:
                 f"({_fmt(_get(c, 'record', 'us_per_op_per_writer'))} vs "
                 f"{_fmt(_get(c, 'ping', 'us_per_op_per_writer'))}, "
                 f"x{_fmt(c.get('ratio_record_to_ping'))})", "", None))
+    ss = s.get("suite_start", {})
+    if ss:
+        out.append(("a run's start in a parallel suite (harness + its instances' fork server), "
+                    "CPU s (wall s): before, exec'd / now, forked",
+                    f"{_fmt(ss.get('exec_cpu_seconds'))} ({_fmt(ss.get('exec_wall_seconds'))}) / "
+                    f"{_fmt(ss.get('forked_cpu_seconds'))} "
+                    f"({_fmt(ss.get('forked_wall_seconds'))}); once per suite, its fork "
+                    f"server's preload {_fmt(ss.get('suite_server_preload_cpu_seconds'))} "
+                    f"({_fmt(ss.get('suite_server_preload_wall_seconds'))})",
+                    "tens of ms", _met(ss.get("forked_cpu_seconds"), lambda v: v < 0.1)))
     big = _get(cc, "largest_read_and_check_seconds")
     out.append((f"check: read + check {_fmt(_get(cc, 'largest'))} events, reference, s",
                 f"{_fmt(big)} (read {_fmt(_get(cc, 'largest_read_seconds'))}, "
@@ -231,6 +241,13 @@ NOTES = """\
    server while it prepares). The fork server's own start (launch to "preloaded") is
    reported beside both fork rows; the goal is judged on `fork-warm`, `fork-cold` is
    beside it.
+3b. **A run's start in a suite** (`bench/suite_start.py`): what a parallel suite's run
+   pays before it begins, with the suite's own code paths and an order that ends
+   right after the start. Before: `python -m experiments.cli run-child` exec'd, then
+   `chaos.forkserver` exec'd and preloaded (what each harness used to pay). Now: the
+   suite's one fork server (preloaded once, reported apart) forks the harness, which
+   forks its instances' server from itself. CPU from the kernel's accounting of
+   reaped children; median of 6.
 4. **End to end** (`bench/end_to_end.py`): `git clone` of HEAD into a temp dir,
    `make .venv/.installed` (the install `make lab` does first), then `make lab`
    (= `scalelab suite --quick`), each timed; the step is interrupted (SIGINT, so the

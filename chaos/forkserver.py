@@ -54,7 +54,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # What each component's instances import before they serve, and as they start (what a
 # forked instance still imported after the preload before these lists were complete: the
@@ -134,17 +134,75 @@ class Forked:
         self.send_signal(signal.SIGKILL)
 
 
+class _ForkedHere:
+    """The part of ``subprocess.Popen`` the handle uses, for a server forked from this
+    process instead of exec'd: it has what this process imported, for nothing."""
+
+    def __init__(self, preload: Sequence[str], env: Mapping[str, str]) -> None:
+        to_server, from_server = os.pipe(), os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the server: its own session, nothing of ours but its pipes
+            code = 1
+            try:
+                os.setsid()
+                os.dup2(to_server[0], 0)
+                os.dup2(from_server[1], 1)
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                os.environ.clear()
+                os.environ.update(env)
+                code = serve(preload)
+            finally:
+                os._exit(code)
+        os.close(to_server[0])
+        os.close(from_server[1])
+        self.stdin: IO[bytes] | None = os.fdopen(to_server[1], "wb")
+        self.stdout: IO[bytes] | None = os.fdopen(from_server[0], "rb")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = _exit_code(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("chaos.forkserver", timeout or 0.0)
+            time.sleep(0.01)
+        return code
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def can_fork_here(preload: Sequence[str]) -> bool:
+    """Whether a server can be forked from this process: it has imported ``preload`` (as a
+    harness forked by a suite's server has) and runs no other thread."""
+    return threading.active_count() == 1 and all(m in sys.modules for m in preload)
+
+
 class ForkServer:
-    """Handle on a ``python -m chaos.forkserver`` process (see the module docstring)."""
+    """Handle on a ``python -m chaos.forkserver`` process (see the module docstring), or on
+    one forked from this process (``here``: see ``can_fork_here``)."""
 
     def __init__(self, env: Mapping[str, str], preload: Sequence[str] = PRELOAD,
-                 cwd: str | None = None, modules: frozenset[str] = MODULES) -> None:
+                 cwd: str | None = None, modules: frozenset[str] = MODULES,
+                 here: bool = False, stderr: IO[bytes] | None = None) -> None:
         self.env = dict(env)
         self.modules = modules
-        self._proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "chaos.forkserver", *preload],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
-            env=self.env, cwd=cwd, start_new_session=True)
+        self._proc: subprocess.Popen[bytes] | _ForkedHere
+        if here:
+            self._proc = _ForkedHere(preload, self.env)
+        else:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "chaos.forkserver", *preload],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                env=self.env, cwd=cwd, start_new_session=True)
         self.pid = self._proc.pid
         self.started_at = time.monotonic()
         self.ready_at: float | None = None  # when it said it had preloaded
@@ -253,6 +311,29 @@ class ForkServer:
         self._reader.join(timeout=5)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+
+
+_prestarted: list[ForkServer] = []
+
+
+def prestart(env: Mapping[str, str], preload: Sequence[str] = PRELOAD) -> bool:
+    """Fork the instances' server now, while this process runs one thread (a harness a
+    suite forked, before its run starts threads), for the platform to ``take``."""
+    if _prestarted or not can_fork_here(preload):
+        return False
+    _prestarted.append(ForkServer(env, preload, here=True))
+    return True
+
+
+def take() -> ForkServer | None:
+    """The server ``prestart`` forked, once; None if there is none."""
+    return _prestarted.pop() if _prestarted else None
+
+
+def discard() -> None:
+    """End a prestarted server no platform took (the run stopped before its deploy)."""
+    while _prestarted:
+        _prestarted.pop().close()
 
 
 # --- the server ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import httpx
 
 from chaos import apscheduler4
 from chaos.forkserver import ForkServer, preload_for
+from chaos.forkserver import take as prestarted
 from chaos.local_faults import InstanceFaults, pool_children
 from chaos.platform import COMPONENTS as APP_COMPONENTS
 from chaos.platform import Instance, PlatformError, Topology
@@ -188,7 +189,8 @@ class LocalPlatform:
         already or this platform execs its instances. ``deploy`` calls it; a harness may
         call it earlier, so the preload overlaps its own preparations."""
         if self.fork_server and self._forks is None:
-            self._forks = ForkServer({**os.environ, LAB_TAG: self.tag}, preload_for(components))
+            self._forks = prestarted() or ForkServer({**os.environ, LAB_TAG: self.tag},
+                                                      preload_for(components))
         return self._forks
 
     def instances(self, component: str) -> list[Instance]:

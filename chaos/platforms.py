@@ -58,6 +58,8 @@ class PlatformEntry:
     parallel_runs: bool = True  # several runs may use it at once (each has its own lab)
     cluster: bool = False  # runs on a Kubernetes cluster (its ``--context``), not here
     listed: bool = True  # offered by the command line (the in-memory one is for tests)
+    # What a harness forked by a suite does first, while it runs one thread (its options).
+    prepare: Callable[[Mapping[str, Any]], None] | None = None
 
     def factory(self, options: Mapping[str, Any]) -> PlatformFactory:
         return lambda workdir: self.make(workdir, options)
@@ -87,6 +89,17 @@ def _local(workdir: Path, options: Mapping[str, Any]) -> Platform:
                          fork_server=options.get("fork_server", True) is not False)
 
 
+def _prepare_local(options: Mapping[str, Any]) -> None:
+    """Fork the instances' server from this harness now, before its run starts a thread:
+    a harness a suite forked has already imported all that server preloads."""
+    import os
+
+    from chaos.forkserver import prestart
+
+    if options.get("fork_server", True) is not False:
+        prestart(dict(os.environ))
+
+
 def _kubernetes(workdir: Path, options: Mapping[str, Any]) -> Platform:
     from chaos.kubernetes import KubernetesPlatform
 
@@ -112,7 +125,7 @@ PLATFORMS: dict[str, PlatformEntry] = {
              PlatformOption("fork_server", "local: fork instances from one pre-imported "
                                            "parent (the default) or exec each one", "switch")),
             _local, "chaos.local:LocalPlatform",
-            _PROCESS_FAULTS | {"datastore-outage", SERVES, OWN_URL}),
+            _PROCESS_FAULTS | {"datastore-outage", SERVES, OWN_URL}, prepare=_prepare_local),
         PlatformEntry(
             "kubernetes", "Deployments on a cluster, through your kubeconfig",
             (PlatformOption("context", "kubernetes: the kube context [default: "

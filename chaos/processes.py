@@ -98,8 +98,12 @@ class Group:
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in reap()
         full = {**env, LAB_TAG: watchdog.tag}
         self.proc: Child
+        forked: Child | None = None
         if spawner is not None and spawner.can_fork(args, full):
-            self.proc = spawner.popen(args, full, log_path, cwd)
+            with contextlib.suppress(RuntimeError):  # it could not after all: exec'd
+                forked = spawner.popen(args, full, log_path, cwd)
+        if forked is not None:
+            self.proc = forked
         else:
             self.proc = subprocess.Popen(args, env=full, stdout=self._log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

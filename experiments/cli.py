@@ -25,6 +25,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from chaos import forkserver
 from chaos.platform import PlatformError
 from chaos.platforms import PlatformEntry, choose
 from experiments import catalog, findings, junit, store
@@ -317,11 +318,16 @@ def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]]
 def run_child(order_file: Path) -> None:
     """One run of a parallel suite, as the suite ordered it: the values, not options."""
     order = json.loads(order_file.read_text(encoding="utf-8"))
-    spec = catalog.get(order["experiment"])
-    r = execute(spec, spec.values(order["values"]), seed=int(order["seed"]),
-                results=Path(order["results"]),
-                platform=choose(order["platform"], order["platform_options"]),
-                quiet=True, label=order["label"], plot=order.get("plot", True))
+    entry, options = choose(order["platform"], order["platform_options"])
+    if entry.prepare is not None:
+        entry.prepare(options)
+    try:
+        spec = catalog.get(order["experiment"])
+        r = execute(spec, spec.values(order["values"]), seed=int(order["seed"]),
+                    results=Path(order["results"]), platform=(entry, options),
+                    quiet=True, label=order["label"], plot=order.get("plot", True))
+    finally:
+        forkserver.discard()
     print(json.dumps(r.summary, separators=(",", ":")))
     raise click.exceptions.Exit(exit_code([r.summary]))
 

@@ -4,7 +4,13 @@ The suite hands each child its order as data (``<n>.order.json``: experiment,
 parameter values, seed, platform); the child runs it and prints its summary.
 
 A run's harness owns its platform (ports, directories, lab tag) and its teardown,
-so running variants side by side is running harnesses side by side. Each child is
+so running variants side by side is running harnesses side by side. They start
+cheaply: one fork server for the whole suite imports what a harness and every
+instance import, once, and forks each harness from itself (its own session all the
+same); that harness forks its instances' server from itself in turn, before its run
+starts a thread (``chaos.forkserver.prestart``), so neither imports anything: a
+run's start costs a fork, not the seconds of imports an exec'd harness and its
+exec'd fork server paid each. Each child is
 its own process group, reported to a watchdog: if this process dies, the watchdog
 kills the children, whose own watchdogs kill their instances. On Ctrl-C each child
 is asked to stop (SIGINT, as the terminal would) and waited for.
@@ -23,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaos.forkserver import PRELOAD, ForkServer, ForkServerError
 from chaos.processes import LAB_TAG, Group, Watchdog
+
+HARNESS = "experiments.cli"  # what a harness runs (``run-child``)
+# What a harness imports before its run, besides what the instances import.
+HARNESS_PRELOAD = (HARNESS, "experiments.runner", "experiments.catalog", "experiments.store",
+                   "chaos.local", "chaos.nemesis", "services.ledger")
 
 
 @dataclass
@@ -63,6 +75,7 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
     # Longest first: a long run started last would run alone at the end.
     pending = sorted(enumerate(children), key=lambda pair: -pair[1].weight)
     running: list[tuple[ChildRun, Group, Path]] = []
+    forks = _harness_server(env, watchdog, logs) if len(children) > 1 else None
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -70,8 +83,8 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
                 log = logs / f"{i:02d}.log"
                 order = logs / f"{i:02d}.order.json"
                 order.write_text(json.dumps(child.order), encoding="utf-8")
-                argv = [sys.executable, "-m", "experiments.cli", "run-child", str(order)]
-                running.append((child, Group(argv, env, log, watchdog), log))
+                argv = [sys.executable, "-m", HARNESS, "run-child", str(order)]
+                running.append((child, Group(argv, env, log, watchdog, spawner=forks), log))
             for entry in list(running):
                 child, group, log = entry
                 if not group.alive():
@@ -89,5 +102,22 @@ def run_children(children: list[ChildRun], jobs: int, logs: Path,
             group.reap(timeout=60)
         raise
     finally:
+        if forks is not None:
+            forks.close()
         watchdog.close()
     return children
+
+
+def _harness_server(env: dict[str, str], watchdog: Watchdog, logs: Path) -> ForkServer | None:
+    """The suite's fork server for its harnesses; None (each harness exec'd) if it cannot
+    preload (what it could not is in its log)."""
+    with open(logs / "forkserver.log", "ab") as log:
+        forks = ForkServer({**env, LAB_TAG: watchdog.tag}, (*PRELOAD, *HARNESS_PRELOAD),
+                           modules=frozenset({HARNESS}), stderr=log)
+    watchdog.watch(forks.pid)
+    try:
+        forks.wait_ready()
+    except ForkServerError:
+        forks.close()
+        return None
+    return forks

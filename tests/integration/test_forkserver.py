@@ -145,3 +145,44 @@ def test_instances_asked_for_at_once_are_separate_processes_each_its_own_group(
     for pid in pids:
         wait_for(lambda p=pid: probing.exit_code(p) is not None, 10, "every terminate reported")
         assert probing.exit_code(pid) == -signal.SIGTERM
+
+
+PRESTART = """
+import json, os, sys
+from chaos import forkserver
+ok = forkserver.prestart(dict(os.environ), ("json",))
+again = forkserver.prestart(dict(os.environ), ("json",))  # one at a time
+server = forkserver.take()
+ready = server.wait_ready()
+pid, pgid = server.pid, os.getpgid(server.pid)
+server.close()
+print(json.dumps({"ok": ok, "again": again, "me": os.getpid(), "pid": pid, "pgid": pgid,
+                  "threads": ready["threads"], "code": server._proc.poll(),
+                  "left": forkserver.take() is None}))
+"""
+
+
+def test_a_single_threaded_process_forks_its_instances_server_from_itself(
+        lab_tag: str) -> None:
+    # What a harness a suite forked does before its run: no exec, no imports.
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", PRESTART], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, LAB_TAG: lab_tag}, check=True)
+    said = json.loads(done.stdout)
+    assert said["ok"] and not said["again"] and said["left"]
+    assert said["pid"] != said["me"] and said["pgid"] == said["pid"]  # its own session
+    assert said["threads"] == 1 and said["code"] == 0  # ended when its stdin closed
+
+
+def test_a_process_running_threads_does_not_fork_a_server() -> None:
+    from chaos.forkserver import can_fork_here
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not can_fork_here(("json",))
+    finally:
+        stop.set()
+        thread.join()
