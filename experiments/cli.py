@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,21 +25,23 @@ from rich.markup import escape
 
 from chaos import forkserver
 from chaos.platform import PlatformError
-from chaos.platforms import PlatformEntry, choose
+from chaos.platforms import choose
 from experiments import catalog, findings, junit, store
+from experiments import suite as runs
 from experiments.model import BadInput, ExperimentSpec
 from experiments.options import chosen_platform, param_option, run_options, with_run_options
 from experiments.probe.command import probe as probe_command
-from experiments.progress import live
 from experiments.report import (
     runs_table,
     suite_markdown,
     summary_table,
     tables_measured,
     terminal_table,
-    variant_label,
 )
-from experiments.runner import Run, new_run_directory, run_experiment
+from experiments.suite import LabCannotRun as LabCannotRun
+from experiments.suite import check_results_dir as check_results_dir
+from experiments.suite import console as console
+from experiments.suite import execute as execute
 from experiments.summary import exit_code
 
 EXITS = ("Exit codes: 0 demonstrated, 1 not demonstrated, 2 bad input or the lab could not "
@@ -54,42 +54,13 @@ RECHECK_DIFFERS = 4
              no_args_is_help=True, epilog=EXITS)
 def app() -> None:
     """Make the horizontal-scaling problem of Python backends countable."""
-console = Console(stderr=True)
 out = Console()
-
-
-class LabCannotRun(Exception):
-    """The lab could not run (exit 2)."""
 
 
 class Terminated(BaseException):
     """SIGTERM reached the harness: unwind (tearing everything down) like Ctrl-C."""
 
     signal = "SIGTERM"  # what the run directory records as having interrupted it
-
-
-def check_results_dir(results: Path) -> None:
-    try:
-        results.mkdir(parents=True, exist_ok=True)
-        # A probe of its own: the harnesses of a parallel suite check the same directory.
-        with tempfile.NamedTemporaryFile(dir=results, prefix=".scalelab-write-probe-"):
-            pass
-    except OSError as exc:
-        raise BadInput(f"results directory {str(results)!r} is not writable "
-                       f"({exc.strerror or exc}); pass --results DIR") from None
-
-
-def execute(spec: ExperimentSpec, values: Mapping[str, Any], *, seed: int, results: Path,
-            platform: tuple[PlatformEntry, dict[str, Any]], quiet: bool,
-            label: str | None = None, plot: bool = True) -> Run:
-    """Run one experiment with checked parameter values on a chosen platform."""
-    experiment = spec.experiment(values)
-    entry, options = platform
-    entry.refuse(experiment.faults)
-    check_results_dir(results)
-    with live(console, label or spec.name, quiet) as progress:
-        return run_experiment(experiment, entry.factory(options), results, seed, progress,
-                              platform_options=options, plot=plot, label=label)
 
 
 def say_run(summary: Any, where: Path, near: Any = ()) -> None:
@@ -210,37 +181,17 @@ def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
           **given: Any) -> None:
     """Run the catalogue, print the measured tables and write the suite's report.md and
     report.html (one self-contained page, timelines inline, for a CI job to keep)."""
-    names = only.split(",") if only else list(catalog.CATALOG)
-    specs = [catalog.get(name) for name in names]  # an unknown name fails before anything runs
-    seed, results, platform = given["seed"], given["results"], given["platform"]
     chosen = chosen_platform(given)
-    if jobs > 1 and not chosen[0].parallel_runs:
-        raise BadInput(f"--jobs {jobs}: runs on the {platform} platform share one lab; "
-                       "use --jobs 1")
-    if jobs > 1 and given.get("ledger_port") is not None:
-        raise BadInput("--ledger-port with --jobs above 1: the runs would share one port")
+    seed, results = given["seed"], given["results"]
+    planned = runs.plan_catalogue(only.split(",") if only else None, quick)
+    runs.check(planned, chosen, jobs)  # bad settings or a fault it lacks: nothing starts
     check_results_dir(results)
     if junit_xml is not None:
         junit.check_writable(junit_xml)
-    planned: list[tuple[str, ExperimentSpec, dict[str, Any]]] = []
-    for spec in specs:
-        for variant in spec.suite_variants(quick):
-            values = spec.values({**(spec.quick if quick else {}), **variant})
-            # bad settings, or a fault the platform lacks, fail before anything runs
-            chosen[0].refuse(spec.experiment(values).faults)
-            label = variant_label({"experiment": spec.name, "parameters": dict(variant)},
-                                  list(variant))
-            planned.append((label, spec, values))
-    suite_dir = new_run_directory(results, "suite")
-    suite_dir.mkdir(parents=True)
-    if jobs > 1:
-        done = _suite_in_parallel(planned, jobs, suite_dir, seed=seed, platform=chosen)
-    else:
-        done = []
-        for label, spec, values in planned:
-            r = execute(spec, values, seed=seed, results=suite_dir, platform=chosen,
-                        quiet=False, label=label)
-            done.append((label, r.summary, r.directory))
+    suite_dir = runs.suite_directory(results)
+    done = [(o.label, o.summary, o.directory)
+            for o in runs.run_many(planned, suite_dir, seed=seed, jobs=jobs, platform=chosen)
+            if o.summary is not None and o.directory is not None]
     labels = [label for label, _, _ in done]
     summaries = [summary for _, summary, _ in done]
     report_md = suite_dir / "report.md"
@@ -263,56 +214,6 @@ def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
         junit.write(junit_xml, f"scalelab suite {suite_dir.name}",
                     [junit.of_run(label, s, str(d), near) for label, s, d in done])
     raise click.exceptions.Exit(exit_code(summaries))
-
-
-def _run_directories(suite_dir: Path) -> dict[str, Path]:
-    """The suite's stored runs, by run id."""
-    found = {}
-    for d in suite_dir.iterdir():
-        summary_json = d / store.SUMMARY_JSON
-        if summary_json.is_file():
-            found[json.loads(summary_json.read_text())["run_id"]] = d
-    return found
-
-
-def _draw_timeline(suite_dir: Path, child: Any) -> None:
-    """The timeline of the suite's run that ``child`` made."""
-    if child.summary is not None:
-        directory = _run_directories(suite_dir).get(child.summary["run_id"])
-        if directory is not None:
-            store.draw_timeline(directory)
-
-
-def _longest(spec: ExperimentSpec, values: dict[str, Any]) -> float:
-    """A run's longest course: its workload and its longest drain."""
-    experiment = spec.experiment(values)
-    return experiment.workload.duration + experiment.drain
-
-
-def _suite_in_parallel(planned: list[tuple[str, ExperimentSpec, dict[str, Any]]], jobs: int,
-                       suite_dir: Path, *, seed: int,
-                       platform: tuple[PlatformEntry, dict[str, Any]],
-                       ) -> list[tuple[str, Any, Path]]:
-    from experiments.parallel import ChildRun, run_children
-
-    children = [ChildRun(label, {"experiment": spec.name, "values": values, "seed": seed,
-                                 "results": str(suite_dir.resolve()),
-                                 "platform": platform[0].name, "platform_options": platform[1],
-                                 "label": label, "plot": False},
-                         weight=_longest(spec, values))
-                for label, spec, values in planned]
-    console.print(f"running {len(children)} runs, {jobs} at a time ...")
-    # The suite draws every run's timeline itself, as each run ends: matplotlib is
-    # imported once, not once per run.
-    run_children(children, jobs, suite_dir / "harness-logs",
-                 on_done=lambda child: _draw_timeline(suite_dir, child))
-    failed = [c for c in children if c.summary is None]
-    if failed:
-        raise LabCannotRun(f"{failed[0].label}: {failed[0].error} "
-                           f"(logs: {suite_dir / 'harness-logs'})")
-    by_run = _run_directories(suite_dir)
-    return [(c.label, c.summary, by_run[c.summary["run_id"]]) for c in children
-            if c.summary is not None]
 
 
 def run_child(order_file: Path) -> None:
@@ -373,9 +274,7 @@ def matrix(quick: bool, jobs: int, only: str | None, junit_xml: Path | None, see
 
     fixes.select_rows(only, quick)  # an unknown row fails before anything runs
     entry, options = chosen_platform(given)
-    if jobs > 1 and not entry.parallel_runs:
-        raise BadInput(f"--jobs {jobs}: runs on the {entry.name} platform share one lab; "
-                       "use --jobs 1")
+    runs.check([], (entry, options), jobs)  # its cells' faults: n/a where the platform lacks
     check_results_dir(given["results"])
     if junit_xml is not None:
         junit.check_writable(junit_xml)

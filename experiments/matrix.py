@@ -20,7 +20,6 @@ option), ``not yet`` (the fault is not in the lab).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,37 +280,25 @@ def counts_of(summary: Mapping[str, Any]) -> dict[str, Any]:
 def run_cells(cells: list[Cell], results: Path, *, jobs: int,
               platform: str = "local", platform_options: Mapping[str, Any] | None = None,
               ) -> None:
-    """Run every planned cell (``jobs`` at a time, each its own harness) and fill its counts."""
-    from experiments.parallel import ChildRun, run_children
+    """Run every planned cell (``jobs`` at a time, each its own harness) and fill its counts;
+    a cell whose run failed says why."""
+    from experiments import catalog
+    from experiments.suite import Planned, run_many
 
     todo = [c for c in cells if not c.reason]
-    children = [ChildRun(c.label, {"experiment": c.experiment, "values": c.values,
-                                   "seed": c.seed, "results": str(results.resolve()),
-                                   "platform": platform,
-                                   "platform_options": dict(platform_options or {}),
-                                   "label": c.label})
-                for c in todo]
-    run_children(children, jobs, results / "harness-logs")
-    by_run: dict[str, Path] = {}
-    for d in results.iterdir():
-        summary_json = d / "summary.json"
-        if summary_json.is_file():
-            by_run[json.loads(summary_json.read_text())["run_id"]] = d
-    for cell, child in zip(todo, children, strict=True):
-        if child.summary is None:
-            cell.error = child.error or f"exit {child.returncode}"
+    planned = []
+    for c in todo:
+        spec = catalog.get(c.experiment)
+        planned.append(Planned(c.label, spec, spec.values(c.values), seed=c.seed))
+    done = run_many(planned, results, seed=1, jobs=jobs, keep_going=True,
+                    platform=(PLATFORMS[platform], dict(platform_options or {})))
+    for cell, outcome in zip(todo, done, strict=True):
+        if outcome.summary is None:
+            cell.error = outcome.error
             continue
-        cell.counts = counts_of(child.summary)
-        run_dir = by_run.get(str(child.summary.get("run_id")))
-        cell.run_dir = run_dir.relative_to(results).as_posix() if run_dir else ""
-
-
-def matrix_directory(results: Path) -> Path:
-    from experiments.runner import new_run_directory
-
-    directory = new_run_directory(results, "matrix")
-    directory.mkdir(parents=True)
-    return directory
+        cell.counts = counts_of(outcome.summary)
+        if outcome.directory is not None:
+            cell.run_dir = outcome.directory.relative_to(results).as_posix()
 
 
 def run(*, quick: bool, jobs: int, only: str | None, results: Path, seed: int,
@@ -320,9 +307,10 @@ def run(*, quick: bool, jobs: int, only: str | None, results: Path, seed: int,
     """Plan the grid (``seeds`` seeds from ``seed`` on), run its cells, write matrix.md and
     matrix.json; the cells and where."""
     from experiments.matrix_report import write
+    from experiments.suite import suite_directory
 
     cells = plan(select_rows(only, quick), quick, platform, seeds=range(seed, seed + seeds))
-    directory = matrix_directory(results)
+    directory = suite_directory(results, "matrix")
     run_cells(cells, directory, jobs=jobs, platform=platform,
               platform_options=platform_options)
     write(cells, directory, quick=quick)

@@ -74,7 +74,7 @@ def check_app(values: Mapping[str, Any]) -> None:
 def run_probe(values: Mapping[str, Any], *, seed: int, results: Path, quiet: bool = True,
               plot: bool = True, platform_options: Mapping[str, Any] | None = None) -> Run:
     """Check the app loads, then run the probe on the local platform."""
-    from experiments.cli import execute
+    from experiments.suite import execute
 
     given = dict(platform_options or {})
     if given.pop("platform", "local") != "local":
