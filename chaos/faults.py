@@ -263,16 +263,16 @@ def _kill_child(platform: Platform, instance: Instance) -> None:
     platform.kill_child(instance)
 
 
-def _datastore_outage(s: Strike, step: FaultStep) -> None:
-    s.record(step, "datastore-outage", "datastore", None, seconds=step.duration)
-    s.platform.datastore_outage(step.duration)
-    s.record(step, "datastore-back", "datastore", None)
+def _outage(what: str, act: Callable[[Platform, float], None]) -> Handler:
+    """A fault on a whole part of the lab (``broker``, ``datastore``): marked when it goes
+    down and when it is back."""
 
+    def handler(s: Strike, step: FaultStep) -> None:
+        s.record(step, f"{what}-outage", what, None, seconds=step.duration)
+        act(s.platform, step.duration)
+        s.record(step, f"{what}-back", what, None)
 
-def _broker_outage(s: Strike, step: FaultStep) -> None:
-    s.record(step, "broker-outage", "broker", None, seconds=step.duration)
-    s.platform.broker_outage(step.duration)
-    s.record(step, "broker-back", "broker", None)
+    return handler
 
 
 _TABLE: tuple[Fault, ...] = (
@@ -315,13 +315,14 @@ _TABLE: tuple[Fault, ...] = (
           target="component", column="rolling restart", short="restart",
           # surge one, wait for it, retire one, three times over
           settle=30.0),
-    Fault("broker-outage", _broker_outage,
+    Fault("broker-outage", _outage("broker", lambda p, seconds: p.broker_outage(seconds)),
           lambda step: f"broker outage for {step.duration:g}s",
           {"broker-outage": Mark(ends_work=False, colour="#555555", span_to="broker-back"),
            "broker-back": Mark(ends_work=False, colour="#555555")},
           "kill the broker Redis, bring it back empty after the duration",
           lasts=True, target="lab", column="broker outage", short="broker"),
-    Fault("datastore-outage", _datastore_outage,
+    Fault("datastore-outage",
+          _outage("datastore", lambda p, seconds: p.datastore_outage(seconds)),
           lambda step: f"data-store (PostgreSQL) outage for {step.duration:g}s",
           {"datastore-outage": Mark(ends_work=False, colour="#7F3B08",
                                     span_to="datastore-back"),

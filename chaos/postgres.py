@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from chaos.platform import PlatformError
-from chaos.processes import Group, Watchdog, free_port
+from chaos.processes import Group, OnFreePort, PortTaken, Watchdog, free_port
 
 BIN_DIR_ENV = "SCALELAB_POSTGRES_BIN_DIR"  # a directory with initdb and postgres to use
 PORT_ENV = "SCALELAB_POSTGRES_PORT"  # a fixed port (else a free one)
@@ -113,11 +113,7 @@ def _reachable_by_others(path: Path) -> bool:
     return True
 
 
-class _PortTaken(Exception):
-    pass
-
-
-class PostgresServer:
+class PostgresServer(OnFreePort):
     """One PostgreSQL cluster on loopback, restartable on the same port (a data-store outage)."""
 
     def __init__(self, workdir: Path, watchdog: Watchdog, port: int | None = None) -> None:
@@ -153,17 +149,7 @@ class PostgresServer:
         meanwhile means another free port, a port the user chose means an error."""
         if self.datadir is None:
             self._initdb()
-        for _ in range(5):
-            try:
-                self._start(timeout)
-                return
-            except _PortTaken:
-                if self.fixed_port:
-                    raise PlatformError(f"port {self.port} for PostgreSQL is already in use; "
-                                        f"choose another ({PORT_ENV}) or stop what holds it"
-                                        ) from None
-                self.port = free_port()
-        raise PlatformError("no free port for PostgreSQL after 5 tries")
+        self.start_on_port(timeout, "PostgreSQL", PORT_ENV)
 
     def _initdb(self) -> None:
         name = f"postgres-{self.watchdog.tag}"
@@ -208,7 +194,7 @@ class PostgresServer:
                 self.group.reap(timeout=1)
                 self.group = None
                 if "already in use" in tail or "could not create any TCP/IP sockets" in tail:
-                    raise _PortTaken()
+                    raise PortTaken()
                 raise PlatformError(f"postgres exited at start on port {self.port}: {tail}")
             if time.monotonic() > deadline:
                 raise PlatformError(f"postgres not ready after {timeout:.0f}s: "

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
+from chaos.platform import PlatformError
+
 LAB_TAG = "SCALELAB_LAB"  # environment mark on every process a lab starts (orphan checks)
 
 
@@ -183,3 +185,39 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class PortTaken(Exception):
+    """Another process took the server's free port before it could bind it (a race)."""
+
+
+class OnFreePort:
+    """A server on loopback ``port``: a free one, unless the user chose it (``fixed_port``).
+
+    ``_start`` starts it on ``port`` and raises ``PortTaken`` when the port was taken
+    meanwhile; ``start_on_port`` then tries another free port, or says in one line that
+    the port the user chose is in use.
+    """
+
+    port: int
+    fixed_port: bool
+    TRIES = 5
+
+    def _start(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def start_on_port(self, timeout: float, what: str, choose: str = "") -> None:
+        """``_start``, on another free port each time the last was taken (``what``: the
+        server in the error; ``choose``: how the user picks a port, in brackets)."""
+        for _ in range(self.TRIES):
+            try:
+                self._start(timeout)
+                return
+            except PortTaken:
+                if self.fixed_port:
+                    where = f" ({choose})" if choose else ""
+                    raise PlatformError(f"port {self.port} for {what} is already in use; "
+                                        f"choose another{where} or stop what holds it"
+                                        ) from None
+                self.port = free_port()
+        raise PlatformError(f"no free port for {what} after {self.TRIES} tries")

@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from chaos.platform import PlatformError
-from chaos.processes import Group, Watchdog, free_port
+from chaos.processes import Group, OnFreePort, PortTaken, Watchdog, free_port
 
 BINARY_ENV = "SCALELAB_REDIS_SERVER"  # a redis-server to use instead of the one found
 
@@ -139,11 +139,7 @@ def kilobytes(size: int) -> str:
     return f"{size / 1024:.0f}kb"
 
 
-class _PortTaken(Exception):
-    pass
-
-
-class RedisServer:
+class RedisServer(OnFreePort):
     """One redis-server on loopback, restartable on the same port."""
 
     def __init__(self, role: str, workdir: Path, watchdog: Watchdog,
@@ -164,16 +160,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         """Start on this port; a free port taken in the meantime by another process
         (a race) means another free port, a port the user chose means an error."""
-        for _ in range(5):
-            try:
-                self._start(timeout)
-                return
-            except _PortTaken:
-                if self.fixed_port:
-                    raise PlatformError(f"port {self.port} for the {self.role} Redis is already "
-                                        "in use; choose another or stop what holds it") from None
-                self.port = free_port()
-        raise PlatformError(f"no free port for the {self.role} Redis after 5 tries")
+        self.start_on_port(timeout, f"the {self.role} Redis")
 
     def _start(self, timeout: float) -> None:
         # The data directory carries the lab tag: redis-server overwrites its environment
@@ -196,7 +183,7 @@ class RedisServer:
                     self.group.reap(timeout=1)
                     self.group = None
                     if "in use" in tail:
-                        raise _PortTaken()
+                        raise PortTaken()
                     raise PlatformError(f"redis-server ({self.role}) exited at start on port "
                                         f"{self.port}: {tail}")
                 try:

@@ -18,8 +18,7 @@ import gc
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import redis
 import redis.asyncio as aioredis
@@ -66,39 +65,26 @@ return {run, kind}
 _KEYS = [keys.RUN, keys.EVENTS_PREFIX, keys.FENCE_PREFIX, keys.IDEMPOTENCY_PREFIX]
 
 
-@dataclass
-class _Args:
-    kind: str
-    payload: str
-    fence_name: str
-    fence_token: str
-    idempotency_key: str
+class RecordOptions(TypedDict, total=False):
+    """What an event may carry besides its kind, work, mechanism and instance."""
 
-    def argv(self) -> list[str]:
-        return [self.kind, self.payload, self.fence_name, self.fence_token, self.idempotency_key]
+    pid: int | None  # the process that did it (default: this one)
+    attempt: int  # default 1
+    exec_id: str  # one execution of the work (a start and its finish)
+    detail: dict[str, Any] | None
+    fence: tuple[str, int] | None  # (lock, token): a deposed holder's finish is refused
+    idempotency_key: str | None  # a finish under a key already finished is refused
 
 
-def _args(
-    kind: Kind | str,
-    work_id: str,
-    mechanism: str,
-    instance: str,
-    *,
-    pid: int | None,
-    attempt: int,
-    exec_id: str,
-    detail: dict[str, Any] | None,
-    fence: tuple[str, int] | None,
-    idempotency_key: str | None,
-) -> _Args:
-    return _Args(
-        str(kind),
-        encode_payload(work_id, mechanism, instance, os.getpid() if pid is None else pid,
-                       attempt, exec_id, detail),
-        fence[0] if fence else "",
-        str(fence[1]) if fence else "",
-        clean(idempotency_key or ""),
-    )
+def _argv(kind: Kind | str, work_id: str, mechanism: str, instance: str,
+          options: RecordOptions) -> list[str]:
+    """The record script's arguments: the kind, the encoded event, its fence and key."""
+    pid, fence = options.get("pid"), options.get("fence")
+    payload = encode_payload(work_id, mechanism, instance, os.getpid() if pid is None else pid,
+                             options.get("attempt", 1), options.get("exec_id", ""),
+                             options.get("detail"))
+    return [str(kind), payload, fence[0] if fence else "", str(fence[1]) if fence else "",
+            clean(options.get("idempotency_key") or "")]
 
 
 def _text(value: bytes | str) -> str:
@@ -133,24 +119,10 @@ class Ledger:
     def from_url(cls, url: str) -> Ledger:
         return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5))
 
-    def record(
-        self,
-        kind: Kind | str,
-        work_id: str,
-        mechanism: str,
-        instance: str,
-        *,
-        pid: int | None = None,
-        attempt: int = 1,
-        exec_id: str = "",
-        detail: dict[str, Any] | None = None,
-        fence: tuple[str, int] | None = None,
-        idempotency_key: str | None = None,
-    ) -> str | None:
+    def record(self, kind: Kind | str, work_id: str, mechanism: str, instance: str,
+               **options: Unpack[RecordOptions]) -> str | None:
         """Append one event in one round trip; returns the kind recorded, None outside a run."""
-        a = _args(kind, work_id, mechanism, instance, pid=pid, attempt=attempt, exec_id=exec_id,
-                  detail=detail, fence=fence, idempotency_key=idempotency_key)
-        reply = self._script(keys=_KEYS, args=a.argv())
+        reply = self._script(keys=_KEYS, args=_argv(kind, work_id, mechanism, instance, options))
         _count(self.recorded, reply)
         return _recorded(reply)
 
@@ -220,23 +192,11 @@ class AsyncLedger:
     def from_url(cls, url: str) -> AsyncLedger:
         return cls(aioredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5))
 
-    async def record(
-        self,
-        kind: Kind | str,
-        work_id: str,
-        mechanism: str,
-        instance: str,
-        *,
-        attempt: int = 1,
-        exec_id: str = "",
-        detail: dict[str, Any] | None = None,
-        fence: tuple[str, int] | None = None,
-        idempotency_key: str | None = None,
-    ) -> str | None:
+    async def record(self, kind: Kind | str, work_id: str, mechanism: str, instance: str,
+                     **options: Unpack[RecordOptions]) -> str | None:
         """Append one event in one round trip; returns the kind recorded, None outside a run."""
-        a = _args(kind, work_id, mechanism, instance, pid=None, attempt=attempt, exec_id=exec_id,
-                  detail=detail, fence=fence, idempotency_key=idempotency_key)
-        reply = await self._script(keys=_KEYS, args=a.argv())
+        argv = _argv(kind, work_id, mechanism, instance, options)
+        reply = await self._script(keys=_KEYS, args=argv)
         _count(self.recorded, reply)
         return _recorded(reply)
 
