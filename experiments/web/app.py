@@ -55,6 +55,11 @@ def templates() -> Environment:
     return env
 
 
+def run_href(run_id: str) -> str:
+    """A run's page on this server."""
+    return f"/runs/{quote(run_id, safe='/')}"
+
+
 def create_app(results_dir: Path) -> FastAPI:
     """The browser over ``results_dir``; it reads the directory on every request."""
     from experiments import catalog  # every page names experiments: load it now, not at a click
@@ -116,6 +121,7 @@ def create_app(results_dir: Path) -> FastAPI:
         choices = pages.run_choices(results)
         extra: dict[str, Any] = {"choices": choices, "compare_with": pages.preselected(choices,
                                                                                  view),
+                                 "run_href": run_href,
                                  "events_bytes": progress["events_bytes"] if progress else ""}
         try:
             return page("run.html", **extra,
@@ -142,7 +148,7 @@ def create_app(results_dir: Path) -> FastAPI:
         if path is None or results.entry(path, nested=False).kind != Kind.SUITE:
             return not_found(suite_id)
         return page("suite.html", suite=pages.suite_view(results, path),
-                    count=pages.count)
+                    count=pages.count, run_href=run_href)
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(a: Text = "", b: Text = "") -> HTMLResponse:

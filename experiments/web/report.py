@@ -38,7 +38,8 @@ def render(suite_dir: Path) -> str:
     css = (files("experiments.web") / "static" / "style.css").read_text(encoding="utf-8")
     return templates().get_template("report.html").render(
         suite=view, drawings=drawings, css=css, href=href, findings=findings,
-        count=pages.count, verdicts=VERDICTS)
+        count=pages.count, verdicts=VERDICTS,
+        run_href=lambda run_id: "#" + run_id.rpartition("/")[2])  # its section, on the page
 
 
 def write(suite_dir: Path) -> Path:
