@@ -61,8 +61,11 @@ def fault_params(default_for: float, default_offset: float) -> tuple[Param, ...]
         Param("fault_at", 3.0, "seconds into the run when the fault is due", 0, 3600),
         Param("fault_for", default_for, f"a lasting fault: {LASTS.help}", LASTS.minimum,
               LASTS.maximum),
-        Param("skew", default_offset, f"clock-skew: {OFFSET.help}", OFFSET.minimum,
-              OFFSET.maximum),
+        # SECONDS alone: --fault picks the target (the instance running a tick), where the
+        # other experiments' --skew TARGET=SECONDS names it.
+        Param("skew", default_offset, "--fault clock-skew: SECONDS the wall clock of the "
+              "instance running a tick is set off (as TARGET=SECONDS elsewhere, the target "
+              "chosen here)", OFFSET.minimum, OFFSET.maximum),
     )
 
 
