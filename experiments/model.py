@@ -66,10 +66,21 @@ class TaskLoad:
 
 
 @dataclass(frozen=True)
+class PublishLoad:
+    """A user's Celery task published by name (``scalelab probe``); its id is the work_id."""
+
+    task: str
+    rate: float
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Workload:
     duration: float
     requests: tuple[RequestLoad, ...] = ()
     tasks: TaskLoad | None = None
+    publish: tuple[PublishLoad, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from experiments.live import INTERRUPTED_JSON, PROGRESS_JSON, Hook, Status, Watc
 from experiments.model import Experiment, rule_of
 from experiments.store import schedules_to_json, write_run
 from experiments.summary import Summary
-from experiments.workload import RequestClient, TaskClient
+from experiments.workload import PublishClient, RequestClient, TaskClient
 from services import keys
 from services.ledger import Event, Kind, Ledger
 from services.settings import LabSettings
@@ -163,10 +163,12 @@ def _run(experiment: Experiment, platform: Platform, workdir: Path, seed: int,
         # The clients are made (Celery imported, its app built) before the run's clock
         # starts: a client that started late would catch up in a burst, and the timed
         # faults would meet that burst instead of the workload asked for.
-        clients: list[RequestClient | TaskClient] = [
+        clients: list[RequestClient | TaskClient | PublishClient] = [
             RequestClient(platform, ledger, load, f"req{i}" if i else "req", w.duration)
             for i, load in enumerate(w.requests)
         ]
+        clients += [PublishClient(ledger, platform.broker_url, load, str(i), w.duration)
+                    for i, load in enumerate(w.publish)]
         if w.tasks is not None:
             settings = LabSettings.model_validate({
                 **experiment.topology.settings,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from chaos.platform import Platform
-from experiments.model import RequestLoad, TaskLoad
+from experiments.model import PublishLoad, RequestLoad, TaskLoad
 from services.ledger import Kind, Ledger
 from services.probe.background import WORK_HEADER  # a user's endpoint gets the work_id here
 from services.settings import LabSettings
@@ -129,6 +129,34 @@ class TaskClient(_Client):
             return
         self.acknowledged += 1
         self.ledger.record(Kind.INTENT, work_id, "celery", HARNESS)
+
+    def close(self) -> None:
+        self.celery.close()
+
+
+class PublishClient(_Client):
+    """Publishes a user's task by name to the lab's broker (Celery's ``send_task``, its
+    default queue): the broker's acknowledgement is the intent, the task id the work_id."""
+
+    def __init__(self, ledger: Ledger, broker_url: str, load: PublishLoad, prefix: str,
+                 duration: float) -> None:
+        super().__init__(f"publish-{prefix}", load.rate, duration)
+        from celery import Celery  # heavy; only when used
+
+        self.ledger, self.load = ledger, load
+        self.celery: Any = Celery("scalelab-harness", broker=broker_url, set_as_current=False)
+
+    def send(self, k: int) -> None:
+        self.sent += 1
+        try:
+            sent = self.celery.send_task(self.load.task, args=list(self.load.args),
+                                         kwargs=dict(self.load.kwargs))
+        except Exception:  # the broker is down: not acknowledged, not a unit of work
+            self.failed += 1
+            return
+        self.acknowledged += 1
+        self.ledger.record(Kind.INTENT, str(sent.id), "celery", HARNESS,
+                           detail={"task": self.load.task})
 
     def close(self) -> None:
         self.celery.close()

@@ -99,9 +99,11 @@ def build(p: dict[str, Any]) -> Experiment:
     if not isinstance(env, dict):
         raise BadInput("--env must be NAME=VALUE pairs (kept as a JSON object)")
     app_dir = str(Path(p["app_dir"]).resolve())
-    loads = requests.loads(p["workload"])
+    loads, publish = requests.loads(p["workload"]), requests.publishes(p["workload"])
     if loads and not p["replicas"]:
         raise BadInput("a workload of requests needs API replicas (--asgi, --replicas >= 1)")
+    if publish and not p["workers"]:
+        raise BadInput("a workload of tasks needs Celery workers (--celery, --workers >= 1)")
     topology = Topology(
         replicas={"api": p["replicas"], "worker": p["workers"], "beat": p["beat"]},
         settings={"probe": 1, "probe_asgi": p["asgi"], "probe_celery": p["celery"],
@@ -110,7 +112,7 @@ def build(p: dict[str, Any]) -> Experiment:
         grace=p["grace"], modules=MODULES, ready_path=READY_PATH)
     return Experiment(
         name=NAME, topology=topology,
-        workload=Workload(duration=p["duration"], requests=loads),
+        workload=Workload(duration=p["duration"], requests=loads, publish=publish),
         faults=parse_faults(p["faults"], p),
         drain=p["drain"],
         redelivers=True,  # accepted work may still come back (acks late): wait for it

@@ -265,3 +265,34 @@ def test_work_that_raises_is_lost_not_done(lab_tag: str, tmp_path: Path,
     assert paid >= 6 and by_what["celery payments.refund"] == {"lost": paid}, by_what
     assert by_what["backgroundtasks receipt"] == {"lost": paid}, by_what
     assert result.summary["refused"] == 2 * paid  # each ended without its effect
+
+
+JOBS = '''
+import os
+import time
+
+from celery import Celery
+
+app = Celery("jobs", broker=os.environ["JOBS_BROKER"])  # Celery's default: early acks
+
+
+@app.task(name="jobs.resize")
+def resize(image):
+    time.sleep(0.3)
+'''
+
+
+@pytest.mark.timeout(240)
+def test_tasks_the_harness_publishes_are_counted_and_lost_with_their_worker(
+        lab_tag: str, tmp_path: Path, scalelab_probe: Probe) -> None:  # noqa: F811
+    app_dir = tmp_path / "jobs"
+    app_dir.mkdir()
+    (app_dir / "jobs.py").write_text(textwrap.dedent(JOBS))
+    result = scalelab_probe(celery="jobs:app", app_dir=app_dir, workers=1, duration=6.0,
+                            drain=8.0, env={"JOBS_BROKER": "{broker}"}, faults=["kill"],
+                            workload={"tasks": [{"task": "jobs.resize", "args": ["a.png"],
+                                                 "rate": 4}]})
+    counts = result.by_what["celery jobs.resize"]
+    assert result.summary["requests"]["acknowledged"] == sum(counts.values()) >= 20, counts
+    assert counts.get("lost", 0) >= 1 and counts.get("ok", 0) >= 10, counts
+    assert result.summary["mid_job_faults"]["with_work_in_flight"] == 1

@@ -41,6 +41,7 @@ def test_a_workload_file_is_kept_as_canonical_json(tmp_path: Path) -> None:
     text = requests.read(path)
     assert json.loads(text) == {"requests": [{"method": "put", "path": "/orders/1",
                                               "body": {"a": 1}, "rate": 3}]}
+    assert requests.publishes(text) == ()
     (load,) = requests.loads(text)
     assert (load.method, load.path, load.body, load.rate, load.own, load.acknowledged) == (
         "PUT", "/orders/1", {"a": 1}, 3.0, False, False)
@@ -52,7 +53,10 @@ def test_a_workload_file_is_kept_as_canonical_json(tmp_path: Path) -> None:
     ("requests: [{path: /o, rate: .inf}]", "rate must be a number"),
     ("requests: [{path: /o, method: FETCH}]", "method 'FETCH' is not one of"),
     ("requests: [{path: /o, verb: POST}]", "unknown key 'verb'"),
-    ("orders: []", "expected a mapping with one key, 'requests'"),
+    ("orders: []", "expected a mapping of 'requests' and/or 'tasks'"),
+    ("tasks: [{task: '', rate: 1}]", "task must be the task's registered name"),
+    ("tasks: [{task: t, args: {a: 1}}]", "args must be a list and kwargs a mapping"),
+    ("tasks: [{task: t, queue: q}]", "unknown key 'queue'"),
     ("requests: {path: /o}", "'requests' must be a list"),
     ("requests: [: :", "is not YAML or JSON"),
 ])
@@ -127,3 +131,15 @@ def test_unit_outside_a_probe_only_calls_the_function(monkeypatch: pytest.Monkey
         return order_id * 2
 
     assert send(21) == 42 and calls == [(21, False)]
+
+
+def test_a_workload_file_publishes_tasks_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text("tasks:\n  - {task: shop.send, args: [7], kwargs: {copy: true}, rate: 2}\n")
+    text = requests.read(path)
+    assert requests.loads(text) == ()
+    (load,) = requests.publishes(text)
+    assert (load.task, load.args, dict(load.kwargs), load.rate) == (
+        "shop.send", (7,), {"copy": True}, 2.0)
+    with pytest.raises(BadInput, match="a workload of tasks needs Celery workers"):
+        spec.SPEC.experiment(spec.SPEC.values({"asgi": "a:app", "workload": text}))
