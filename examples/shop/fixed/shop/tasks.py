@@ -3,8 +3,10 @@
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is
   delivered again (after the broker's visibility timeout), not lost;
 - each effect carries an idempotency key its receiver takes once (``commit``), so a
-  redelivered task sends nothing twice. (A mark set in Redis *after* the effect is not
-  enough: the probe caught a worker killed between the two, and the email sent twice.)
+  redelivered task sends nothing twice; a delivery whose effect was made already ends
+  as ignored (``Ignore``), not as a second success. (A mark set in Redis *after* the
+  effect is not enough: the probe caught a worker killed between the two, and the
+  email sent twice.)
 - the hourly report is a periodic task of a single Celery beat, not of every API
   replica; the partner's webhook is a task, so it outlives the replica that took
   the order.
@@ -14,12 +16,12 @@ Celery's settings: https://docs.celeryq.dev/en/stable/userguide/configuration.ht
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
 import redis
-from celery import Celery
+from celery import Celery, Task
+from celery.exceptions import Ignore
 
 from services.probe import unit
 
@@ -62,17 +64,25 @@ def deliver_email(order_id: str) -> None:
 
 @app.task(name="shop.send_confirmation")
 def send_confirmation(order_id: str) -> None:
-    with contextlib.suppress(AlreadyDone):  # a redelivery of a sent email: done already
+    try:
         deliver_email(order_id)
+    except AlreadyDone:  # delivered again (a redelivery, or a copy): nothing was sent
+        raise Ignore() from None
 
 
 @app.task(name="shop.notify_webhook")
 def notify_webhook(order_id: str) -> None:
     time.sleep(WEBHOOK_SECONDS)  # POST to the partner
-    with contextlib.suppress(AlreadyDone):
+    try:
         commit(f"webhook:{order_id}")  # the partner takes the order's key once
+    except AlreadyDone:
+        raise Ignore() from None
 
 
-@app.task(name="shop.hourly_report")
-def hourly_report() -> None:
+@app.task(name="shop.hourly_report", bind=True)
+def hourly_report(self: Task) -> None:
     time.sleep(0.05)  # totals of the last period, mailed to the owners
+    try:
+        commit(f"report:{self.request.id}")  # one report per beat tick, however delivered
+    except AlreadyDone:
+        raise Ignore() from None
