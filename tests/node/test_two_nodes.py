@@ -62,7 +62,7 @@ def two_nodes() -> Iterator[float]:
         record("up, two nodes, warm caches", took)
         yield took
     finally:
-        run_node("down", timeout=300)
+        run_node("down", timeout=900)
 
 
 def ledger() -> redis.Redis:
@@ -200,14 +200,14 @@ def test_freeze_stops_the_second_kubelet_and_rejoin_resumes_it(two_nodes: float)
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
     assert run_node("isolate", "scalelab-node-2", "--how", "freeze", timeout=60).returncode == 0
-    assert state() == "T"
+    shell.wait_until("kubelet-2 to stop", lambda: state() == "T", 10)
     assert run_node("rejoin", "scalelab-node-2", timeout=60).returncode == 0
     shell.wait_until("kubelet-2 to run again", lambda: state() != "T", 10)
     shell.wait_until("scalelab-node-2 Ready", lambda: node_ready("scalelab-node-2") == "True", 90)
 
 
 def test_down_leaves_no_namespace_veth_route_rule_or_ipset(two_nodes: float) -> None:
-    down = run_node("down", timeout=300)
+    down = run_node("down", timeout=900)
     assert down.returncode == 0, down.stderr[-2000:]
     assert left_behind() == {}
     assert not (layout.NETNS_DIR / "scalelab-node-2").exists()
