@@ -37,7 +37,7 @@ class LabSettings(BaseSettings):
 
     instance: str = Field(default_factory=_default_instance)
     component: Literal["api", "worker", "beat", "arq", "procrastinate", "rq", "huey",
-                       "huey-periodic", "dramatiq", "taskiq", "taskiq-scheduler"] = "api"
+                       "huey-periodic", "dramatiq"] = "api"
     ledger_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/1"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,17 +14,11 @@ from chaos.platform import PlatformError, Topology
 from chaos.processes import lab_processes
 from services.ledger import Ledger, parse_scheduled
 from tests.conftest import wait_for
+from tests.integration.test_fix_schedulers import on_grid, platform, run_until
+
+__all__ = ["platform"]  # the fixture, shared with the other schedulers' tests
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def platform(lab_tag: str, tmp_path: Path) -> Iterator[LocalPlatform]:
-    p = LocalPlatform(workdir=tmp_path / "logs")
-    try:
-        yield p
-    finally:
-        p.teardown()
 
 
 def events_of(ledger: Ledger, run: str, kind: str) -> dict[str, list[Any]]:
@@ -36,25 +28,6 @@ def events_of(ledger: Ledger, run: str, kind: str) -> dict[str, list[Any]]:
         if e.kind == kind and parse_scheduled(e.work_id):
             found[e.work_id].append(e)
     return found
-
-
-def run_until(platform: LocalPlatform, run: str, ticks: int, timeout: float
-              ) -> dict[str, list[Any]]:
-    """Open a run, wait for ``ticks`` finished ticks, close it; the finishes by work id."""
-    ledger = platform.ledger
-    ledger.begin_run(run)
-    try:
-        wait_for(lambda: len(events_of(ledger, run, "finish")) >= ticks, timeout,
-                 f"{ticks} ticks finished")
-    finally:
-        ledger.end_run()
-    return events_of(ledger, run, "finish")
-
-
-def on_grid(work_id: str, interval: float) -> bool:
-    parsed = parse_scheduled(work_id)
-    assert parsed is not None
-    return abs(parsed[1] / interval - round(parsed[1] / interval)) < 1e-6
 
 
 def twice(ticks: dict[str, list[Any]]) -> dict[str, list[str]]:
