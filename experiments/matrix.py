@@ -84,7 +84,7 @@ NOT_YET: frozenset[str] = frozenset()  # faults the lab does not have yet
 
 # A scheduler row takes every column but the data-store outage (only APScheduler 4 has one).
 _SCHEDULER_FAULTS = frozenset(c.key for c in COLUMNS) - {"datastore-outage"}
-_PG_ONLY = {c: "no broker: PostgreSQL is its one store"
+_PG_ONLY = {c: "no broker (PostgreSQL is its one store)"
             for c in ("broker-outage", "partition")}
 _PG_FAULTS = _SCHEDULER_FAULTS - set(_PG_ONLY) | {"datastore-outage"}
 _SD = "scheduler-duplicates"

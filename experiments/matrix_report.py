@@ -90,9 +90,10 @@ def pick_table(cells: Sequence[Cell]) -> list[str]:
     lines = ["## What to pick", "",
              "From the measured cells above (every seed): the faults under which each "
              "mechanism never duplicated and never lost a tick, and those where it did. "
-             "Rows with the fewest bad cells first.", "",
-             "| mechanism | never duplicated, never lost under | duplicated under | "
-             "lost under |", "| --- | --- | --- | --- |"]
+             "Rows with the smallest share of bad cells first; a row measured under few "
+             "faults says less.", "",
+             "| mechanism | bad / measured | never duplicated, never lost under | "
+             "duplicated under | lost under |", "| --- | --- | --- | --- | --- |"]
     scored = []
     for row in rows:
         measured = [(col, c) for col in COLUMNS
@@ -102,10 +103,12 @@ def pick_table(cells: Sequence[Cell]) -> list[str]:
         dup = [col.short for col, c in measured if c.counts and c.counts["duplicated"]]
         lost = [col.short for col, c in measured if c.counts and c.counts["lost"]]
         clean = [col.short for col, c in measured if tone(c) == "good"]
-        scored.append((len(set(dup) | set(lost)), -len(clean), row, clean, dup, lost))
-    for _, _, row, clean, dup, lost in sorted(scored, key=lambda t: t[:2]):
-        lines.append(f"| {row.label} | {', '.join(clean) or '—'} | {', '.join(dup) or '—'} "
-                     f"| {', '.join(lost) or '—'} |")
+        bad = len(measured) - len(clean)
+        scored.append((bad / len(measured), -len(measured), row, bad, len(measured), clean,
+                       dup, lost))
+    for _, _, row, bad, total, clean, dup, lost in sorted(scored, key=lambda t: t[:2]):
+        lines.append(f"| {row.label} | {bad}/{total} | {', '.join(clean) or '—'} | "
+                     f"{', '.join(dup) or '—'} | {', '.join(lost) or '—'} |")
     return lines
 
 

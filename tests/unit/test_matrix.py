@@ -139,9 +139,9 @@ def test_what_to_pick_ranks_rows_by_their_bad_cells() -> None:
     lines = pick_table(cells)
     assert lines[0] == "## What to pick"
     body = [ln for ln in lines if ln.startswith("| RQ") or ln.startswith("| arq")]
-    # RQ went bad under one fault (kill), arq under two: RQ first
-    assert body[0].startswith("| RQ") and "| none | — | kill |" in body[0]
-    assert body[1].startswith("| arq") and "| none | pause | kill |" in body[1]
+    # RQ went bad under one fault of two (kill), arq under two of three: RQ first
+    assert body[0].startswith("| RQ") and "| 1/2 | none | — | kill |" in body[0]
+    assert body[1].startswith("| arq") and "| 2/3 | none | pause | kill |" in body[1]
 
 
 def test_the_terminal_grid_is_one_line_per_row_when_wide() -> None:
