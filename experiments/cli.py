@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,6 +39,7 @@ from experiments.report import (
     tables_measured,
     terminal_table,
 )
+from experiments.spread import parse_seeds, spread_markdown, spread_table, spreads
 from experiments.suite import LabCannotRun as LabCannotRun
 from experiments.suite import check_results_dir as check_results_dir
 from experiments.suite import console as console
@@ -83,6 +85,9 @@ def _common_options() -> list[click.Parameter]:
         click.Option(["--junit"], type=click.Path(path_type=Path), default=None,
                      help="also write JUnit XML here: one test case, failed when not "
                           "demonstrated, skipped when untested"),
+        click.Option(["--repeat"], type=click.IntRange(1, 50), default=1, show_default=True,
+                     help="run it this many times, on seeds --seed, --seed+1, ...: each "
+                          "count's min / median / max, and how many runs demonstrated it"),
     ]
 
 
@@ -99,17 +104,28 @@ def _run_command(spec: ExperimentSpec) -> click.Command:
         chosen = chosen_platform(given)
         if given["junit"] is not None:
             junit.check_writable(given["junit"])
-        r = execute(spec, values, seed=given["seed"], results=given["results"],
-                    platform=chosen, quiet=given["as_json"], plot=given["plot"])
-        if given["as_json"]:
-            print(json.dumps(r.summary, separators=(",", ":")))
-        else:
-            say_run(r.summary, r.directory, store.stored_near(r.directory))
+        runs = []
+        for seed in range(given["seed"], given["seed"] + given["repeat"]):
+            r = execute(spec, values, seed=seed, results=given["results"],
+                        platform=chosen, quiet=given["as_json"], plot=given["plot"])
+            if given["as_json"]:
+                print(json.dumps(r.summary, separators=(",", ":")))
+            else:
+                say_run(r.summary, r.directory, store.stored_near(r.directory))
+            runs.append(r)
         if given["junit"] is not None:
             junit.write(given["junit"], f"scalelab run {spec.name}",
                         [junit.of_run(spec.name, r.summary, str(r.directory),
-                                      store.stored_near(r.directory))])
-        raise click.exceptions.Exit(exit_code([r.summary]))
+                                      store.stored_near(r.directory)) for r in runs])
+        summaries = [r.summary for r in runs]
+        if len(runs) > 1 and not given["as_json"]:
+            cells = spreads((spec.name, s) for s in summaries)
+            (out if out.is_terminal else Console(width=160)).print(spread_table(cells))
+            for cell in cells:
+                if cell.unstable:
+                    out.print(f"unstable: {cell.label}: broken by {', '.join(cell.broke())}",
+                              highlight=False)
+        raise click.exceptions.Exit(exit_code(summaries))
 
     return click.Command(spec.name, params=[*own, *common], callback=callback,
                          help=spec.summary, short_help=spec.summary, epilog=EXITS,
@@ -177,8 +193,12 @@ def catalogue_markdown() -> str:
               help="runs at once (each its own harness process)")
 @click.option("--junit", "junit_xml", type=click.Path(path_type=Path), default=None,
               help="also write JUnit XML here: a test case per run")
+@click.option("--seeds", default=None,
+              help="run every cell on each of these seeds (1-5, or 1,4,7) instead of --seed: "
+                   "each cell's counts as min / median / max, and how many runs demonstrated "
+                   "its expectation")
 def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
-          **given: Any) -> None:
+          seeds: str | None, **given: Any) -> None:
     """Run the catalogue, print the measured tables and write the suite's report.md and
     report.html (one self-contained page, timelines inline, for a CI job to keep)."""
     chosen = chosen_platform(given)
@@ -188,6 +208,16 @@ def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
     check_results_dir(results)
     if junit_xml is not None:
         junit.check_writable(junit_xml)
+    try:
+        each = parse_seeds(seeds) if seeds else [seed]
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    # every cell on each seed: a run's label says its seed, its cell is the label without
+    cell_of = {p.label: p.label for p in planned}
+    if seeds:
+        planned = [replace(p, label=f"{p.label} seed={s}", seed=s) for p in planned
+                   for s in each]
+        cell_of = {p.label: p.label.rsplit(" seed=", 1)[0] for p in planned}
     suite_dir = runs.suite_directory(results)
     done = [(o.label, o.summary, o.directory)
             for o in runs.run_many(planned, suite_dir, seed=seed, jobs=jobs, platform=chosen)
@@ -195,10 +225,15 @@ def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
     labels = [label for label, _, _ in done]
     summaries = [summary for _, summary, _ in done]
     report_md = suite_dir / "report.md"
+    cells = spreads((cell_of[label], s) for label, s, _ in done) if seeds else []
     report_md.write_text(suite_markdown(
         [(label, s, d.relative_to(suite_dir).as_posix()) for label, s, d in done],
-        seed=seed, quick=quick), encoding="utf-8")
+        seed=seed, quick=quick) + (f"\n## Spread over seeds {seeds}\n\n"
+                                   f"{spread_markdown(cells)}\n" if cells else ""),
+        encoding="utf-8")
     out.print(runs_table(summaries, labels))
+    if cells:  # piped (make, CI logs): one line per cell rather than 80 columns
+        (out if out.is_terminal else Console(width=160)).print(spread_table(cells))
     for key in ["seed", *(k for k in tables_measured(summaries) if k != "seed")]:
         out.print(terminal_table(summaries, key))
     near = [(str(d), s) for _, s, d in reversed(done)]
