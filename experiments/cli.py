@@ -85,15 +85,15 @@ def _common_options() -> list[click.Parameter]:
         click.Option(["--junit"], type=click.Path(path_type=Path), default=None,
                      help="also write JUnit XML here: one test case, failed when not "
                           "demonstrated, skipped when untested"),
-        click.Option(["--repeat"], type=click.IntRange(1, 50), default=1, show_default=True,
-                     help="run it this many times, on seeds --seed, --seed+1, ...: each "
-                          "count's min / median / max, and how many runs demonstrated it"),
     ]
 
 
 def _run_command(spec: ExperimentSpec) -> click.Command:
     own = [param_option(p) for p in spec.all_params]
-    common = _common_options()
+    common = [*_common_options(), click.Option(
+        ["--repeat"], type=click.IntRange(1, 50), default=1, show_default=True,
+        help="run it this many times, on seeds --seed, --seed+1, ...: each count's min / "
+             "median / max, and how many runs demonstrated it")]
     clash = {str(o.name) for o in own} & {str(o.name) for o in common}
     if clash:
         raise ValueError(f"{spec.name}: parameter {sorted(clash)[0]!r} clashes with a common "
