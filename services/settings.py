@@ -105,6 +105,13 @@ class LabSettings(BaseSettings):
     broker_maxmemory: str = Field(default="", pattern=r"^(\+?[0-9]+(kb|mb|gb)?)?$")
     broker_maxmemory_policy: EvictionPolicy = "noeviction"
 
+    # Celery 5.5's soft shutdown: seconds a worker's cold shutdown lets running tasks
+    # finish before it cancels them and puts their unacknowledged messages back
+    # (worker_soft_shutdown_timeout; 0: off, Celery's default). A SIGTERM starts it only
+    # where the platform sets REMAP_SIGTERM=SIGQUIT in the worker's environment before
+    # Celery is imported (billiard reads it then): the kubernetes platform does.
+    soft_shutdown_timeout: float = Field(default=0.0, ge=0, le=3600)
+
     # The API's own graceful shutdown, in seconds (uvicorn --timeout-graceful-shutdown).
     shutdown_grace: float = Field(default=1.0, ge=0, le=600)
 

@@ -151,6 +151,20 @@ def surge_of(controller: str, replicas: int) -> dict[str, int]:
     return {"max_surge": math.ceil(replicas * 0.25), "max_unavailable": replicas * 25 // 100}
 
 
+# The api's liveness probe (topology setting ``liveness``). ``lenient`` is k8s/base's
+# (tests/unit/test_manifests.py checks): kubelet restarts the container only after 30 s
+# of failed probes. ``strict`` is a common chart's: three failures a second apart, so
+# an event loop blocked for ~3 s gets the container restarted (kubelet's liveness
+# restart keeps the pod, its name and IP: "Configure Liveness, Readiness and Startup
+# Probes" in the Kubernetes docs).
+LIVENESS: dict[str, dict[str, Any]] = {
+    "lenient": {"initialDelaySeconds": 10, "periodSeconds": 5, "failureThreshold": 6,
+                "timeoutSeconds": 2},
+    "strict": {"initialDelaySeconds": 5, "periodSeconds": 1, "failureThreshold": 3,
+               "timeoutSeconds": 1},
+}
+
+
 def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """What the topology's Kubernetes-only settings change in the component's container
     (a strategic merge patch item, merged by the container's name; None removes a field,
@@ -159,9 +173,19 @@ def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str
     - ``prestop_seconds`` (api): a preStop hook that sleeps, as charts add to let the
       endpoint's removal reach every proxy before the app gets SIGTERM. Kubelet runs
       it first, within terminationGracePeriodSeconds, and the app runs on meanwhile.
+    - ``liveness`` (api): its liveness probe's timings, one of ``LIVENESS``.
+    - ``soft_shutdown_timeout`` (worker): REMAP_SIGTERM=SIGQUIT, so kubelet's SIGTERM
+      starts Celery's cold shutdown and with it the soft shutdown (Celery's workers
+      guide, "Soft Shutdown", 5.5+); billiard reads it at import, hence the container's
+      environment. Empty when off: billiard takes an empty value as unset.
     """
     patch: dict[str, Any] = {"name": component}
+    if component == "worker":
+        soft = float(settings.get("soft_shutdown_timeout", 0) or 0) > 0
+        patch["env"] = [{"name": "REMAP_SIGTERM", "value": "SIGQUIT" if soft else ""}]
     if component == "api":
+        probe = LIVENESS[str(settings.get("liveness", "lenient"))]
+        patch["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "http"}, **probe}
         prestop = float(settings.get("prestop_seconds", 0) or 0)
         patch["lifecycle"] = ({"preStop": {"exec": {"command": [
             PYTHON, "-S", "-c", f"import time; time.sleep({prestop:g})"]}}}

@@ -23,6 +23,7 @@ from chaos.kubernetes.api import Cluster, PodState
 from chaos.kubernetes.builders import (
     API_CONTROLLERS,
     API_STATEFULSET,
+    LIVENESS,
     as_run,
     container_overrides,
     deployment_strategy,
@@ -118,6 +119,10 @@ class KubernetesLab:
         if controller and controller not in API_CONTROLLERS:
             raise PlatformError(f"api_controller must be one of {', '.join(API_CONTROLLERS)}, "
                                 f"not {controller!r}")
+        liveness = str(topology.settings.get("liveness", "lenient"))
+        if liveness not in LIVENESS:
+            raise PlatformError(f"liveness must be one of {', '.join(LIVENESS)}, not "
+                                f"{liveness!r}")
         cluster = self.cluster
         self._skewable = bool(topology.settings.get(SKEWABLE))
         if self._skewable:  # before anything changes: a pod that cannot skew is no lab
@@ -144,6 +149,11 @@ class KubernetesLab:
         self._api_controller = controller or "deployment"
         if controller:
             self.as_run.update(self._settings_as_run(topology, controller))
+        if "liveness" in topology.settings:
+            self.as_run["liveness_probe"] = {"kind": liveness, **LIVENESS[liveness]}
+        for name in ("prestop_seconds", "soft_shutdown_timeout"):
+            if topology.settings.get(name):
+                self.as_run[name] = topology.settings[name]
         stamps = {}
         for c in COMPONENTS:
             spec: dict[str, Any] = {"replicas": topology.count(c)}

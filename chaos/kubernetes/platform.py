@@ -79,6 +79,11 @@ from chaos.kubernetes.names import (
 from chaos.platform import Instance, PlatformError
 from chaos.skew import check_skew
 
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+# kubectl drain tries a refused eviction again every 5 s; the lab asks every second, so
+# the moment the budget allows one more disruption is seen within a second.
+EVICTION_RETRY = 1.0
+
 
 class KubernetesPlatform(KubernetesLab):
     """The Platform protocol on the cluster: the lab (``KubernetesLab``) and its faults."""
@@ -125,6 +130,32 @@ class KubernetesPlatform(KubernetesLab):
         the same name), while kubelet still stops the old containers with SIGTERM and a
         short grace (see the module docstring): they run on meanwhile."""
         api.delete_pod(self.cluster, instance.name, 0)
+
+    def evict(self, instance: Instance) -> float:
+        """Evict the pod through the Eviction API, as ``kubectl drain`` does for each pod
+        of a node: while its PodDisruptionBudget allows no disruption (429) the request
+        is made again, every second, until accepted. The pod then terminates gracefully
+        (its terminationGracePeriodSeconds) and its controller replaces it. Returns the
+        seconds the budget held the eviction back."""
+        began = time.monotonic()
+        while not api.evict_pod(self.cluster, instance.name):
+            if time.monotonic() - began > self.ready_timeout:
+                raise PlatformError(f"the disruption budget of {instance.name} refused its "
+                                    f"eviction for {self.ready_timeout:g} s")
+            time.sleep(EVICTION_RETRY)
+        return round(time.monotonic() - began, 3)
+
+    def container_restarts(self, component: str) -> dict[str, tuple[int, str]]:
+        """Each pod's container restarts by kubelet (a failed liveness probe, an OOM kill,
+        a crash) and why its container last ended (``OOMKilled``, ``Error``, ...)."""
+        pods, _ = api.list_pods(self.cluster, selector(component))
+        return {p.name: (p.restarts, p.last_exit) for p in pods}
+
+    def set_deletion_cost(self, instance: Instance, cost: int) -> None:
+        """Annotate the pod with ``controller.kubernetes.io/pod-deletion-cost``: on a
+        scale-down its ReplicaSet deletes pods of lower cost first — best effort, as the
+        annotation's reference says ("Well-Known Labels, Annotations and Taints")."""
+        api.annotate_pod(self.cluster, instance.name, {DELETION_COST: str(int(cost))})
 
     def datastore_outage(self, seconds: float) -> None:
         raise PlatformError("the data-store outage is not yet on kubernetes (a PostgreSQL "

@@ -12,15 +12,19 @@ from experiments.catalog import (
     celery_kill,
     clock_skew,
     disconnect_cancel,
+    drain,
     eta_redelivery,
     k8s_cronjob,
     leader_failover,
+    liveness_restart,
     loop_starvation,
     partition,
     pool_child_kill,
     prefetch_loss,
     restart_survival,
+    scale_in,
     scheduler_duplicates,
+    singleton_scheduler,
     workers_per_replica,
 )
 from experiments.findings import Fix
@@ -47,6 +51,10 @@ CATALOG: dict[str, ExperimentSpec] = {
         clock_skew.SPEC,
         broker_eviction.SPEC,
         disconnect_cancel.SPEC,
+        singleton_scheduler.SPEC,
+        drain.SPEC,
+        scale_in.SPEC,
+        liveness_restart.SPEC,
     )
 }
 
@@ -57,7 +65,8 @@ FIXES: dict[str, tuple[Fix, ...]] = {
     for m in (scheduler_duplicates, background_loss, celery_kill, beat_duplicates,
               loop_starvation, restart_survival, leader_failover, broker_outage, k8s_cronjob,
               workers_per_replica, eta_redelivery, prefetch_loss, pool_child_kill, partition,
-              clock_skew, broker_eviction, disconnect_cancel)
+              clock_skew, broker_eviction, disconnect_cancel, singleton_scheduler, drain,
+              scale_in, liveness_restart)
 }
 
 # Run by a command of their own, not by `run` or the suite, and found by name all the same

@@ -112,6 +112,7 @@ def make_celery(settings: LabSettings) -> LabCelery:
         task_acks_late=late,
         task_reject_on_worker_lost=late and settings.reject_on_worker_lost,
         worker_prefetch_multiplier=settings.prefetch_multiplier,
+        worker_soft_shutdown_timeout=settings.soft_shutdown_timeout,
         # The harness never sends control commands: no pidbox queue, no fanout to poll.
         worker_enable_remote_control=False,
         timezone="UTC",

@@ -248,6 +248,17 @@ CASES: list[tuple[str, dict[str, Any], Result, str]] = [
     ("broker-eviction", {"policy": "noeviction"}, tasks(0, 1), N),
     ("disconnect-cancel", {}, tasks(1, 1, 1), D),
     ("disconnect-cancel", {}, tasks(1, 0, 1), N),
+    # the Kubernetes-native ones: more cases in tests/unit/test_kubernetes_experiments.py
+    ("singleton-scheduler", {"controller": "deployment"}, ticks(1, 2, 2, 1), D),
+    ("singleton-scheduler", {"controller": "deployment"}, ticks(1, 1, 1, 1), N),
+    ("singleton-scheduler", {"controller": "recreate"}, ticks(1, 0, 0, 1), D),
+    ("singleton-scheduler", {"controller": "recreate"}, ticks(1, 2, 0, 1), N),
+    ("drain", {"acks": "early"}, result(lost=2), D),
+    ("drain", {"acks": "early"}, result(), N),
+    ("scale-in", {"deletion_cost": True}, result(), D),
+    ("scale-in", {"deletion_cost": True}, result(recovered=1), N),
+    ("liveness-restart", {"liveness": "lenient"}, ticks(1, 1, 0), D),
+    ("liveness-restart", {"liveness": "strict"}, ticks(1, 1, 0), N),
 ]
 
 

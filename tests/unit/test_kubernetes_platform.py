@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import http.server
 import inspect
 import itertools
@@ -49,6 +50,7 @@ class FakeCluster:
         self.broker_refusals = 0
         self.footprint = 1250 * 1024  # the broker's used_memory with the lab connected
         self.statefulset = 0  # the api StatefulSet's replicas
+        self.budget_refusals = 0  # evictions the PodDisruptionBudget refuses first
 
     def pod(self, component: str, stamp: str = "", ready: bool = True) -> k.PodState:
         serial = next(self.counter)
@@ -130,6 +132,18 @@ class FakeCluster:
         self.pods.remove(pod)
         self.pod(pod.component, pod.restarted_at)  # the ReplicaSet's replacement
 
+    def annotate_pod(self, cluster: object, name: str,
+                     annotations: dict[str, str | None]) -> None:
+        self.calls.append(("annotate", name, annotations))
+
+    def evict_pod(self, cluster: object, name: str) -> bool:
+        self.calls.append(("evict", name))
+        if self.budget_refusals:  # 429: the disruption budget allows none now
+            self.budget_refusals -= 1
+            return False
+        self.delete_pod(cluster, name, 5)
+        return True
+
     def exec_in_pod(self, cluster: object, pod: str, container: str, argv: list[str]) -> str:
         self.calls.append(("exec", pod, container, argv[-1]))
         if "pool_children" in argv[-1]:
@@ -200,7 +214,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
         "delete_pod", "exec_in_pod", "pod_log", "label_pod", "create_network_policy",
         "delete_network_policies", "service_ip", "node_architectures",
         "configure_broker", "broker_footprint", "kill_broker_clients", "patch_statefulset",
-        "scale_statefulset", "statefulset_replicas"))
+        "scale_statefulset", "statefulset_replicas", "evict_pod", "annotate_pod"))
     monkeypatch.setattr("time.sleep", lambda s: cluster.calls.append(("sleep", s)))
     cluster.pod("broker")  # what cluster-up deployed
     return cluster
@@ -929,3 +943,76 @@ def test_force_delete_is_a_delete_with_no_grace_and_no_freeze(
     fake.calls.clear()
     platform.force_delete(target)
     assert fake.calls == [("delete", target.name, 0)]
+
+
+def test_an_eviction_is_asked_again_while_the_budget_refuses_it(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    platform.deploy(Topology(replicas={"worker": 2}))
+    first = platform.instances("worker")[0]
+    fake.calls.clear()
+    fake.budget_refusals = 2
+    platform.evict(first)
+    assert [c for c in fake.calls if c[0] in ("evict", "sleep", "delete")] == [
+        ("evict", first.name), ("sleep", 1.0), ("evict", first.name), ("sleep", 1.0),
+        ("evict", first.name), ("delete", first.name, 5)]
+    fake.budget_refusals = 10**6
+    platform.ready_timeout = 0
+    with pytest.raises(PlatformError, match=r"disruption budget of .* refused its eviction"):
+        platform.evict(platform.instances("worker")[0])
+
+
+def test_the_soft_shutdown_remaps_sigterm_in_the_workers_environment(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    def remap() -> str:
+        (patch,) = [c for c in fake.calls if c[0] == "patch" and c[1] == "worker"]
+        (container,) = patch[2]["spec"]["template"]["spec"]["containers"]
+        assert container["name"] == "worker"
+        (env,) = container["env"]
+        assert env["name"] == "REMAP_SIGTERM"
+        return str(env["value"])
+
+    platform.deploy(Topology(replicas={"worker": 1}, settings={"soft_shutdown_timeout": 4}))
+    assert remap() == "SIGQUIT"
+    fake.calls.clear()
+    platform.deploy(Topology(replicas={"worker": 1}))
+    assert remap() == "", "off again: no earlier run's setting stays"
+
+
+def test_the_deletion_cost_is_the_pods_annotation(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    platform.deploy(Topology(replicas={"worker": 2}))
+    busy = platform.instances("worker")[1]
+    fake.calls.clear()
+    platform.set_deletion_cost(busy, 2)
+    assert fake.calls == [("annotate", busy.name,
+                           {"controller.kubernetes.io/pod-deletion-cost": "2"})]
+
+
+def test_the_liveness_probe_and_prestop_follow_the_topology(
+        platform: k.KubernetesPlatform, fake: FakeCluster) -> None:
+    def api_container() -> dict[str, Any]:
+        (patch,) = [c for c in fake.calls if c[0] == "patch" and c[1] == "api"]
+        (container,) = patch[2]["spec"]["template"]["spec"]["containers"]
+        return dict(container)
+
+    platform.deploy(Topology(replicas={"api": 1}, settings={"liveness": "strict",
+                                                            "prestop_seconds": 3}))
+    container = api_container()
+    assert container["livenessProbe"]["periodSeconds"] == 1
+    assert container["lifecycle"]["preStop"]["exec"]["command"][-1] == "import time; time.sleep(3)"
+    assert platform.as_run["liveness_probe"]["kind"] == "strict"
+    assert platform.as_run["prestop_seconds"] == 3
+    fake.calls.clear()
+    platform.deploy(Topology(replicas={"api": 1}))
+    container = api_container()
+    assert container["livenessProbe"]["periodSeconds"] == 5 and container["lifecycle"] is None
+    with pytest.raises(PlatformError, match="liveness must be one of lenient, strict"):
+        platform.deploy(Topology(replicas={"api": 1}, settings={"liveness": "none"}))
+
+
+def test_container_restarts_are_kubelets_counts(platform: k.KubernetesPlatform,
+                                                fake: FakeCluster) -> None:
+    platform.deploy(Topology(replicas={"worker": 1}))
+    (pod,) = fake.of("worker")
+    fake.pods[fake.pods.index(pod)] = dataclasses.replace(pod, restarts=1, last_exit="OOMKilled")
+    assert platform.container_restarts("worker") == {pod.name: (1, "OOMKilled")}

@@ -170,6 +170,14 @@ def test_platform_finds_every_component(target: str) -> None:
             assert [c["name"] for c in t["spec"]["containers"]] == [component]
 
 
+def test_the_lenient_liveness_probe_is_the_manifests() -> None:
+    from chaos.kubernetes.builders import LIVENESS, container_overrides
+
+    (api,) = by_name("base", "Deployment", "api")["spec"]["template"]["spec"]["containers"]
+    assert container_overrides("api", {})["livenessProbe"] == api["livenessProbe"]
+    assert {k: api["livenessProbe"][k] for k in LIVENESS["lenient"]} == LIVENESS["lenient"]
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_api_statefulset_runs_the_deployments_pod(target: str) -> None:
     from chaos.kubernetes.builders import API_STATEFULSET

@@ -1,0 +1,144 @@
+"""liveness-restart: a blocked event loop fails the liveness probe; kubelet restarts the API.
+
+Requests whose handlers block the event loop (loop-starvation's) keep every endpoint
+from answering — a no-op ``async`` health endpoint too, since the loop serves it. With
+a strict liveness probe (three failures a second apart, as charts often set) kubelet
+restarts the API container after ~3 s of it: in the same pod, under the same name,
+without a graceful shutdown ("Configure Liveness, Readiness and Startup Probes": the
+container is killed and restarted per the pod's restartPolicy). Everything the process
+held dies with it: the BackgroundTasks it acknowledged (202) and had not finished, and
+its scheduler's ticks until the new container runs (lost).
+
+The fix measured beside it: a liveness probe that tolerates the longest block — the
+lab's own (k8s/base/api.yaml: 6 failures 5 s apart) — with dependency checks left to
+readiness, which only takes the pod out of the Service. The blocked loop still delays
+ticks (loop-starvation counts those), but nothing acknowledged is lost. A no-op
+liveness endpoint alone is not the fix for a blocked loop: the lab's ``/healthz`` is one.
+
+The restarts are kubelet's: the run watches the API's containers and marks each restart
+in the ledger with kubelet's reason (``watch-restarts``). The local platform has no
+kubelet: the run is refused there; loop-starvation is its analogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from chaos.faults import FaultStep
+from chaos.platform import Topology
+from experiments.checker import Result, Schedule
+from experiments.findings import Fix
+from experiments.model import (
+    BadInput,
+    Cell,
+    Experiment,
+    ExperimentSpec,
+    Param,
+    Params,
+    RequestLoad,
+    Verdict,
+    Workload,
+)
+from experiments.summary import Summary
+from services.history import Event, Kind, parse_scheduled
+
+NAME = "liveness-restart"
+
+PARAMS = (
+    Param("liveness", "strict", "the API's liveness probe: strict (1 s apart, 3 failures) or "
+          "lenient (the lab's: 5 s apart, 6 failures)", choices=("strict", "lenient")),
+    Param("block_seconds", 2.5, "how long each blocking request holds the event loop", 0.5, 30),
+    Param("block_rate", 0.5, "blocking requests per second", 0.05, 5),
+    Param("background_rate", 2.0, "BackgroundTasks requests per second", 0.1, 20),
+    Param("background_seconds", 2.0, "how long each BackgroundTask runs", 0.1, 30),
+    Param("interval", 1.0, "seconds between the scheduler's ticks", 0.2, 60),
+    Param("duration", 15.0, "seconds of the run window", 5, 3600),
+)
+
+
+def split(r: Result) -> dict[str, int]:
+    """Lost ticks and lost BackgroundTasks, apart."""
+    ticks = sum(1 for u in r.units.values()
+                if u.verdict == "lost" and parse_scheduled(u.work_id) is not None)
+    return {"ticks": ticks, "background": r.counts["lost"] - ticks}
+
+
+def judge(p: Params, r: Result) -> Verdict:
+    lost, restarts = split(r), r.faults
+    said = (f"liveness {p['liveness']}, the loop blocked {p['block_seconds']:g}s at a time: "
+            f"{restarts} container restart(s), {lost['background']} BackgroundTasks and "
+            f"{lost['ticks']} ticks lost")
+    if p["liveness"] == "strict":
+        # each restart kills whatever BackgroundTasks the process still held: at least one
+        # is in flight whenever they are sent faster than they end (checked at build)
+        return restarts >= 1 and lost["background"] >= 1, said + (
+            " (expected: a restart, and the BackgroundTasks in flight lost)")
+    return restarts == 0 and lost["background"] == 0, said + (
+        " (expected: no restart, no BackgroundTask lost; late ticks are loop-starvation's)")
+
+
+def measure(p: Params, events: Sequence[Event], r: Result) -> dict[str, Any]:
+    reasons = [str((e.detail or {}).get("reason", "")) for e in events
+               if e.kind == Kind.FAULT and e.mechanism == "container-restart"]
+    return {"container_restarts": len(reasons), "restart_reasons": reasons,
+            "lost_ticks": split(r)["ticks"], "lost_background": split(r)["background"]}
+
+
+def build(p: dict[str, Any]) -> Experiment:
+    if p["background_rate"] * p["background_seconds"] < 1:
+        raise BadInput("--background-rate x --background-seconds must keep a BackgroundTask "
+                       "in flight (at least 1)")
+    if p["block_rate"] * p["block_seconds"] < 1:
+        raise BadInput("--block-rate x --block-seconds must keep the loop blocked (at least 1)")
+    return Experiment(
+        name=NAME,
+        topology=Topology(replicas={"api": 1},
+                          settings={"liveness": p["liveness"],
+                                    "scheduler_interval": p["interval"]}),
+        workload=Workload(duration=p["duration"], requests=(
+            RequestLoad("/block", p["block_rate"], p["block_seconds"], acknowledged=False),
+            RequestLoad("/work/background", p["background_rate"], p["background_seconds"]),
+        )),
+        faults=(FaultStep("watch-restarts", "api", at=0.0, duration=p["duration"]),),
+        schedules=(Schedule("tick", p["interval"]),),
+        drain=p["block_seconds"] + p["background_seconds"] + 2.0,
+    )
+
+
+TABLE = "kubernetes"  # experiments.tables.KUBERNETES
+
+
+def _cell(row: str) -> Any:
+    def says(s: Summary) -> str:
+        liveness = (s.get("parameters") or {}).get("liveness")
+        measured = s.get("measured") or {}
+        what = (f"{measured.get('lost_background', 0)} lost" if row == "background" else
+                f"{measured.get('lost_ticks', 0)} ticks lost")
+        return (f"liveness {liveness}: {measured.get('container_restarts', 0)} restart(s), "
+                f"{what}")
+    return says
+
+
+CELLS = (
+    Cell(TABLE, "BackgroundTasks for light work", "liveness restart", {}, _cell("background")),
+    Cell(TABLE, "AsyncIOScheduler in a single instance", "liveness restart", {},
+         _cell("ticks")),
+)
+
+SPEC = ExperimentSpec(
+    name=NAME,
+    summary="a blocked event loop fails a strict liveness probe: kubelet restarts the API, "
+            "its BackgroundTasks and ticks are lost",
+    params=PARAMS,
+    build=build,
+    judge=judge,
+    measure=measure,
+    cells=CELLS,
+    variants=({"liveness": "strict"}, {"liveness": "lenient"}),
+)
+
+FIXES = (
+    Fix("a liveness probe that outlasts the longest block; dependency checks in readiness",
+        {"liveness": "lenient"}, when={"liveness": "strict"}),
+)
