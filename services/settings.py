@@ -85,6 +85,10 @@ class LabSettings(BaseSettings):
     reject_on_worker_lost: bool = True  # applies with acks late (Celery's default: off)
     countdown: float = Field(default=0.0, ge=0, le=3600)  # every submission's countdown
     poison_work: str = ""  # a work_id whose task SIGKILLs its own pool child, every time
+    # A work_id whose task allocates (and touches) ``hog_mb`` MiB before its work: past a
+    # container's memory limit the kernel's OOM killer ends it (or its whole container).
+    hog_work: str = ""
+    hog_mb: int = Field(default=0, ge=0, le=65536)
     # > 0: each worker instance also runs a second Celery app on the same broker, on its
     # own queue, with this visibility timeout (the shortest one wins: kombu #337).
     other_visibility_timeout: float = Field(default=0.0, ge=0, le=86400)

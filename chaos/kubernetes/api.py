@@ -378,6 +378,13 @@ def service_ip(cluster: Cluster, name: str) -> str:
     return str(service.spec.cluster_ip)
 
 
+def kubelet_versions(cluster: Cluster) -> dict[str, str]:
+    """Each node's kubelet version as it reports it (v1.33.1, ...)."""
+    with _errors(cluster, "list nodes"):
+        nodes = cluster.core.list_node(_request_timeout=REQUEST_TIMEOUT)
+    return {str(n.metadata.name): str(n.status.node_info.kubelet_version) for n in nodes.items}
+
+
 def node_architectures(cluster: Cluster) -> dict[str, str]:
     """Each node's CPU architecture as its kubelet reports it (amd64, arm64, ...)."""
     with _errors(cluster, "list nodes"):

@@ -165,6 +165,10 @@ LIVENESS: dict[str, dict[str, Any]] = {
 }
 
 
+WORKER_MEMORY_MB = 512  # k8s/base/worker.yaml's limit and request
+WORKER_REQUEST_MB = 192
+
+
 def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """What the topology's Kubernetes-only settings change in the component's container
     (a strategic merge patch item, merged by the container's name; None removes a field,
@@ -174,6 +178,8 @@ def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str
       endpoint's removal reach every proxy before the app gets SIGTERM. Kubelet runs
       it first, within terminationGracePeriodSeconds, and the app runs on meanwhile.
     - ``liveness`` (api): its liveness probe's timings, one of ``LIVENESS``.
+    - ``worker_memory_mb`` (worker): its container's memory limit (k8s/base's 512 Mi
+      when unset), past which the kernel's OOM killer ends a process of it.
     - ``soft_shutdown_timeout`` (worker): REMAP_SIGTERM=SIGQUIT, so kubelet's SIGTERM
       starts Celery's cold shutdown and with it the soft shutdown (Celery's workers
       guide, "Soft Shutdown", 5.5+); billiard reads it at import, hence the container's
@@ -183,6 +189,9 @@ def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str
     if component == "worker":
         soft = float(settings.get("soft_shutdown_timeout", 0) or 0) > 0
         patch["env"] = [{"name": "REMAP_SIGTERM", "value": "SIGQUIT" if soft else ""}]
+        limit = int(settings.get("worker_memory_mb", 0) or 0) or WORKER_MEMORY_MB
+        patch["resources"] = {"limits": {"memory": f"{limit}Mi"},
+                              "requests": {"memory": f"{min(limit, WORKER_REQUEST_MB)}Mi"}}
     if component == "api":
         probe = LIVENESS[str(settings.get("liveness", "lenient"))]
         patch["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "http"}, **probe}
@@ -191,3 +200,9 @@ def container_overrides(component: str, settings: Mapping[str, Any]) -> dict[str
             PYTHON, "-S", "-c", f"import time; time.sleep({prestop:g})"]}}}
             if prestop > 0 else None)
     return patch
+
+
+def cgroup_argv() -> list[str]:
+    """In a container: print ``v2`` on a unified (cgroup v2) hierarchy, else ``v1``."""
+    return [PYTHON, "-S", "-c", "import os; print('v2' if os.path.exists("
+                                "'/sys/fs/cgroup/cgroup.controllers') else 'v1')"]

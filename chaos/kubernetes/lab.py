@@ -25,6 +25,7 @@ from chaos.kubernetes.builders import (
     API_STATEFULSET,
     LIVENESS,
     as_run,
+    cgroup_argv,
     container_overrides,
     deployment_strategy,
     surge_of,
@@ -182,6 +183,8 @@ class KubernetesLab:
             self._broker_memory = memory.config(broker.broker_footprint(self.broker_url))
             self._configure_broker()
             self.as_run["broker_maxmemory"] = kilobytes(int(self._broker_memory["maxmemory"]))
+        if topology.settings.get("worker_memory_mb") and topology.count("worker"):
+            self.as_run.update(self._oom_setting(self.instances("worker")[0].name))
         if topology.count("cronjob"):
             # No Job of an earlier run left; then the controller creates one a minute.
             # instances("cronjob") is then the running Jobs' pods.
@@ -283,6 +286,15 @@ class KubernetesLab:
         else:
             api.patch_deployment(self.cluster, deployment, body)
         return stamp
+
+    def _oom_setting(self, worker: str) -> dict[str, Any]:
+        """What decides whom the OOM killer ends in a container past its limit: cgroup v2
+        with kubelet 1.28 or later sets memory.oom.group, so the whole container goes
+        (kubernetes/kubernetes#117793) unless its singleProcessOOMKill says otherwise
+        (1.32+, #126096); on cgroup v1 the kernel kills one process."""
+        found = api.exec_in_pod(self.cluster, worker, "worker", cgroup_argv()).strip()
+        return {"cgroup": found, "kubelet": sorted(set(api.kubelet_versions(self.cluster)
+                                                       .values()))}
 
     @staticmethod
     def _settings_as_run(topology: Topology, controller: str) -> dict[str, Any]:

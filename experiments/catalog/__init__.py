@@ -18,6 +18,7 @@ from experiments.catalog import (
     leader_failover,
     liveness_restart,
     loop_starvation,
+    oom_kill,
     partition,
     pool_child_kill,
     prefetch_loss,
@@ -55,6 +56,7 @@ CATALOG: dict[str, ExperimentSpec] = {
         drain.SPEC,
         scale_in.SPEC,
         liveness_restart.SPEC,
+        oom_kill.SPEC,
     )
 }
 
@@ -66,7 +68,7 @@ FIXES: dict[str, tuple[Fix, ...]] = {
               loop_starvation, restart_survival, leader_failover, broker_outage, k8s_cronjob,
               workers_per_replica, eta_redelivery, prefetch_loss, pool_child_kill, partition,
               clock_skew, broker_eviction, disconnect_cancel, singleton_scheduler, drain,
-              scale_in, liveness_restart)
+              scale_in, liveness_restart, oom_kill)
 }
 
 # Run by a command of their own, not by `run` or the suite, and found by name all the same

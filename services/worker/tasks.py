@@ -30,6 +30,10 @@ def _attempt(task: Any) -> int:
     return 2 if delivery_info.get("redelivered") else 1
 
 
+MIB = 1024 * 1024
+PAGE = 4096
+
+
 def _exec_id(instance: str) -> str:
     return f"{instance}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -52,6 +56,9 @@ def _run(
         # A poison task: its pool child dies with it every time (what the OOM killer does
         # to a task that needs too much memory), so it never finishes.
         os.kill(os.getpid(), signal.SIGKILL)
+    hog = bytearray(lab.settings.hog_mb * MIB if work_id == lab.settings.hog_work else 0)
+    for page in range(0, len(hog), PAGE):  # touched, so the memory is really the task's
+        hog[page] = 1
     if seconds > 0:
         time.sleep(seconds)
     key = work_id if lab.settings.idempotent else None

@@ -259,6 +259,8 @@ CASES: list[tuple[str, dict[str, Any], Result, str]] = [
     ("scale-in", {"deletion_cost": True}, result(recovered=1), N),
     ("liveness-restart", {"liveness": "lenient"}, ticks(1, 1, 0), D),
     ("liveness-restart", {"liveness": "strict"}, ticks(1, 1, 0), N),
+    ("oom-kill", {}, units(("task-0", 1, 1, True, False), ("task-1", 1, 0, True, False)), D),
+    ("oom-kill", {}, units(("task-0", 1, 1, True, False), ("task-1", 1, 1, True, False)), N),
 ]
 
 

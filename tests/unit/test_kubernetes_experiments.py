@@ -244,3 +244,44 @@ def test_judge_a_liveness_restart() -> None:
     assert LIVENESS.judge(lenient, with_units(2, 0, 0))[0], "late ticks are starvation's"
     assert not LIVENESS.judge(lenient, with_units(0, 1, 0))[0]
     assert not LIVENESS.judge(lenient, with_units(0, 0, 1))[0]
+
+
+# --- oom-kill ------------------------------------------------------------------------------
+
+OOM = catalog.get("oom-kill")
+
+
+def oom_result(greedy_starts: int, greedy_finishes: int, others_lost: int = 0,
+               restarts: int = 0) -> Any:
+    from tests.unit.test_judges import units
+
+    r = units(("task-1", greedy_starts, greedy_finishes, True, False),
+              *[(f"task-{i}", 1, 1, True, False) for i in (0, 2, 3)],
+              *[(f"task-{i}", 1, 0, True, False) for i in range(4, 4 + others_lost)])
+    r.faults = restarts
+    return r
+
+
+def test_an_oom_run_limits_the_worker_and_names_the_greedy_task() -> None:
+    exp = OOM.experiment(OOM.values({}))
+    settings = exp.topology.settings
+    assert (settings["worker_memory_mb"], settings["hog_mb"], settings["hog_work"]) == (
+        256, 512, "task-1")
+    assert exp.faults[0].action == "watch-restarts" and exp.faults[0].component == "worker"
+    with pytest.raises(BadInput, match="must exceed --memory-mb"):
+        OOM.experiment(OOM.values({"hog_mb": 200}))
+    with pytest.raises(BadInput, match="applies with --acks late"):
+        OOM.experiment(OOM.values({"reject_on_worker_lost": True}))
+
+
+def test_judge_an_oom_kill() -> None:
+    early = OOM.values({})
+    assert OOM.judge(early, oom_result(1, 0))[0], "one pool process killed: the task lost"
+    assert not OOM.judge(early, oom_result(1, 0, others_lost=1))[0], \
+        "cgroup v1 kills one process: no other task lost"
+    assert OOM.judge(early, oom_result(1, 0, others_lost=1, restarts=1))[0], \
+        "the group kill took the container and its other task"
+    assert not OOM.judge(early, oom_result(1, 1))[0], "it fit: no OOM kill"
+    poison = OOM.values({"acks": "late", "reject_on_worker_lost": True})
+    assert OOM.judge(poison, oom_result(4, 0))[0]
+    assert not OOM.judge(poison, oom_result(1, 0))[0], "requeued: it starts again"
