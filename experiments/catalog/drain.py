@@ -64,7 +64,8 @@ PARAMS = (
     Param("rate", 1.0, "tasks sent per second", 0.1, 50),
     Param("duration", 10.0, "seconds of submissions", 2, 3600),
     Param("drain_at", 4.0, "seconds into the run of the drain", 0.5, 3600),
-    Param("visibility_timeout", 10.0, "Redis transport visibility timeout, seconds", 1, 3600),
+    Param("visibility_timeout", 30.0, "Redis transport visibility timeout, seconds (kombu's "
+          "default: 3600)", 1, 3600),
 )
 
 

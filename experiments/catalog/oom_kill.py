@@ -72,19 +72,21 @@ def greedy(r: Result) -> tuple[str, int]:
 def judge(p: Params, r: Result) -> Verdict:
     verdict, starts = greedy(r)
     whole = r.faults > 0  # a container restart seen: the group kill took the container
-    others = r.counts["lost"] - (verdict == "lost")
+    others = r.counts["lost"] + r.counts["in_doubt"] - (verdict in ("lost", "in_doubt"))
     said = (f"acks {p['acks']}{', reject on worker lost' if p['reject_on_worker_lost'] else ''}"
             f", {p['hog_mb']} MiB past a {p['memory_mb']} MiB limit: the greedy task "
             f"{verdict} after {starts} start(s), {r.faults} container restart(s), "
             f"{others} other task(s) lost")
     if p["acks"] == "late" and p["reject_on_worker_lost"]:
         # requeued after every death, it never finishes: a poison message
-        return verdict != "ok" and starts >= 2, said + " (expected: never done, started >= 2)"
-    # acknowledged (early), or acked on its process's death (late): lost, started once
-    held = verdict == "lost" and starts == 1
+        return verdict in ("lost", "in_doubt") and starts >= 2, said + (
+            " (expected: never done, started >= 2)")
+    # acknowledged (early), or acked on its process's death (late): never done, started
+    # once ("in doubt" to the checker: no fault of the lab's ended it, the kernel did)
+    held = verdict in ("lost", "in_doubt") and starts == 1
     if not whole:
         held = held and others == 0  # only the greedy pool process was killed
-    return held, said + (" (expected: lost after one start"
+    return held, said + (" (expected: never done after one start"
                          + ("" if whole else ", no other task lost") + ")")
 
 
