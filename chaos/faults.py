@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, cast
 
+from chaos.cluster_faults import ClusterFaults, cluster, drain, scale_in_by_cost, watch_restarts
 from chaos.platform import Instance, Platform, PlatformError
 from chaos.skew import MAX_SKEW
 
@@ -347,6 +348,39 @@ _TABLE: tuple[Fault, ...] = (
           # The pool process's task dies with it; the instance (and its other work) lives.
           {"kill-child": Mark(ends_work=True, colour="#F46D43")},
           "SIGKILL one pool process of a worker (not the worker)", mid_job=True),
+    # What Kubernetes itself does to pods (chaos.cluster_faults): only a cluster has them.
+    Fault("rollout", _rolling_restart,
+          lambda step: f"rollout restart of {step.component} under its controller",
+          {"restart": Mark(ends_work=True, colour="#D6604D")},
+          "kubectl rollout restart: the controller's own strategy (Recreate, maxSurge 0, a "
+          "StatefulSet) replaces every pod", target="component"),
+    Fault("pod-delete", _strike(lambda p, i, step: p.terminate(i, step.grace), "pod-delete"),
+          lambda step: f"delete a {step.component} pod",
+          {"pod-delete": Mark(ends_work=True, colour="#D6604D")},
+          "kubectl delete pod: its grace period; its controller replaces it", mid_job=True),
+    Fault("force-delete",
+          _strike(lambda p, i, step: cluster(p, "force-delete").force_delete(i),
+                  "force-delete"),
+          lambda step: f"force delete a {step.component} pod",
+          {"force-delete": Mark(ends_work=True, colour="#B2182B")},
+          "kubectl delete pod --force --grace-period=0: the API object goes at once",
+          mid_job=True, protocol=ClusterFaults),
+    Fault("drain", drain, lambda step: f"drain: evict every {step.component} pod",
+          {"evict": Mark(ends_work=True, colour="#9E0142")},
+          "evict every pod of the component through the Eviction API, as kubectl drain",
+          target="component", protocol=ClusterFaults),
+    Fault("scale-in-by-cost", scale_in_by_cost,
+          lambda step: f"scale {step.component} to {step.replicas}, busy pods costlier",
+          {"scale-up": Mark(ends_work=False, colour="#1B7837"),
+           "scale-down": Mark(ends_work=True, colour="#762A83")},
+          "set each pod's pod-deletion-cost to its running work, then scale down",
+          target="component", protocol=ClusterFaults,
+          options=(FaultOption("replicas", 1, 0, 32, "the new replica count"),)),
+    Fault("watch-restarts", watch_restarts,
+          lambda step: f"watch {step.component}'s containers for kubelet restarts",
+          {"container-restart": Mark(ends_work=True, colour="#5E3C99")},
+          "mark every container kubelet restarts (liveness, OOM) while it lasts",
+          lasts=True, target="component", protocol=ClusterFaults),
 )
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in _TABLE}
 # The faults of the fixes matrix's columns, in its order.

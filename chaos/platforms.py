@@ -115,6 +115,10 @@ def _stub(workdir: Path, options: Mapping[str, Any]) -> Platform:
 _PROCESS_FAULTS = frozenset({"kill", "terminate", "restart-in-place", "pause", "scale",
                              "rolling-restart", "broker-outage", "partition", "clock-skew",
                              "kill-child"})
+# What Kubernetes does to pods (chaos.cluster_faults): a cluster's, refused elsewhere.
+_CLUSTER_FAULTS = frozenset({"rollout", "pod-delete", "force-delete", "drain",
+                             "scale-in-by-cost", "watch-restarts"})
+_NO_CLUSTER = "it needs Kubernetes (--platform kubernetes): {} has no API server, kubelet or pods"
 
 PLATFORMS: dict[str, PlatformEntry] = {
     entry.name: entry for entry in (
@@ -125,13 +129,14 @@ PLATFORMS: dict[str, PlatformEntry] = {
              PlatformOption("fork_server", "local: fork instances from one pre-imported "
                                            "parent (the default) or exec each one", "switch")),
             _local, "chaos.local:LocalPlatform",
-            _PROCESS_FAULTS | {"datastore-outage", SERVES, OWN_URL}, prepare=_prepare_local),
+            _PROCESS_FAULTS | {"datastore-outage", SERVES, OWN_URL}, prepare=_prepare_local,
+            lacking=dict.fromkeys(_CLUSTER_FAULTS, _NO_CLUSTER.format("this machine"))),
         PlatformEntry(
             "kubernetes", "Deployments on a cluster, through your kubeconfig",
             (PlatformOption("context", "kubernetes: the kube context [default: "
                                        "kind-scalelab]"),),
             _kubernetes, "chaos.kubernetes:KubernetesPlatform",
-            _PROCESS_FAULTS | {SERVES},
+            _PROCESS_FAULTS | _CLUSTER_FAULTS | {SERVES},
             lacking={"datastore-outage": "the kubernetes lab has no PostgreSQL Deployment "
                                          "(k8s/base has none yet)",
                      OWN_URL: "an API instance's URL is the Service's, not one pod's"},
@@ -142,7 +147,8 @@ PLATFORMS: dict[str, PlatformEntry] = {
             (), _stub, "chaos.stub:StubPlatform",
             _PROCESS_FAULTS | {"datastore-outage"},
             lacking={SERVES: "the stub's instances are names: they run nothing",
-                     OWN_URL: "the stub's instances have no URL"},
+                     OWN_URL: "the stub's instances have no URL",
+                     **dict.fromkeys(_CLUSTER_FAULTS, _NO_CLUSTER.format("the stub"))},
             listed=False),
     )
 }

@@ -204,6 +204,10 @@ def suite(quick: bool, only: str | None, jobs: int, junit_xml: Path | None,
     chosen = chosen_platform(given)
     seed, results = given["seed"], given["results"]
     planned = runs.plan_catalogue(only.split(",") if only else None, quick)
+    if not only:  # the whole catalogue: what the platform can do, the rest said
+        planned, left_out = runs.runnable(planned, chosen)
+        for line in left_out:
+            console.print(line)
     runs.check(planned, chosen, jobs)  # bad settings or a fault it lacks: nothing starts
     check_results_dir(results)
     if junit_xml is not None:

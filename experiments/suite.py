@@ -95,6 +95,21 @@ def plan_catalogue(names: Sequence[str] | None, quick: bool) -> list[Planned]:
     return planned
 
 
+def runnable(planned: Sequence[Planned], platform: Chosen) -> tuple[list[Planned], list[str]]:
+    """The whole catalogue on a platform: the runs it can do, and a line for each one left
+    out because its fault is one the platform lacks (a cluster's own, locally)."""
+    entry, _ = platform
+    kept, left_out = [], []
+    for run in planned:
+        try:
+            entry.refuse(run.spec.experiment(run.values).faults)
+        except PlatformError as exc:
+            left_out.append(f"left out: {run.label}: {exc}")
+            continue
+        kept.append(run)
+    return kept, left_out
+
+
 def check(planned: Sequence[Planned], platform: Chosen, jobs: int) -> None:
     """Refuse, before anything starts: bad settings, a fault the platform lacks, runs side
     by side where they would share one lab or one port."""

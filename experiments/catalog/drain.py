@@ -47,6 +47,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary, n
+from experiments.theory import Expect, in_flight, judged, needs_work_in_flight, struck
 from services.history import Event, Kind
 
 NAME = "drain"
@@ -74,26 +75,39 @@ def cut_tasks(p: Params) -> int:
     return int(p["workers"] * p["concurrency"])
 
 
-def bounds(p: Params) -> dict[str, tuple[int, int]]:
-    """(low, high) per verdict. The low end is one: tasks are sent every 1/rate s and
-    run longer than the grace, so each evicted worker has one in flight whose end lies
-    past its SIGKILL (the experiment refuses a rate that would leave a worker idle)."""
-    most = cut_tasks(p)
+def expectations(p: Params, in_flight_then: int) -> list[Expect]:
+    """What the theory gives for the tasks in flight on the evicted workers: those with
+    more than the grace left are cut — with start times spread evenly over a task's
+    length, a fraction (task - grace) / task of them."""
+    cut = in_flight_then * (p["task_seconds"] - p["grace"]) / p["task_seconds"]
+    why = (f"{in_flight_then} in flight at the evictions, those within their last "
+           f"{p['grace']:g} s finish in the warm shutdown")
+    band = Expect(EARLY_CUT if p["acks"] == "early" else "recovered", round(cut), 1,
+                  in_flight_then, why)
     if p["acks"] == "early":
-        return {"lost": (1, most), "duplicated": (0, 0)}
+        return [band, Expect.exactly("duplicated", 0)]
     # acks late: put back (at once, or after the visibility timeout) and run once more;
     # no effect happened before the cut (the effect is the task's end), so no duplicate.
-    return {"lost": (0, 0), "recovered": (1, most), "duplicated": (0, 0)}
+    return [Expect.exactly("lost", 0), band, Expect.exactly("duplicated", 0)]
+
+
+EARLY_CUT = "lost"
+
+
+def bounds(p: Params) -> dict[str, tuple[int, int]]:
+    """(low, high) per verdict, with every pool process busy at the evictions."""
+    return {e.what: (int(e.low), int(e.high)) for e in expectations(p, cut_tasks(p))}
 
 
 def judge(p: Params, r: Result) -> Verdict:
-    want = bounds(p)
-    held = all(lo <= r.counts[k] <= hi for k, (lo, hi) in want.items())
     soft = f", soft shutdown {p['soft_shutdown']:g}s" if p["soft_shutdown"] else ""
-    said = ", ".join(f"{r.counts[k]} {k} (expected {lo}{'' if lo == hi else f'-{hi}'})"
-                     for k, (lo, hi) in want.items())
-    return held, (f"acks {p['acks']}{soft}, tasks of {p['task_seconds']:g}s past a "
-                  f"{p['grace']:g}s grace: {said}")
+    head = (f"acks {p['acks']}{soft}, tasks of {p['task_seconds']:g}s past a "
+            f"{p['grace']:g}s grace")
+    untested = needs_work_in_flight(r, (EVICTION,), 1, "a drain cutting tasks")
+    if untested is not None:
+        return untested
+    checks = expectations(p, in_flight(struck(r, (EVICTION,))))
+    return judged(head, *((e, r.counts[e.what]) for e in checks))
 
 
 def eviction_to_rerun(events: Sequence[Event]) -> list[float]:

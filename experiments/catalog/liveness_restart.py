@@ -22,6 +22,7 @@ kubelet: the run is refused there; loop-starvation is its analogue.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,9 +42,11 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary
+from experiments.theory import Expect, judged, struck
 from services.history import Event, Kind, parse_scheduled
 
 NAME = "liveness-restart"
+RESTART = "container-restart"  # the mark watch-restarts leaves
 # A strict probe fails after three failures a second apart, each timing out after 1 s.
 # One blocking request must outlast that: a readiness failure takes the pod out of the
 # Service first, so no *further* request blocks it (measured: 2.5 s blocks every 2 s
@@ -70,17 +73,22 @@ def split(r: Result) -> dict[str, int]:
 
 
 def judge(p: Params, r: Result) -> Verdict:
-    lost, restarts = split(r), r.faults
-    said = (f"liveness {p['liveness']}, the loop blocked {p['block_seconds']:g}s at a time: "
-            f"{restarts} container restart(s), {lost['background']} BackgroundTasks and "
-            f"{lost['ticks']} ticks lost")
-    if p["liveness"] == "strict":
-        # each restart kills whatever BackgroundTasks the process still held: at least one
-        # is in flight whenever they are sent faster than they end (checked at build)
-        return restarts >= 1 and lost["background"] >= 1, said + (
-            " (expected: a restart, and the BackgroundTasks in flight lost)")
-    return restarts == 0 and lost["background"] == 0, said + (
-        " (expected: no restart, no BackgroundTask lost; late ticks are loop-starvation's)")
+    lost, restarts = split(r), len(struck(r, (RESTART,)))
+    head = f"liveness {p['liveness']}, the loop blocked {p['block_seconds']:g}s at a time"
+    if p["liveness"] == "lenient":
+        return judged(head + " (late ticks are loop-starvation's)",
+                      (Expect.exactly("container restarts", 0), restarts),
+                      (Expect.exactly("BackgroundTasks lost", 0), lost["background"]))
+    # each restart kills the BackgroundTasks the process held: those accepted in the last
+    # background-seconds, and those queued behind the block
+    held = p["background_rate"] * p["background_seconds"]
+    most = p["background_rate"] * (p["background_seconds"] + p["block_seconds"])
+    restart = Expect("container restarts", 1, 1, math.ceil(p["duration"] / STRICT_WINDOW),
+                     f"a block past the strict probe's {STRICT_WINDOW:g} s, then a restart")
+    per = Expect("BackgroundTasks lost", round(held) * max(restarts, 1), 1,
+                 math.ceil(most) * max(restarts, 1),
+                 "those in flight, and those queued behind the block, at each restart")
+    return judged(head, (restart, restarts), (per, lost["background"]))
 
 
 def measure(p: Params, events: Sequence[Event], r: Result) -> dict[str, Any]:

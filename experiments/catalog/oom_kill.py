@@ -46,6 +46,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary
+from experiments.theory import Expect, judged, struck
 from services.history import Event, Kind
 
 NAME = "oom-kill"
@@ -71,23 +72,26 @@ def greedy(r: Result) -> tuple[str, int]:
 
 def judge(p: Params, r: Result) -> Verdict:
     verdict, starts = greedy(r)
-    whole = r.faults > 0  # a container restart seen: the group kill took the container
+    whole = bool(struck(r, ("container-restart",)))  # the group kill took the container
     others = r.counts["lost"] + r.counts["in_doubt"] - (verdict in ("lost", "in_doubt"))
-    said = (f"acks {p['acks']}{', reject on worker lost' if p['reject_on_worker_lost'] else ''}"
-            f", {p['hog_mb']} MiB past a {p['memory_mb']} MiB limit: the greedy task "
-            f"{verdict} after {starts} start(s), {r.faults} container restart(s), "
-            f"{others} other task(s) lost")
+    head = (f"acks {p['acks']}{', reject on worker lost' if p['reject_on_worker_lost'] else ''}"
+            f", {p['hog_mb']} MiB past a {p['memory_mb']} MiB limit ("
+            + ("the whole container killed" if whole else "one pool process killed")
+            + f"; the greedy task {verdict.replace('_', ' ')})")
+    if starts == 0:
+        return Verdict.untested(f"{head}: the greedy task never started")
+    done = Expect.exactly("greedy task finished", 0)
+    finished = int(verdict not in ("lost", "in_doubt"))
     if p["acks"] == "late" and p["reject_on_worker_lost"]:
-        # requeued after every death, it never finishes: a poison message
-        return verdict in ("lost", "in_doubt") and starts >= 2, said + (
-            " (expected: never done, started >= 2)")
-    # acknowledged (early), or acked on its process's death (late): never done, started
-    # once ("in doubt" to the checker: no fault of the lab's ended it, the kernel did)
-    held = verdict in ("lost", "in_doubt") and starts == 1
+        # requeued after every death, it starts again and dies again: a poison message
+        again = Expect("greedy task starts", 3, 2, float("inf"), "one per delivery until the "
+                       "run ends, each one killed")
+        return judged(head, (done, finished), (again, starts))
+    # acknowledged (early), or acked on its process's death (late): started once, never done
+    checks = [(done, finished), (Expect.exactly("greedy task starts", 1), starts)]
     if not whole:
-        held = held and others == 0  # only the greedy pool process was killed
-    return held, said + (" (expected: never done after one start"
-                         + ("" if whole else ", no other task lost") + ")")
+        checks.append((Expect.exactly("other tasks lost", 0), others))
+    return judged(head, *checks)
 
 
 def measure(p: Params, events: Sequence[Event], r: Result) -> dict[str, Any]:

@@ -276,3 +276,82 @@ def hands_to_celery(instance: Instance, work_id: str) -> bool:
                           params={"work_id": work_id, "seconds": 0}).status_code == 202
     except httpx.HTTPError:
         return False
+
+
+# --- what only a cluster does to pods (chaos.cluster_faults) ----------------------------------
+
+
+@needs("rollout")
+def test_a_rollout_replaces_every_instance_under_its_controller(lab: Lab) -> None:
+    platform, _ = lab
+    before = names(platform, "api")
+    platform.rolling_restart("api")  # kubectl rollout restart: the controller's strategy
+    after = wait_for(lambda: (n := names(platform, "api")) and len(n) == len(before) and n,
+                     90, "the rolled-out replicas")
+    assert not before & after
+
+
+@needs("pod-delete")
+def test_a_deleted_pod_is_replaced_under_a_new_name(lab: Lab) -> None:
+    platform, _ = lab
+    victim = one(platform, "api")
+    platform.terminate(victim, grace=2.0)
+    wait_for(lambda: victim.name not in (n := names(platform, "api"))
+             and len(n) == REPLICAS["api"], 90, "a replacement for the deleted pod")
+
+
+@needs("force-delete")
+def test_a_force_deleted_pod_is_replaced_at_once(lab: Lab) -> None:
+    from chaos.cluster_faults import ClusterFaults
+    from chaos.faults import able
+
+    platform, _ = lab
+    victim = one(platform, "api")
+    able(platform, ClusterFaults).force_delete(victim)
+    wait_for(lambda: victim.name not in (n := names(platform, "api"))
+             and len(n) == REPLICAS["api"], 90, "a replacement for the force-deleted pod")
+
+
+@needs("drain")
+def test_an_evicted_pod_is_replaced(lab: Lab) -> None:
+    from chaos.cluster_faults import ClusterFaults
+    from chaos.faults import able
+
+    platform, _ = lab
+    victim = one(platform, "worker")
+    held_back = able(platform, ClusterFaults).evict(victim)
+    assert held_back < 30, "one worker may always go (maxUnavailable 1)"
+    wait_for(lambda: victim.name not in (n := names(platform, "worker"))
+             and len(n) == REPLICAS["worker"], 90, "a replacement for the evicted worker")
+
+
+@needs("scale-in-by-cost")
+def test_a_scale_down_spares_the_costlier_pod(lab: Lab) -> None:
+    from chaos.cluster_faults import ClusterFaults
+    from chaos.faults import able
+
+    platform, _ = lab
+    kept, other = sorted(platform.instances("api"), key=lambda i: i.name)[:2]
+    able(platform, ClusterFaults).set_deletion_cost(kept, 100)
+    platform.scale("api", 1)
+    left = wait_for(lambda: (n := names(platform, "api")) and len(n) == 1 and n, 60,
+                    "the scale-down")
+    assert left == {kept.name}, f"the cheaper {other.name} goes first"
+    platform.scale("api", REPLICAS["api"])
+    platform.wait_ready("api", REPLICAS["api"], timeout=90)
+
+
+@needs("watch-restarts")
+def test_container_restarts_are_counted_per_pod(lab: Lab) -> None:
+    from chaos.cluster_faults import ClusterFaults
+    from chaos.faults import able
+
+    platform, _ = lab
+    api = one(platform, "api")
+    counts = able(platform, ClusterFaults).container_restarts("api")
+    assert api.name in counts
+    before = counts[api.name][0]
+    platform.restart_in_place(api)  # every process killed: kubelet restarts the container
+    wait_for(lambda: able(platform, ClusterFaults).container_restarts("api")[api.name][0]
+             > before, 60, "kubelet's restart counted")
+    wait_for(lambda: api.name in names(platform, "api"), 60, "the restarted pod ready")

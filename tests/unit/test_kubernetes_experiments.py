@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from experiments import catalog
-from experiments.model import BadInput
-from tests.unit.test_judges import result, ticks
+from experiments.model import BadInput, Verdict
+from tests.unit.test_judges import mark, result, ticks
+
+ROLLED = (mark("restart", instance="api-1"),)  # the mark a rollout leaves
 
 SINGLETON = catalog.get("singleton-scheduler")
 
@@ -19,8 +21,8 @@ def singleton(**given: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("controller", "event", "fault"), [
-    ("deployment", "rollout", "rolling-restart"),  # surges: the local platform's too
-    ("lease", "rollout", "rolling-restart"),
+    ("deployment", "rollout", "rollout"),
+    ("lease", "rollout", "rollout"),
     ("recreate", "rollout", "rollout"),  # only a cluster's controller does these
     ("statefulset", "rollout", "rollout"),
     ("deployment-surge0", "rollout", "rollout"),
@@ -78,28 +80,35 @@ def test_the_mechanism_says_overlap_or_gap(controller: str, event: str, prestop:
 
 def test_judge_an_overlap() -> None:
     p = singleton(controller="deployment", event="rollout")  # interval 0.5
-    held, said = SINGLETON.judge(p, result(40, duplicated=3))
-    assert held, said
-    assert said == ("deployment, rollout: an overlap: 3 duplicated (expected 1-8), "
-                    "0 lost (expected 0)")
-    assert not SINGLETON.judge(p, result(40))[0], "one replica through a surge: a duplicate"
-    assert not SINGLETON.judge(p, result(40, duplicated=2, lost=1))[0]
+    v = SINGLETON.judge(p, result(40, duplicated=3, marks=ROLLED))
+    assert isinstance(v, Verdict) and v.demonstrated, v.sentence
+    assert v.sentence == (
+        "deployment, rollout: an overlap: duplicated 3 (theory 3, allowed 1..8: two "
+        "schedulers from the new one's start until the old one stops: Ready within 1 s, then "
+        "preStop 0 s and shutdown 1 s, controllers reacting within 2 s); lost 0 (theory 0)")
+    assert SINGLETON.judge(p, result(40, marks=ROLLED)).outcome == "not_demonstrated", \
+        "one replica through a surge: a duplicate"
+    assert not SINGLETON.judge(p, result(40, duplicated=2, lost=1, marks=ROLLED)).demonstrated
+    assert SINGLETON.judge(p, result(40, duplicated=3)).outcome == "untested", "no rollout"
 
 
 def test_judge_a_gap() -> None:
     p = singleton(controller="recreate", event="rollout")
-    assert SINGLETON.judge(p, result(40, lost=8)) == (
-        True, "recreate, rollout: a gap: 0 duplicated (expected 0), 8 lost (expected 1-60)")
-    assert not SINGLETON.judge(p, result(40, lost=8, duplicated=1))[0]
-    assert not SINGLETON.judge(p, result(40))[0], "a recreate with no gap: not its mechanism"
-    assert not SINGLETON.judge(p, result(100, lost=61))[0], "longer than any pod start"
+    v = SINGLETON.judge(p, result(40, lost=8, marks=ROLLED))
+    assert v.demonstrated and "lost 8 (theory 4, allowed 1..60" in v.sentence
+    assert not SINGLETON.judge(p, result(40, lost=8, duplicated=1, marks=ROLLED)).demonstrated
+    assert not SINGLETON.judge(p, result(40, marks=ROLLED)).demonstrated, \
+        "a recreate with no gap: not its mechanism"
+    assert not SINGLETON.judge(p, result(100, lost=61, marks=ROLLED)).demonstrated, \
+        "longer than any pod start"
 
 
 def test_judge_the_lease() -> None:
     p = singleton(controller="lease", event="delete")
-    held, said = SINGLETON.judge(p, result(40, lost=6, refused=2))
-    assert held and said.endswith("6 lost (expected 0-66), 2 refused by the fence")
-    assert not SINGLETON.judge(p, result(40, duplicated=1))[0]
+    deleted = (mark("pod-delete", instance="api-1"),)
+    v = SINGLETON.judge(p, result(40, lost=6, refused=2, marks=deleted))
+    assert v.demonstrated and "(2 refused by the fence)" in v.sentence
+    assert not SINGLETON.judge(p, result(40, duplicated=1, marks=deleted)).demonstrated
 
 
 def test_measure_gives_the_overlap_and_the_gap_in_seconds() -> None:
@@ -142,14 +151,21 @@ def test_a_drain_that_could_not_cut_a_task_is_refused(given: dict[str, Any], sai
 
 def test_judge_a_drain() -> None:
     early, late = drain(acks="early"), drain(acks="late", soft_shutdown=3.0)
-    assert DRAIN.judge(early, result(10, lost=2)) == (
-        True, "acks early, tasks of 8s past a 4s grace: 2 lost (expected 1-4), "
-              "0 duplicated (expected 0)")
-    assert not DRAIN.judge(early, result(10))[0], "nothing cut: no drain happened"
-    assert not DRAIN.judge(early, result(10, lost=5))[0], "more than the pools ran"
-    assert DRAIN.judge(late, result(10, recovered=3))[0]
-    assert not DRAIN.judge(late, result(10, recovered=3, lost=1))[0]
-    assert not DRAIN.judge(late, result(10, recovered=2, duplicated=1))[0]
+    evicted = (mark("evict", inflight=2), mark("evict", inflight=2, t=8.0))
+    v = DRAIN.judge(early, result(10, lost=2, marks=evicted))
+    assert v.demonstrated and v.sentence == (
+        "acks early, tasks of 8s past a 4s grace: lost 2 (theory 2, allowed 1..4: 4 in "
+        "flight at the evictions, those within their last 4 s finish in the warm shutdown); "
+        "duplicated 0 (theory 0)")
+    assert not DRAIN.judge(early, result(10, marks=evicted)).demonstrated, "nothing cut"
+    assert not DRAIN.judge(early, result(10, lost=5, marks=evicted)).demonstrated, \
+        "more than were in flight"
+    assert DRAIN.judge(late, result(10, recovered=3, marks=evicted)).demonstrated
+    assert not DRAIN.judge(late, result(10, recovered=3, lost=1, marks=evicted)).demonstrated
+    assert not DRAIN.judge(late, result(10, recovered=2, duplicated=1,
+                                        marks=evicted)).demonstrated
+    idle = (mark("evict", inflight=0),)
+    assert DRAIN.judge(early, result(10, lost=1, marks=idle)).outcome == "untested"
 
 
 def test_the_rerun_is_timed_from_the_eviction() -> None:
@@ -185,19 +201,24 @@ def test_a_scale_in_sends_one_task_per_busy_worker_then_scales_down() -> None:
 
 def test_judge_a_scale_in() -> None:
     plain = SCALE_IN.values({})
-    assert SCALE_IN.judge(plain, result(2, recovered=1))[0]
-    assert SCALE_IN.judge(plain, result(2))[0], "the ranking may spare both busy workers"
-    assert not SCALE_IN.judge(plain, result(2, lost=1))[0]
+    down = (mark("scale-down", instance="w-3"), mark("scale-down", instance="w-4"))
+    assert SCALE_IN.judge(plain, result(2, recovered=1, marks=down)).demonstrated
+    assert SCALE_IN.judge(plain, result(2, marks=down)).demonstrated, \
+        "the ranking may spare both busy workers"
+    assert not SCALE_IN.judge(plain, result(2, lost=1, marks=down)).demonstrated
     costly = SCALE_IN.values({"deletion_cost": True})
-    assert SCALE_IN.judge(costly, result(2)) == (
-        True, "4->2 workers, 2 busy, busy pods costlier to delete: 0 recovered (expected 0), "
-              "0 lost (expected 0), 0 duplicated (expected 0) (recovered: cut by the "
-              "scale-down, run again)")
-    assert not SCALE_IN.judge(costly, result(2, recovered=1))[0], "a busy one went anyway"
+    v = SCALE_IN.judge(costly, result(2, marks=down))
+    assert v.demonstrated and v.sentence == (
+        "4->2 workers, 2 busy, busy pods costlier to delete (recovered: cut by the "
+        "scale-down, run again): recovered 0 (theory 0); lost 0 (theory 0); duplicated 0 "
+        "(theory 0)")
+    assert not SCALE_IN.judge(costly, result(2, recovered=1, marks=down)).demonstrated, \
+        "a busy one went anyway"
+    assert SCALE_IN.judge(costly, result(2)).outcome == "untested", "nothing scaled away"
     # more to delete than idle pods: the cost can spare only so many
     crowded = SCALE_IN.values({"deletion_cost": True, "workers": 4, "to": 1, "busy": 3})
-    assert SCALE_IN.judge(crowded, result(3, recovered=2))[0]
-    assert not SCALE_IN.judge(crowded, result(3, recovered=3))[0]
+    assert SCALE_IN.judge(crowded, result(3, recovered=2, marks=down)).demonstrated
+    assert not SCALE_IN.judge(crowded, result(3, recovered=3, marks=down)).demonstrated
 
 
 def test_the_scale_in_measure_names_the_busy_pods_deleted() -> None:
@@ -217,14 +238,14 @@ def test_the_scale_in_measure_names_the_busy_pods_deleted() -> None:
 LIVENESS = catalog.get("liveness-restart")
 
 
-def with_units(lost_ticks: int, lost_background: int, faults: int) -> Any:
+def with_units(lost_ticks: int, lost_background: int, restarts: int) -> Any:
     from tests.unit.test_judges import units
 
-    r = units(*[(f"tick@{i}.0", 0, 0, False, True) for i in range(lost_ticks)],
-              *[(f"req-{i}", 1, 0, True, False) for i in range(lost_background)],
-              ("tick@99.0", 1, 1, False, True))
-    r.faults = faults
-    return r
+    return units(*[(f"tick@{i}.0", 0, 0, False, True) for i in range(lost_ticks)],
+                 *[(f"req-{i}", 1, 0, True, False) for i in range(lost_background)],
+                 ("tick@99.0", 1, 1, False, True),
+                 marks=tuple(mark("container-restart", instance="api-1", t=5.0 + i)
+                             for i in range(restarts)))
 
 
 def test_a_liveness_run_watches_the_api_for_restarts_while_blocking_it() -> None:
@@ -237,13 +258,16 @@ def test_a_liveness_run_watches_the_api_for_restarts_while_blocking_it() -> None
 
 def test_judge_a_liveness_restart() -> None:
     strict, lenient = LIVENESS.values({}), LIVENESS.values({"liveness": "lenient"})
-    held, said = LIVENESS.judge(strict, with_units(3, 2, 1))
-    assert held and "1 container restart(s), 2 BackgroundTasks and 3 ticks lost" in said
-    assert not LIVENESS.judge(strict, with_units(3, 0, 1))[0], "a restart loses what it held"
-    assert not LIVENESS.judge(strict, with_units(0, 0, 0))[0], "no restart: not this mechanism"
-    assert LIVENESS.judge(lenient, with_units(2, 0, 0))[0], "late ticks are starvation's"
-    assert not LIVENESS.judge(lenient, with_units(0, 1, 0))[0]
-    assert not LIVENESS.judge(lenient, with_units(0, 0, 1))[0]
+    v = LIVENESS.judge(strict, with_units(3, 2, 1))
+    assert v.demonstrated and "container restarts 1 (theory 1" in v.sentence
+    assert "BackgroundTasks lost 2 (theory 4, allowed 1..16" in v.sentence
+    assert not LIVENESS.judge(strict, with_units(3, 0, 1)).demonstrated, \
+        "a restart loses what it held"
+    assert not LIVENESS.judge(strict, with_units(0, 0, 0)).demonstrated, "no restart"
+    assert LIVENESS.judge(lenient, with_units(2, 0, 0)).demonstrated, \
+        "late ticks are starvation's"
+    assert not LIVENESS.judge(lenient, with_units(0, 1, 0)).demonstrated
+    assert not LIVENESS.judge(lenient, with_units(0, 0, 1)).demonstrated
 
 
 # --- oom-kill ------------------------------------------------------------------------------
@@ -255,11 +279,10 @@ def oom_result(greedy_starts: int, greedy_finishes: int, others_lost: int = 0,
                restarts: int = 0) -> Any:
     from tests.unit.test_judges import units
 
-    r = units(("task-1", greedy_starts, greedy_finishes, True, False),
-              *[(f"task-{i}", 1, 1, True, False) for i in (0, 2, 3)],
-              *[(f"task-{i}", 1, 0, True, False) for i in range(4, 4 + others_lost)])
-    r.faults = restarts
-    return r
+    return units(("task-1", greedy_starts, greedy_finishes, True, False),
+                 *[(f"task-{i}", 1, 1, True, False) for i in (0, 2, 3)],
+                 *[(f"task-{i}", 1, 0, True, False) for i in range(4, 4 + others_lost)],
+                 marks=tuple(mark("container-restart") for _ in range(restarts)))
 
 
 def test_an_oom_run_limits_the_worker_and_names_the_greedy_task() -> None:
@@ -276,12 +299,40 @@ def test_an_oom_run_limits_the_worker_and_names_the_greedy_task() -> None:
 
 def test_judge_an_oom_kill() -> None:
     early = OOM.values({})
-    assert OOM.judge(early, oom_result(1, 0))[0], "one pool process killed: the task lost"
-    assert not OOM.judge(early, oom_result(1, 0, others_lost=1))[0], \
+    assert OOM.judge(early, oom_result(1, 0)).demonstrated, "one pool process: the task lost"
+    assert not OOM.judge(early, oom_result(1, 0, others_lost=1)).demonstrated, \
         "cgroup v1 kills one process: no other task lost"
-    assert OOM.judge(early, oom_result(1, 0, others_lost=1, restarts=1))[0], \
+    assert OOM.judge(early, oom_result(1, 0, others_lost=1, restarts=1)).demonstrated, \
         "the group kill took the container and its other task"
-    assert not OOM.judge(early, oom_result(1, 1))[0], "it fit: no OOM kill"
+    assert not OOM.judge(early, oom_result(1, 1)).demonstrated, "it fit: no OOM kill"
+    assert OOM.judge(early, oom_result(0, 0)).outcome == "untested"
     poison = OOM.values({"acks": "late", "reject_on_worker_lost": True})
-    assert OOM.judge(poison, oom_result(4, 0))[0]
-    assert not OOM.judge(poison, oom_result(1, 0))[0], "requeued: it starts again"
+    assert OOM.judge(poison, oom_result(4, 0)).demonstrated
+    assert not OOM.judge(poison, oom_result(1, 0)).demonstrated, "requeued: it starts again"
+
+
+def test_a_local_run_of_a_cluster_fault_is_refused_in_one_line_before_anything_starts(
+        capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    from experiments.cli import main
+
+    # scale-in without the deletion cost is the local platform's scale-down: its analogue
+    for args in (["singleton-scheduler"], ["drain"], ["scale-in", "--deletion-cost"],
+                 ["liveness-restart"], ["oom-kill"]):
+        with pytest.raises(SystemExit) as info:
+            main(["run", *args, "--results", str(tmp_path)])
+        name = args[0]
+        assert info.value.code == 2, name
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "needs Kubernetes" in err, err
+    assert not list(tmp_path.iterdir()), "nothing ran, nothing stored"
+
+
+def test_a_local_suite_leaves_the_cluster_runs_out_saying_so(
+        capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit) as info:  # nothing left to run: bad input
+        main(["suite", "--quick", "--only", "drain", "--results", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "left out: drain" in err and "needs Kubernetes" in err
