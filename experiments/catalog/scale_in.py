@@ -160,6 +160,7 @@ SPEC = ExperimentSpec(
     judge=judge,
     measure=measure,
     cells=CELLS,
+    quick={"task_seconds": 5.0, "visibility_timeout": 8.0},
     variants=({"deletion_cost": False}, {"deletion_cost": True}),
 )
 

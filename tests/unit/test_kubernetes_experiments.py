@@ -327,12 +327,12 @@ def test_a_local_run_of_a_cluster_fault_is_refused_in_one_line_before_anything_s
     assert not list(tmp_path.iterdir()), "nothing ran, nothing stored"
 
 
-def test_a_local_suite_leaves_the_cluster_runs_out_saying_so(
+def test_a_local_suite_naming_a_cluster_experiment_is_refused_in_one_line(
         capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     from experiments.cli import main
 
-    with pytest.raises(SystemExit) as info:  # nothing left to run: bad input
+    with pytest.raises(SystemExit) as info:
         main(["suite", "--quick", "--only", "drain", "--results", str(tmp_path)])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "left out: drain" in err and "needs Kubernetes" in err
+    assert "\n" not in err and "cannot do drain" in err and "needs Kubernetes" in err
