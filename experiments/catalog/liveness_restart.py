@@ -3,11 +3,12 @@
 A request whose handler blocks the event loop (loop-starvation's) keeps every endpoint
 from answering — a no-op ``async`` health endpoint too, since the loop serves it. With
 a strict liveness probe (three failures a second apart, as charts often set) kubelet
-restarts the API container after ~3 s of it: in the same pod, under the same name,
-without a graceful shutdown ("Configure Liveness, Readiness and Startup Probes": the
-container is killed and restarted per the pod's restartPolicy). Everything the process
-held dies with it: the BackgroundTasks it acknowledged (202) and had not finished, and
-its scheduler's ticks until the new container runs (lost).
+restarts the API container after ~3 s of it: in the same pod, under the same name
+("Configure Liveness, Readiness and Startup Probes": the container is killed and
+restarted per the pod's restartPolicy), stopped as a deleted pod is — SIGTERM, then
+SIGKILL after the grace period. The scheduler's ticks are lost until the new container
+runs; BackgroundTasks it acknowledged (202) are lost only if still unfinished at the
+SIGKILL (measured on the node: none, they ended within the grace).
 
 The fix measured beside it: a liveness probe that tolerates the longest block — the
 lab's own (k8s/base/api.yaml: 6 failures 5 s apart) — with dependency checks left to
@@ -79,15 +80,16 @@ def judge(p: Params, r: Result) -> Verdict:
         return judged(head + " (late ticks are loop-starvation's)",
                       (Expect.exactly("container restarts", 0), restarts),
                       (Expect.exactly("BackgroundTasks lost", 0), lost["background"]))
-    # each restart kills the BackgroundTasks the process held: those accepted in the last
-    # background-seconds, and those queued behind the block
-    held = p["background_rate"] * p["background_seconds"]
+    # kubelet stops a container that fails its liveness probe as it stops a deleted pod's:
+    # SIGTERM, then SIGKILL after the grace period (measured: the BackgroundTasks in
+    # flight finished in the API's shutdown, 0 lost); what the restart costs is the
+    # scheduler's ticks until the new container runs (counted apart)
     most = p["background_rate"] * (p["background_seconds"] + p["block_seconds"])
     restart = Expect("container restarts", 1, 1, math.ceil(p["duration"] / STRICT_WINDOW),
                      f"a block past the strict probe's {STRICT_WINDOW:g} s, then a restart")
-    per = Expect("BackgroundTasks lost", round(held) * max(restarts, 1), 1,
-                 math.ceil(most) * max(restarts, 1),
-                 "those in flight, and those queued behind the block, at each restart")
+    per = Expect("BackgroundTasks lost", 0, 0, math.ceil(most),
+                 "the restart is graceful: those that end within the grace finish, those "
+                 "still queued behind the block at the SIGKILL are lost")
     return judged(head, (restart, restarts), (per, lost["background"]))
 
 
