@@ -91,10 +91,12 @@ class RunProgress(_Hook):
 
     def __call__(self, status: Status) -> None:
         with self._lock:
-            self._seen(status)
+            new_phase = self._seen(status)
             if not self._started:
                 self._started = True
                 self._live.start()
+            elif new_phase:  # drawn at once: a phase shorter than a refresh still shows
+                self._live.refresh()
 
     def render(self) -> Group:
         status = self.status or Status("starting instances")
