@@ -16,7 +16,8 @@ it:
   an unrecoverable error and the worker exits; its replacement does the same, so the
   backlog is not worked off: the acknowledged tasks are not run in the run.
 
-Either way tasks are lost to the run: under ``noeviction`` acknowledged ones; under an
+Either way tasks are lost to the run: under ``noeviction`` acknowledged ones, or the
+submissions themselves when the first writes already meet the limit; under an
 eviction policy acknowledged ones evicted with their queue, or — once LRU picks kombu's
 routing table (``_kombu.binding.celery``) — every later submission fails ("Table empty
 or key no longer exists"; celery/kombu#1063, where a maintainer names LRU mode as the
@@ -89,18 +90,14 @@ def judge(p: Params, r: Result) -> Verdict:
             f"acknowledged, {m['ticks_due']} ticks due")
     ticks = (f" (observed, not claimed: ticks duplicated "
              f"{m['ticks_duplicated']}/{m['ticks_due']})")
-    if p["policy"] == "noeviction":
-        # Nothing is evicted and nothing drains the broker once its worker is stopped.
-        lost = Expect("tasks lost", m["tasks_acknowledged"], 1, m["tasks_acknowledged"],
-                      "all but those the worker ran before the limit was reached")
-        verdict = judged(head, (lost, m["tasks_lost"]))
-        return Verdict(verdict.outcome, verdict.sentence + ticks)
-    # An eviction policy drops the broker's own keys: the queue (its tasks lost) or the
-    # routing table (every later submission refused), whichever LRU samples first.
+    # Tasks do not run either way: acknowledged ones are lost (evicted with their queue,
+    # or left behind a worker a refused write stopped), or the submissions themselves are
+    # refused — noeviction's OOM error, or an eviction policy that dropped kombu's routing
+    # key — whichever the burst meets first.
     planned = round(p["rate"] * p["duration"])
     gone = Expect("tasks lost or refused", planned, 1, planned,
-                  "the queue evicted with its tasks, or the routing key evicted and every "
-                  "later submission refused; only those the worker ran before are spared")
+                  "acknowledged and lost, or refused at submission; only those the worker "
+                  "ran before the limit are spared")
     verdict = judged(head, (gone, m["tasks_lost"] + m["tasks_refused"]))
     return Verdict(verdict.outcome, verdict.sentence + ticks)
 

@@ -110,8 +110,9 @@ def test_a_skewed_replica_fires_early_and_a_short_lock_ttl_lets_ticks_run_twice(
 def test_a_full_broker_loses_acknowledged_tasks(scalelab: Any, policy: str) -> None:
     s = run(scalelab, "broker-eviction", "--policy", policy)
     m = s["measured"]
-    # an eviction policy may drop kombu's routing key first: then submissions are refused
-    gone = m["tasks_lost"] + (m["tasks_refused"] if policy != "noeviction" else 0)
+    # submissions may be refused instead: noeviction's OOM error, or kombu's routing key
+    # evicted under an eviction policy
+    gone = m["tasks_lost"] + m["tasks_refused"]
     assert s["valid"] and gone > 0
     # the default limit is a margin over the broker's footprint, recorded as it came out
     assert s["parameters"]["maxmemory"].startswith("+")

@@ -252,6 +252,8 @@ CASES: list[tuple[str, dict[str, Any], Result, str]] = [
            ("tick@0.000", 1, 1, False, True), ("tick@1.000", 1, 1, False, True)), D),
     ("broker-eviction", {"policy": "noeviction", "rate": 1.0, "duration": 2.0},
      tasks(1, 1), N),
+    ("broker-eviction", {"policy": "noeviction", "rate": 60.0, "duration": 3.0},
+     tasks(1), D),  # the first writes past the limit: 179 of 180 submissions refused
     ("disconnect-cancel", {}, tasks(1, 1, 1), D),
     ("disconnect-cancel", {}, tasks(1, 0, 1), N),
     # the Kubernetes-native ones: more cases in tests/unit/test_kubernetes_experiments.py
