@@ -76,6 +76,19 @@ def new_run_directory(results: Path, name: str) -> Path:
     return final
 
 
+def _claim_run_directory(results: Path, name: str) -> tuple[Path, Path]:
+    """A new run directory and its ``.partial`` working copy, made atomically: runs of one
+    experiment that a suite starts in the same second (forked harnesses) each get their own."""
+    while True:
+        final = new_run_directory(results, name)
+        workdir = final.with_name(final.name + ".partial")
+        try:
+            workdir.mkdir(parents=True)
+        except FileExistsError:  # another harness claimed that name between look and make
+            continue
+        return final, workdir
+
+
 class _NotStarted(Exception):
     def __init__(self, error: PlatformError) -> None:
         super().__init__(str(error))
@@ -94,9 +107,7 @@ def run_experiment(
 ) -> Run:
     """Run ``experiment`` and store it under ``results``; ``label``: how a suite names
     this run (its variant), recorded with it."""
-    final = new_run_directory(results, experiment.name)
-    workdir = final.with_name(final.name + ".partial")
-    workdir.mkdir(parents=True)
+    final, workdir = _claim_run_directory(results, experiment.name)
     watch = Watch(progress, experiment.workload.duration, workdir)
     try:
         try:
