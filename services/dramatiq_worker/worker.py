@@ -4,9 +4,11 @@ Dramatiq acknowledges a message after its actor finishes (its docs, "Message
 acknowledgement"): a worker killed mid-message leaves it unacknowledged, and the
 Redis broker puts it back on its queue once that worker's heartbeat is older than
 ``heartbeat_timeout`` (60 s by default), found by a queue maintenance run
-(Bogdanp/dramatiq issue 527: work requeued while its worker was only slow). Delayed
+(work is requeued while its worker is only slow:
+https://github.com/Bogdanp/dramatiq/issues/527). Delayed
 messages wait in a delay queue until due, held by a worker's delay consumer
-(duplicated delayed messages: issue 431). Dramatiq has no scheduler of its own; its
+(delayed messages can be delivered twice:
+https://github.com/Bogdanp/dramatiq/issues/431). Dramatiq has no scheduler of its own; its
 docs point to periodiq, which is "single process" and minute-grained, so the lab
 sends the schedule ahead instead: the first instance to start (a ``SET NX`` on the
 broker) sends one delayed message per fire time for the next ``SEED_AHEAD`` seconds,

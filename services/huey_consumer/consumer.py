@@ -4,8 +4,9 @@ Huey's promise is the matrix's at-most-once contrast: its docs say it does not o
 at-least-once delivery — a task is taken off the queue before it runs, so a consumer
 killed mid-task loses it. And every consumer's scheduler enqueues each due periodic
 task: "only one consumer" should run with periodic tasks on, every other one with
-``-n``/``--no-periodic`` (coleifer/huey issue 716, and the docs' "Multiple
-consumers"). Component ``huey`` runs with periodic tasks unless ``huey_no_periodic``;
+``-n``/``--no-periodic`` (Huey's docs, "Multiple consumers";
+https://github.com/coleifer/huey/issues/716). Component ``huey`` runs with periodic
+tasks unless ``huey_no_periodic``;
 component ``huey-periodic`` always runs them (the one consumer of that fix).
 
 One change to Huey's timing, so a run of seconds sees many fire times: its scheduler

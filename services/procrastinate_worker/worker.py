@@ -3,7 +3,8 @@
 Every worker runs procrastinate's periodic deferrer, and each defers every due run of
 the periodic task; the database keeps one: the defer of a job already deferred for
 the same task, periodic id and fire time is refused (a unique key on
-``procrastinate_periodic_defers``; procrastinate issue 289). The task gets its fire
+``procrastinate_periodic_defers``;
+https://github.com/procrastinate-org/procrastinate/issues/289). The task gets its fire
 time as ``timestamp``, which becomes the lab's ``tick@<fire time>`` work id.
 
 What the lab measured beyond that: each defer also deletes the rows of earlier fire
@@ -13,7 +14,8 @@ no row to conflict with, and those ticks run a second time.
 
 What the docs also say: a worker killed with SIGKILL leaves its job ``doing``, and
 "these stalled jobs will remain in the queue forever" unless something retries them
-(procrastinate issue 307, the "Retry stalled jobs" how-to). ``stalled_retry`` adds
+(the "Retry stalled jobs" how-to;
+https://github.com/procrastinate-org/procrastinate/issues/307). ``stalled_retry`` adds
 that how-to's periodic task: jobs of workers whose heartbeat is older than
 ``stalled_after`` seconds go back to the queue.
 

@@ -5,9 +5,10 @@ RQ has no cron of its own in the worker; what it has is scheduled jobs
 ``rq worker --with-scheduler`` starts beside each worker. RQ's docs: however many
 workers run it, "only one scheduler can be active for a queue at any one time" — a
 lock in Redis, refreshed by the holder (its TTL: the scheduler's interval + 60 s).
-Users report duplicates when that lock lapses (rq/rq issues 1354, 1531, 2338), and
+Users report duplicates when that lock lapses (https://github.com/rq/rq/issues/1354,
+/1531 and /2338), and
 the job of a killed worker is not run again: it ends in the failed job registry when
-the started registry is cleaned (rq/rq issue 2015).
+the started registry is cleaned (https://github.com/rq/rq/issues/2015).
 
 The schedule: the first instance to start (a ``SET NX`` on the broker) enqueues one
 job per fire time for the next ``SEED_AHEAD`` seconds, each with its fire time in its
