@@ -47,6 +47,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary, n
+from experiments.tables import KUBERNETES
 from experiments.theory import Expect, in_flight, judged, needs_work_in_flight, struck
 from services.history import Event, Kind
 
@@ -170,7 +171,7 @@ def build(p: dict[str, Any]) -> Experiment:
     )
 
 
-TABLE = "kubernetes"  # experiments.tables.KUBERNETES
+TABLE = KUBERNETES.key
 
 
 def _cell(s: Summary) -> str:

@@ -43,6 +43,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary
+from experiments.tables import KUBERNETES
 from experiments.theory import Expect, judged, struck
 from services.history import Event, Kind, parse_scheduled
 
@@ -122,7 +123,7 @@ def build(p: dict[str, Any]) -> Experiment:
     )
 
 
-TABLE = "kubernetes"  # experiments.tables.KUBERNETES
+TABLE = KUBERNETES.key
 
 
 def _cell(row: str) -> Any:

@@ -46,6 +46,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import Summary
+from experiments.tables import KUBERNETES
 from experiments.theory import Expect, judged, struck
 from services.history import Event, Kind
 
@@ -124,7 +125,7 @@ def build(p: dict[str, Any]) -> Experiment:
     )
 
 
-TABLE = "kubernetes"  # experiments.tables.KUBERNETES
+TABLE = KUBERNETES.key
 
 
 def _cell(s: Summary) -> str:

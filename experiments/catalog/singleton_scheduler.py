@@ -56,6 +56,7 @@ from experiments.model import (
     Workload,
 )
 from experiments.summary import n
+from experiments.tables import KUBERNETES
 from experiments.theory import Expect, judged, struck
 from services.history import Event, parse_scheduled
 
@@ -230,7 +231,7 @@ def build(p: dict[str, Any]) -> Experiment:
     )
 
 
-TABLE = "kubernetes"  # experiments.tables.KUBERNETES
+TABLE = KUBERNETES.key
 ROW = "AsyncIOScheduler in a single instance"
 
 
